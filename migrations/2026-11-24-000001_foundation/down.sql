@@ -1,0 +1,13 @@
+REVOKE ALL ON tenants, members, refresh_tokens, api_keys, audit_log, tenant_usage FROM fahwa_app;
+DROP FUNCTION fahwa_api_key_tenant(bytea);
+DROP FUNCTION fahwa_refresh_token_tenant(bytea);
+DROP FUNCTION fahwa_tenant_id_by_slug(text);
+DROP TABLE tenant_usage;
+DROP TABLE audit_log;
+DROP TABLE api_keys;
+DROP TABLE refresh_tokens;
+DROP TABLE members;
+DROP TABLE tenants;
+DROP FUNCTION fahwa_is_operator();
+DROP FUNCTION fahwa_current_tenant();
+REVOKE USAGE ON SCHEMA public FROM fahwa_app;

@@ -1,0 +1,61 @@
+//! The application: pools, clients and configuration, shared by handlers and resolvers.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::auth::tokens::TokenKeys;
+use crate::config::{Config, redact_url};
+use crate::db::{Db, migrate};
+use crate::kv::Kv;
+
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub db: Db,
+    pub kv: Kv,
+    pub tokens: TokenKeys,
+}
+
+impl Deref for App {
+    type Target = AppInner;
+
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Creates the database if needed, migrates it, and builds the pools.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let url = config.database_url.clone();
+        migrate::create_database_if_missing(&url)
+            .await
+            .with_context(|| format!("database {}", redact_url(&url)))?;
+        let applied = migrate::run_pending(&url).await?;
+        if applied > 0 {
+            tracing::info!(applied, "ran migrations");
+        }
+        let db = Db::new(&url, config.db_pool_size);
+        let kv = match &config.redis_url {
+            Some(redis_url) => {
+                tracing::info!(redis = %redact_url(redis_url), "using Redis");
+                Kv::redis(redis_url, &config.redis_prefix)?
+            }
+            None => {
+                tracing::info!("no FAHWA_REDIS_URL: using in-process counters and caches");
+                Kv::memory()
+            }
+        };
+        let tokens = TokenKeys::from_config(&config)?;
+        Ok(App(Arc::new(AppInner {
+            config,
+            db,
+            kv,
+            tokens,
+        })))
+    }
+}

@@ -1,0 +1,109 @@
+//! `fahwa serve --demo`: a demo tenant with one member per role, with known passwords.
+
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use crate::App;
+use crate::accounts::Caller;
+use crate::accounts::sessions::{self, SignUp};
+use crate::auth::{Principal, Role, password};
+use crate::db::Scope;
+use crate::db::members::{MemberRow, NewMember};
+use crate::db::tenants::TenantRow;
+
+pub const DEMO_SLUG: &str = "demo";
+
+const PEOPLE: [(Role, &str, &str, &str); 4] = [
+    (
+        Role::Owner,
+        "Olivia Owner",
+        "owner@demo.fahwa.dev",
+        "demo-owner-password",
+    ),
+    (
+        Role::Admin,
+        "Adam Admin",
+        "admin@demo.fahwa.dev",
+        "demo-admin-password",
+    ),
+    (
+        Role::Analyst,
+        "Ana Analyst",
+        "analyst@demo.fahwa.dev",
+        "demo-analyst-password",
+    ),
+    (
+        Role::Viewer,
+        "Victor Viewer",
+        "viewer@demo.fahwa.dev",
+        "demo-viewer-password",
+    ),
+];
+
+pub async fn ensure(app: &App) -> anyhow::Result<()> {
+    let meta = sessions::request_meta_for_cli();
+    let existing = app
+        .db
+        .scoped(Scope::Anonymous, |conn| {
+            async move { TenantRow::id_by_slug(conn, DEMO_SLUG).await }.scope_boxed()
+        })
+        .await?;
+    let tenant_id = match existing {
+        Some(id) => id,
+        None => {
+            let (_, name, email, pass) = PEOPLE[0];
+            let caller = Caller {
+                app,
+                principal: &Principal::Anonymous,
+                meta: &meta,
+            };
+            let grant = sessions::sign_up(
+                &caller,
+                SignUp {
+                    tenant_name: "Demo Inc.".into(),
+                    tenant_slug: Some(DEMO_SLUG.into()),
+                    name: name.into(),
+                    email: email.into(),
+                    password: pass.into(),
+                },
+            )
+            .await?;
+            grant.tenant.id
+        }
+    };
+    for (role, name, email, pass) in PEOPLE.iter().skip(1).copied() {
+        let hash = password::hash(pass).await?;
+        app.db
+            .tenant(tenant_id, |conn| {
+                async move {
+                    if MemberRow::find_active_by_email(conn, email)
+                        .await?
+                        .is_none()
+                    {
+                        MemberRow::insert(
+                            conn,
+                            &NewMember {
+                                id: Uuid::new_v4(),
+                                tenant_id,
+                                email,
+                                name,
+                                password_hash: &hash,
+                                role: role.as_str(),
+                                is_operator: false,
+                            },
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                }
+                .scope_boxed()
+            })
+            .await?;
+    }
+    println!("\nDemo tenant ready. Log in at the playground with tenantSlug \"{DEMO_SLUG}\":");
+    for (role, _, email, pass) in PEOPLE {
+        println!("  {:<8} {email:<26} {pass}", role.as_str());
+    }
+    println!();
+    Ok(())
+}

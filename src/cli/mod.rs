@@ -1,0 +1,126 @@
+//! The `fahwa` command line: `serve`, `migrate`, `print-schema`, `create-operator`.
+
+mod demo;
+mod operator;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, ConfigFlags};
+use crate::{App, http, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "fahwa",
+    version,
+    about = "Live product and revenue analytics for SaaS companies"
+)]
+pub struct Cli {
+    /// TOML file with settings (lower priority than environment variables and flags)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server
+    Serve {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// Create (or reuse) a demo tenant with one member per role, and print how to log in
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Create the database if needed and run pending migrations
+    Migrate {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// Revert every migration instead (destroys all data)
+        #[arg(long)]
+        revert_all: bool,
+    },
+    /// Print the GraphQL schema (SDL); `schema.graphql` holds its output
+    PrintSchema,
+    /// Create a platform operator (or make an existing member one)
+    CreateOperator {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long, default_value = "Operator")]
+        name: String,
+        /// The tenant the operator signs in to (created if missing)
+        #[arg(long, default_value = operator::OPERATOR_TENANT)]
+        tenant: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.as_deref();
+    match cli.command {
+        Command::PrintSchema => {
+            print!("{}", crate::graphql::sdl());
+            Ok(())
+        }
+        Command::Serve { flags, demo } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(config.log_format);
+            serve(config, demo).await
+        }
+        Command::Migrate { flags, revert_all } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(config.log_format);
+            let url = &config.database_url;
+            crate::db::migrate::create_database_if_missing(url).await?;
+            let n = if revert_all {
+                crate::db::migrate::revert_all(url).await?
+            } else {
+                crate::db::migrate::run_pending(url).await?
+            };
+            println!(
+                "{} {n} migration(s)",
+                if revert_all { "reverted" } else { "applied" }
+            );
+            Ok(())
+        }
+        Command::CreateOperator {
+            flags,
+            email,
+            password,
+            name,
+            tenant,
+        } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(config.log_format);
+            let app = App::build(config).await?;
+            operator::create(&app, &tenant, &name, &email, &password).await
+        }
+    }
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let listen = config.listen;
+    if demo && config.env == crate::config::Environment::Production {
+        anyhow::bail!(
+            "--demo creates members with published passwords; it is refused in production"
+        );
+    }
+    let app = App::build(config).await?;
+    http::metrics_install();
+    if demo {
+        demo::ensure(&app).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    tracing::info!(
+        "listening on http://{listen}  (GraphQL /api/v1/graphql, playground http://{listen}/playground)"
+    );
+    http::serve(app, listener, http::shutdown_signal()).await
+}

@@ -1,0 +1,178 @@
+//! Configuration in layers: built-in defaults, then an optional TOML file, then environment
+//! variables (`FAHWA_*`, plus `DATABASE_URL` for diesel's CLI), then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this instance writes, so that deployments (and tests) can share
+    /// one Redis.
+    pub redis_prefix: String,
+    pub listen: SocketAddr,
+    pub jwt_secret: Option<String>,
+    /// Secrets of earlier signing keys, still accepted for verification during a rotation.
+    pub jwt_previous_secrets: Vec<String>,
+    pub env: Environment,
+    pub log_format: LogFormat,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_days: u64,
+    pub db_pool_size: u32,
+    pub max_body_bytes: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+    pub max_query_aliases: usize,
+}
+
+impl std::fmt::Debug for Config {
+    // Secrets stay out of logs, even at debug level.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("listen", &self.listen)
+            .field("env", &self.env)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "postgres://postgres@127.0.0.1:5432/fahwa".into(),
+            redis_url: None,
+            redis_prefix: "fahwa:".into(),
+            listen: ([127, 0, 0, 1], 8080).into(),
+            jwt_secret: None,
+            jwt_previous_secrets: Vec::new(),
+            env: Environment::Development,
+            log_format: LogFormat::Text,
+            access_token_ttl_secs: MAX_ACCESS_TOKEN_TTL_SECS,
+            refresh_token_ttl_days: 30,
+            db_pool_size: 16,
+            max_body_bytes: 2 * 1024 * 1024,
+            trust_proxy: false,
+            max_query_depth: 12,
+            max_query_complexity: 2_000,
+            max_query_aliases: 30,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Default, Clone, Serialize, clap::Args)]
+pub struct ConfigFlags {
+    /// PostgreSQL URL [env: FAHWA_DATABASE_URL]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Redis URL; without it the server uses in-process equivalents [env: FAHWA_REDIS_URL]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// Address to listen on [env: FAHWA_LISTEN]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Signing key for access tokens, at least 32 bytes [env: FAHWA_JWT_SECRET]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    /// development or production [env: FAHWA_ENV]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<Environment>,
+    /// text or json [env: FAHWA_LOG_FORMAT]
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Reads every layer. `file` is the `--config` path (or `FAHWA_CONFIG`).
+    pub fn load(file: Option<&Path>, flags: &ConfigFlags) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("FAHWA_CONFIG").map(Into::into));
+        if let Some(path) = file {
+            anyhow::ensure!(path.exists(), "config file {} not found", path.display());
+            figment = figment.merge(Toml::file(path));
+        }
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            figment = figment.merge(Serialized::default("database_url", url));
+        }
+        figment = figment
+            .merge(Env::prefixed("FAHWA_").ignore(&["config"]))
+            .merge(Serialized::defaults(flags));
+        let config: Config = figment.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (60..=MAX_ACCESS_TOKEN_TTL_SECS).contains(&self.access_token_ttl_secs),
+            "access_token_ttl_secs must be between 60 and {MAX_ACCESS_TOKEN_TTL_SECS}"
+        );
+        anyhow::ensure!(self.db_pool_size >= 2, "db_pool_size must be at least 2");
+        Ok(())
+    }
+}
+
+/// `scheme://user:password@host/...` becomes `scheme://user:***@host/...`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

@@ -1,0 +1,171 @@
+//! PostgreSQL: the pool, migrations, and [`Db::scoped`], the one way queries reach tenant data.
+//!
+//! Every pooled connection runs as the role `fahwa_app` (no BYPASSRLS), and every unit of work is
+//! a transaction that first states its [`Scope`]; the row-level security policies read that
+//! setting. A query that forgot its tenant filter therefore still sees only its own tenant.
+
+pub mod api_keys;
+pub mod audit;
+pub mod members;
+pub mod migrate;
+pub mod schema;
+pub mod sessions;
+pub mod tenants;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::sql_types::Text;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{SimpleAsyncConnection, TransactionManager};
+use futures_util::FutureExt;
+use scoped_futures::ScopedBoxFuture;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult};
+
+pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type Conn = AsyncPgConnection;
+
+/// Whose rows a unit of work may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// One tenant's rows.
+    Tenant(Uuid),
+    /// Every tenant's rows, read-only by policy: platform operators.
+    Operator,
+    /// No tenant's rows: look-ups before sign-in go through the `SECURITY DEFINER` functions.
+    Anonymous,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    statements: Arc<AtomicU64>,
+}
+
+/// Counts the statements sent, so tests can prove that batching keeps them flat.
+struct StatementCounter(Arc<AtomicU64>);
+
+impl Instrumentation for StatementCounter {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Db {
+    /// Builds the pool without connecting, so a server whose database is down starts, reports
+    /// not-ready, and recovers by itself.
+    pub fn new(url: &str, size: u32) -> Self {
+        let statements = Arc::new(AtomicU64::new(0));
+        let counter = statements.clone();
+        let mut config = ManagerConfig::default();
+        config.custom_setup = Box::new(move |url| {
+            let counter = counter.clone();
+            async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.batch_execute("SET ROLE fahwa_app; SET application_name = 'fahwa'")
+                    .await
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                conn.set_instrumentation(StatementCounter(counter));
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::new_with_config(url, config);
+        let pool = bb8::Pool::builder()
+            .max_size(size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .build_unchecked(manager);
+        Self { pool, statements }
+    }
+
+    /// Statements sent through this pool since it was built.
+    pub fn statement_count(&self) -> u64 {
+        AtomicU64::load(&self.statements, Ordering::Relaxed)
+    }
+
+    pub fn pool_state(&self) -> bb8::State {
+        self.pool.state()
+    }
+
+    pub async fn ping(&self) -> AppResult<()> {
+        let mut conn = self.pool.get().await?;
+        conn.batch_execute("SELECT 1").await?;
+        Ok(())
+    }
+
+    /// Runs `work` in one transaction that sees only what `scope` allows.
+    pub async fn scoped<'a, R, F>(&self, scope: Scope, work: F) -> AppResult<R>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        let mut conn = self.pool.get().await?;
+        let conn: &mut Conn = &mut conn;
+        AnsiTransactionManager::begin_transaction(conn).await?;
+        let result = match set_scope(conn, scope).await {
+            Ok(()) => work(conn).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(value) => {
+                AnsiTransactionManager::commit_transaction(conn).await?;
+                Ok(value)
+            }
+            Err(err) => {
+                AnsiTransactionManager::rollback_transaction(conn).await?;
+                Err(err)
+            }
+        }
+    }
+
+    pub async fn tenant<'a, R, F>(&self, tenant_id: Uuid, work: F) -> AppResult<R>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        self.scoped(Scope::Tenant(tenant_id), work).await
+    }
+}
+
+async fn set_scope(conn: &mut Conn, scope: Scope) -> AppResult<()> {
+    let (tenant, operator) = match scope {
+        Scope::Tenant(id) => (id.to_string(), "off"),
+        Scope::Operator => (String::new(), "on"),
+        Scope::Anonymous => (String::new(), "off"),
+    };
+    diesel::sql_query(
+        "SELECT set_config('fahwa.tenant_id', $1, true), set_config('fahwa.operator', $2, true)",
+    )
+    .bind::<Text, _>(tenant)
+    .bind::<Text, _>(operator)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// True when `err` is a unique-constraint violation on the named constraint or index.
+pub fn is_unique_violation(err: &diesel::result::Error, constraint: &str) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            info
+        ) if info.constraint_name() == Some(constraint)
+    )
+}
+
+impl From<AppError> for diesel::result::Error {
+    // Only so that `?` works inside diesel-async's own transaction closures if one is ever used;
+    // the information is kept in the message.
+    fn from(err: AppError) -> Self {
+        diesel::result::Error::QueryBuilderError(err.to_string().into())
+    }
+}

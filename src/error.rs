@@ -1,0 +1,95 @@
+//! Which error to use where: everything below the HTTP layer returns [`AppError`]. Resolvers use
+//! `?` on it freely: async-graphql keeps the value as the error's source, and
+//! [`crate::graphql::errors`] turns it into the contract's `extensions.code` in one place.
+//! `Internal` carries the real cause for the log; its text never reaches a client.
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The caller is not signed in, or their credentials were rejected.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is signed in but their role or scopes do not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The input breaks a rule; the message says which field and why.
+    #[error("{0}")]
+    BadInput(String),
+    /// Nothing of that kind with that ID is visible to the caller.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Too many attempts; the client should wait.
+    #[error("too many attempts, retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// The query is deeper, costlier or more aliased than the server allows.
+    #[error("{0}")]
+    TooComplex(String),
+    /// Anything else. Logged with its cause, shown as a generic message.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        Self::BadInput(msg.into())
+    }
+
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Self::Forbidden(msg.into())
+    }
+
+    pub fn unauthenticated(msg: impl Into<String>) -> Self {
+        Self::Unauthenticated(msg.into())
+    }
+
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// The contract's `extensions.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::BadInput(_) => "BAD_USER_INPUT",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(err: diesel::result::Error) -> Self {
+        match err {
+            diesel::result::Error::NotFound => Self::NotFound("record"),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppError {
+    fn from(err: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
+        Self::Internal(anyhow::anyhow!("database pool: {err}"))
+    }
+}
+
+impl From<Arc<AppError>> for AppError {
+    fn from(err: Arc<AppError>) -> Self {
+        match &*err {
+            Self::Unauthenticated(m) => Self::Unauthenticated(m.clone()),
+            Self::Forbidden(m) => Self::Forbidden(m.clone()),
+            Self::BadInput(m) => Self::BadInput(m.clone()),
+            Self::NotFound(what) => Self::NotFound(what),
+            Self::RateLimited { retry_after_secs } => Self::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
+            Self::TooComplex(m) => Self::TooComplex(m.clone()),
+            Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+}

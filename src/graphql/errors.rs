@@ -1,0 +1,178 @@
+//! The one place where errors get the contract's `extensions.code`, and where the alias limit
+//! (which async-graphql lacks) is enforced.
+
+use std::sync::Arc;
+
+use std::sync::Mutex;
+
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
+    ResolveInfo,
+};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Value, Variables};
+
+use crate::error::AppError;
+
+pub struct ErrorCodes {
+    pub max_aliases: usize,
+}
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension {
+            max_aliases: self.max_aliases,
+            nulled: Mutex::default(),
+        })
+    }
+}
+
+/// Created per request.
+struct ErrorCodesExtension {
+    max_aliases: usize,
+    /// Errors of nullable fields that were answered with `null`.
+    nulled: Mutex<Vec<ServerError>>,
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        let nulled = std::mem::take(&mut *self.nulled.lock().unwrap_or_else(|e| e.into_inner()));
+        response.errors.extend(nulled);
+        for err in &mut response.errors {
+            assign_code(err);
+        }
+        response
+    }
+
+    /// async-graphql leaves a failed field out of its object; GraphQL (and our contract) wants
+    /// a nullable field that fails to be `null`, with its error beside the data.
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let nullable = !info.return_type.ends_with('!');
+        match next.run(ctx, info).await {
+            Err(err) if nullable => {
+                self.nulled
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(err);
+                Ok(Some(Value::Null))
+            }
+            other => other,
+        }
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let doc = next.run(ctx, query, variables).await?;
+        let aliases = count_aliases(&doc);
+        if aliases > self.max_aliases {
+            return Err(coded(
+                format!(
+                    "the query uses {aliases} aliases; at most {} are allowed",
+                    self.max_aliases
+                ),
+                "QUERY_TOO_COMPLEX",
+            ));
+        }
+        Ok(doc)
+    }
+}
+
+fn coded(message: String, code: &str) -> ServerError {
+    let mut err = ServerError::new(message, None);
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", code);
+    err.extensions = Some(ext);
+    err
+}
+
+fn has_code(err: &ServerError) -> bool {
+    err.extensions
+        .as_ref()
+        .is_some_and(|e| e.get("code").is_some())
+}
+
+/// Gives `err` its code: from the `AppError` behind it, from async-graphql's own limit and
+/// validation messages, or `INTERNAL` (with the detail logged, not shown) for anything else.
+pub fn assign_code(err: &mut ServerError) {
+    if has_code(err) {
+        return;
+    }
+    let app_error = err
+        .source::<AppError>()
+        .or_else(|| err.source::<Arc<AppError>>().map(|a| &**a));
+    let (code, retry_after) = match app_error {
+        Some(app) => {
+            if let AppError::Internal(cause) = app {
+                tracing::error!(error = format!("{cause:#}"), path = ?err.path, "internal error");
+            }
+            let retry = match app {
+                AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                _ => None,
+            };
+            (app.code(), retry)
+        }
+        None if err.source.is_some() => {
+            tracing::error!(message = %err.message, path = ?err.path, "unclassified resolver error");
+            err.message = "internal error".into();
+            ("INTERNAL", None)
+        }
+        None => {
+            let limit = [
+                "Query is too complex",
+                "Query is nested too deep",
+                "recursion depth",
+            ]
+            .iter()
+            .any(|m| err.message.contains(m));
+            (
+                if limit {
+                    "QUERY_TOO_COMPLEX"
+                } else {
+                    "BAD_USER_INPUT"
+                },
+                None,
+            )
+        }
+    };
+    let ext = err.extensions.get_or_insert_with(Default::default);
+    ext.set("code", code);
+    if let Some(secs) = retry_after {
+        ext.set("retryAfterSeconds", secs);
+    }
+}
+
+fn count_aliases(doc: &ExecutableDocument) -> usize {
+    let mut total = 0;
+    for (_, op) in doc.operations.iter() {
+        total += count_in(&op.node.selection_set.node);
+    }
+    for fragment in doc.fragments.values() {
+        total += count_in(&fragment.node.selection_set.node);
+    }
+    total
+}
+
+fn count_in(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + count_in(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(f) => count_in(&f.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}

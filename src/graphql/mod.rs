@@ -1,0 +1,65 @@
+//! The GraphQL schema: root types merged per domain, limits, and per-request data.
+
+mod auth;
+pub mod errors;
+pub mod loaders;
+pub mod pagination;
+pub mod tenant;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+
+use crate::accounts::Caller;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::config::Config;
+use crate::db::audit::RequestMeta;
+
+#[derive(MergedObject, Default)]
+pub struct Query(auth::AuthQuery, tenant::TenantQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(auth::AuthMutation, tenant::TenantMutation);
+
+pub type FahwaSchema = Schema<Query, Mutation, EmptySubscription>;
+
+fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .extension(errors::ErrorCodes {
+            max_aliases: config.max_query_aliases,
+        })
+}
+
+/// The schema the server runs, with the application attached.
+pub fn build_schema(app: &App) -> FahwaSchema {
+    builder(&app.config).data(app.clone()).finish()
+}
+
+/// The SDL of the schema (what `schema.graphql` holds).
+pub fn sdl() -> String {
+    builder(&Config::default()).finish().sdl()
+}
+
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a App {
+    ctx.data_unchecked::<App>()
+}
+
+pub(crate) fn caller<'a>(ctx: &Context<'a>) -> Caller<'a> {
+    static NO_META: std::sync::LazyLock<RequestMeta> =
+        std::sync::LazyLock::new(RequestMeta::default);
+    Caller {
+        app: app(ctx),
+        principal: crate::auth::guards::principal(ctx),
+        meta: ctx.data_opt::<RequestMeta>().unwrap_or(&NO_META),
+    }
+}
+
+/// Everything one request carries into the schema.
+pub fn request_data(app: &App, principal: Principal, meta: RequestMeta) -> async_graphql::Data {
+    let mut data = async_graphql::Data::default();
+    data.insert(loaders::Loaders::new(&app.db, principal.loader_scope()));
+    data.insert(principal);
+    data.insert(meta);
+    data
+}

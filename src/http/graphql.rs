@@ -1,0 +1,167 @@
+//! GraphQL over HTTP (POST, and GET for queries) and over WebSocket (both protocols).
+
+use std::net::SocketAddr;
+
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, Data};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+
+use super::{HttpState, REQUEST_ID, authenticate, error_response};
+use crate::db::audit::RequestMeta;
+use crate::graphql::request_data;
+
+const MAX_BATCH: usize = 10;
+
+fn request_meta(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect::<String>())
+    };
+    let forwarded = state
+        .app
+        .config
+        .trust_proxy
+        .then(|| header("x-forwarded-for"))
+        .flatten()
+        .and_then(|v| v.split(',').next().map(|s| s.trim().to_string()));
+    RequestMeta {
+        ip: Some(forwarded.unwrap_or_else(|| peer.ip().to_string())),
+        user_agent: header(header::USER_AGENT.as_str()),
+        request_id: header(REQUEST_ID.as_str()),
+    }
+}
+
+async fn data_for(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Data {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = authenticate(&state.app, authorization).await;
+    request_data(&state.app, principal, request_meta(state, headers, peer))
+}
+
+pub async fn graphql_post(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                format!(
+                    "request body is larger than {} bytes",
+                    state.app.config.max_body_bytes
+                )
+            } else {
+                "could not read the request body".to_string()
+            };
+            return error_response(status, "BAD_USER_INPUT", &message);
+        }
+    };
+    let batch: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("the body is not a GraphQL request in JSON: {e}"),
+            );
+        }
+    };
+    match batch {
+        BatchRequest::Single(mut request) => {
+            request.data = data_for(&state, &headers, peer).await;
+            Json(state.schema.execute(request).await).into_response()
+        }
+        BatchRequest::Batch(requests) => {
+            if requests.len() > MAX_BATCH {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "QUERY_TOO_COMPLEX",
+                    &format!("a batch may hold at most {MAX_BATCH} operations"),
+                );
+            }
+            let mut responses = Vec::with_capacity(requests.len());
+            for mut request in requests {
+                request.data = data_for(&state, &headers, peer).await;
+                responses.push(state.schema.execute(request).await);
+            }
+            Json(responses).into_response()
+        }
+    }
+}
+
+/// Queries only: a GET must not change anything (links and prefetches send GETs).
+pub async fn graphql_get(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let mut request = match async_graphql::http::parse_query_string(uri.query().unwrap_or("")) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                &format!("the query string is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+        let name = request.operation_name.as_deref();
+        let is_query = doc.operations.iter().all(|(op_name, op)| {
+            let selected = name.is_none() || op_name.map(|n| n.as_str()) == name;
+            !selected || op.node.ty == OperationType::Query
+        });
+        if !is_query {
+            return error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BAD_USER_INPUT",
+                "only queries may be sent with GET; use POST for mutations",
+            );
+        }
+    }
+    request.data = data_for(&state, &headers, peer).await;
+    Json(state.schema.execute(request).await).into_response()
+}
+
+pub async fn graphql_ws(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let meta = request_meta(&state, &headers, peer);
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let app = state.app.clone();
+            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let authorization = payload
+                        .get("authorization")
+                        .or_else(|| payload.get("Authorization"))
+                        .and_then(|v| v.as_str())
+                        .map(str::to_string);
+                    let principal = authenticate(&app, authorization.as_deref()).await;
+                    if let crate::auth::Principal::Rejected(reason) = &principal {
+                        return Err(async_graphql::Error::new(reason.clone()));
+                    }
+                    Ok(request_data(&app, principal, meta))
+                })
+                .serve()
+        })
+}

@@ -1,0 +1,36 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+
+use super::HttpState;
+
+/// The process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The process can serve: PostgreSQL answers, and Redis too when configured.
+pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_json::Value>) {
+    let postgres = state.app.db.ping().await.is_ok();
+    let redis = if state.app.kv.is_redis() {
+        Some(state.app.kv.ping().await.is_ok())
+    } else {
+        None
+    };
+    let ready = postgres && redis.unwrap_or(true);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let check = |ok: bool| if ok { "ok" } else { "unavailable" };
+    (
+        status,
+        Json(json!({
+            "status": check(ready),
+            "postgres": check(postgres),
+            "redis": redis.map_or("not configured", check),
+        })),
+    )
+}

@@ -1,0 +1,173 @@
+//! Small shared counters with expiry: Redis when configured (shared by every instance), else an
+//! in-process cache with the same behaviour for a single instance.
+
+use std::time::{Duration, Instant};
+
+use bb8_redis::RedisConnectionManager;
+use moka::future::Cache;
+use moka::ops::compute::Op;
+
+use crate::error::{AppError, AppResult};
+
+pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+
+#[derive(Clone)]
+pub enum Kv {
+    Redis { pool: RedisPool, prefix: String },
+    Memory(Cache<String, (i64, Instant)>),
+}
+
+fn redis_err(e: impl std::fmt::Display) -> AppError {
+    AppError::internal(anyhow::anyhow!("redis: {e}"))
+}
+
+impl Kv {
+    pub fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
+        let manager = RedisConnectionManager::new(url)?;
+        let pool = bb8::Pool::builder()
+            .max_size(16)
+            .connection_timeout(Duration::from_secs(3))
+            .build_unchecked(manager);
+        Ok(Kv::Redis {
+            pool,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn memory() -> Self {
+        Kv::Memory(
+            Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+        )
+    }
+
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Kv::Redis { .. })
+    }
+
+    pub async fn ping(&self) -> AppResult<()> {
+        if let Kv::Redis { pool, .. } = self {
+            let mut conn = pool.get().await.map_err(redis_err)?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut *conn)
+                .await
+                .map_err(redis_err)?;
+        }
+        Ok(())
+    }
+
+    /// Adds one to `key` and returns the new count; the key expires `ttl` after its first count.
+    pub async fn incr(&self, key: &str, ttl: Duration) -> AppResult<i64> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let (count, _): (i64, i64) = redis::pipe()
+                    .atomic()
+                    .cmd("INCR")
+                    .arg(format!("{prefix}{key}"))
+                    .cmd("EXPIRE")
+                    .arg(format!("{prefix}{key}"))
+                    .arg(ttl.as_secs().max(1))
+                    .arg("NX")
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(count)
+            }
+            Kv::Memory(cache) => {
+                let now = Instant::now();
+                let entry = cache
+                    .entry(key.to_string())
+                    .and_compute_with(|old| {
+                        let next = match old.map(|e| e.into_value()) {
+                            Some((n, exp)) if exp > now => (n + 1, exp),
+                            _ => (1, now + ttl),
+                        };
+                        std::future::ready(Op::Put(next))
+                    })
+                    .await;
+                Ok(entry.into_entry().map(|e| e.value().0).unwrap_or(1))
+            }
+        }
+    }
+
+    /// Sets `key` to `value`, to expire `ttl` from now (replacing any earlier expiry).
+    pub async fn set(&self, key: &str, value: i64, ttl: Duration) -> AppResult<()> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let _: () = redis::cmd("SET")
+                    .arg(format!("{prefix}{key}"))
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            Kv::Memory(cache) => {
+                cache
+                    .insert(key.to_string(), (value, Instant::now() + ttl))
+                    .await
+            }
+        }
+        Ok(())
+    }
+
+    /// The count and the time it has left, if the key is alive.
+    pub async fn get(&self, key: &str) -> AppResult<Option<(i64, Duration)>> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let (count, ttl_ms): (Option<i64>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(format!("{prefix}{key}"))
+                    .cmd("PTTL")
+                    .arg(format!("{prefix}{key}"))
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(count.map(|c| (c, Duration::from_millis(ttl_ms.max(0) as u64))))
+            }
+            Kv::Memory(cache) => Ok(cache.get(key).await.and_then(|(n, exp)| {
+                let left = exp.checked_duration_since(Instant::now())?;
+                Some((n, left))
+            })),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> AppResult<()> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let _: i64 = redis::cmd("DEL")
+                    .arg(format!("{prefix}{key}"))
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            Kv::Memory(cache) => cache.invalidate(key).await,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_counts_and_expires() {
+        let kv = Kv::memory();
+        assert_eq!(kv.incr("a", Duration::from_millis(80)).await.unwrap(), 1);
+        assert_eq!(kv.incr("a", Duration::from_millis(80)).await.unwrap(), 2);
+        assert_eq!(kv.get("a").await.unwrap().map(|(n, _)| n), Some(2));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(kv.get("a").await.unwrap(), None);
+        assert_eq!(kv.incr("a", Duration::from_secs(5)).await.unwrap(), 1);
+        kv.delete("a").await.unwrap();
+        assert_eq!(kv.get("a").await.unwrap(), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! Fahwa: live product and revenue analytics for SaaS companies, behind one GraphQL API.
+//! ARCHITECTURE.md at the repository root says where each concern lives.
+
+pub mod accounts;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod kv;
+pub mod telemetry;
+pub mod validate;
+
+pub use app::App;
+pub use config::Config;

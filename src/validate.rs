@@ -1,0 +1,119 @@
+//! Checks on user input that several operations share. Each error names the field.
+
+use crate::error::{AppError, AppResult};
+
+pub fn email(value: &str, field: &str) -> AppResult<String> {
+    let trimmed = value.trim().to_lowercase();
+    if trimmed.len() > 254
+        || !email_address::EmailAddress::is_valid(&trimmed)
+        || !trimmed.contains('.')
+    {
+        return Err(AppError::bad_input(format!(
+            "{field}: '{}' is not a valid email address",
+            truncate(value)
+        )));
+    }
+    Ok(trimmed)
+}
+
+pub fn name(value: &str, field: &str) -> AppResult<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control)
+    {
+        return Err(AppError::bad_input(format!(
+            "{field}: must be 1 to 200 printable characters"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+pub fn slug(value: &str, field: &str) -> AppResult<String> {
+    let ok = (2..=63).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-');
+    if !ok {
+        return Err(AppError::bad_input(format!(
+            "{field}: must be 2 to 63 characters of a-z, 0-9 and '-', not starting with '-'"
+        )));
+    }
+    Ok(value.to_string())
+}
+
+/// A slug made from a display name ("Acme, Inc." gives "acme-inc").
+pub fn slug_from_name(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let mut slug: String = out.trim_matches('-').chars().take(40).collect();
+    while slug.len() < 2 {
+        slug.push('x');
+    }
+    slug.trim_end_matches('-').to_string()
+}
+
+pub fn timezone(value: &str, field: &str) -> AppResult<String> {
+    value
+        .parse::<chrono_tz::Tz>()
+        .map(|tz| tz.name().to_string())
+        .map_err(|_| {
+            AppError::bad_input(format!(
+                "{field}: '{}' is not an IANA time zone (e.g. Europe/Berlin)",
+                truncate(value)
+            ))
+        })
+}
+
+pub fn currency(value: &str, field: &str) -> AppResult<String> {
+    let upper = value.trim().to_uppercase();
+    match iso_currency::Currency::from_code(&upper) {
+        Some(_) => Ok(upper),
+        None => Err(AppError::bad_input(format!(
+            "{field}: '{}' is not an ISO 4217 currency code",
+            truncate(value)
+        ))),
+    }
+}
+
+pub fn uuid(value: &str, what: &'static str) -> AppResult<uuid::Uuid> {
+    // An ID that cannot exist is reported like one that does not: the caller learns nothing.
+    value.parse().map_err(|_| AppError::NotFound(what))
+}
+
+fn truncate(value: &str) -> String {
+    value.chars().take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_common_inputs() {
+        assert_eq!(
+            email(" Ann@Example.COM ", "email").unwrap(),
+            "ann@example.com"
+        );
+        assert!(email("not-an-email", "email").is_err());
+        assert!(email("a@b", "email").is_err());
+        assert_eq!(slug_from_name("Acme, Inc."), "acme-inc");
+        assert_eq!(slug_from_name("Ö"), "xx");
+        assert!(slug("acme-inc", "slug").is_ok());
+        assert!(slug("Acme", "slug").is_err());
+        assert!(slug("-acme", "slug").is_err());
+        assert_eq!(
+            timezone("America/Los_Angeles", "tz").unwrap(),
+            "America/Los_Angeles"
+        );
+        assert!(timezone("Mars/Olympus", "tz").is_err());
+        assert_eq!(currency("eur", "currency").unwrap(), "EUR");
+        assert!(currency("XYZW", "currency").is_err());
+        assert!(name("  ", "name").is_err());
+    }
+}
