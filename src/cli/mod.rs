@@ -112,7 +112,6 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         );
     }
     let app = App::build(config).await?;
-    http::metrics_install();
     if demo {
         demo::ensure(&app).await?;
     }

@@ -25,7 +25,6 @@ use crate::app::App;
 use crate::graphql::{FahwaSchema, build_schema};
 
 pub use authenticate::authenticate;
-pub use metrics::install as metrics_install;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,6 +36,7 @@ pub struct HttpState {
 }
 
 pub fn router(app: App) -> Router {
+    metrics::install();
     let state = HttpState {
         schema: build_schema(&app),
         app: app.clone(),

@@ -1,0 +1,370 @@
+//! A real server per test: its own database (copied from a template migrated once per run), its
+//! own Redis key prefix, listening on a random port.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fahwa::App;
+use fahwa::config::{Config, Environment};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::{OnceCell, oneshot};
+use uuid::Uuid;
+
+pub fn pg_admin_url(db: &str) -> String {
+    let base = std::env::var("FAHWA_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    format!("{}/{db}", base.trim_end_matches('/'))
+}
+
+pub fn redis_url() -> String {
+    std::env::var("FAHWA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+async fn admin() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg_admin_url("postgres"), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL must run for the tests (see README)");
+    tokio::spawn(conn);
+    client
+}
+
+fn migrations_hash() -> String {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flat_map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                std::fs::read_dir(p)
+                    .unwrap()
+                    .map(|f| f.unwrap().path())
+                    .collect()
+            } else {
+                vec![p]
+            }
+        })
+        .collect();
+    files.sort();
+    let mut hasher = Sha256::new();
+    for f in files {
+        hasher.update(f.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&f).unwrap());
+    }
+    hex::encode(&hasher.finalize()[..6])
+}
+
+/// The migrated template, built once per test process (and reused across runs while the
+/// migrations are unchanged).
+async fn template() -> &'static str {
+    static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("fahwa_tmpl_{}", migrations_hash());
+            let client = admin().await;
+            client.execute("SELECT pg_advisory_lock(4242001)", &[]).await.unwrap();
+            // Databases of earlier runs are dropped here; tests of this run make new ones.
+            let stale = client
+                .query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'fahwa_t\\_%' OR (datname LIKE 'fahwa_tmpl_%' AND datname <> $1)",
+                    &[&name],
+                )
+                .await
+                .unwrap();
+            for row in stale {
+                let db: String = row.get(0);
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                    .await;
+            }
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .await
+                .unwrap()
+                .is_some();
+            if !exists {
+                let wip = format!("{name}_wip");
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS \"{wip}\" WITH (FORCE)"),
+                    format!("CREATE DATABASE \"{wip}\""),
+                ] {
+                    client.batch_execute(&sql).await.unwrap();
+                }
+                fahwa::db::migrate::run_pending(&pg_admin_url(&wip)).await.unwrap();
+                wait_for_no_connections(&client, &wip).await;
+                client
+                    .batch_execute(&format!("ALTER DATABASE \"{wip}\" RENAME TO \"{name}\""))
+                    .await
+                    .unwrap();
+            }
+            client.execute("SELECT pg_advisory_unlock(4242001)", &[]).await.unwrap();
+            name
+        })
+        .await
+}
+
+async fn wait_for_no_connections(client: &tokio_postgres::Client, db: &str) {
+    for _ in 0..100 {
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&db],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("connections to {db} did not close");
+}
+
+/// A fresh database copied from the template; returns its URL.
+pub async fn fresh_database() -> String {
+    let template = template().await;
+    let name = format!("fahwa_t_{}", Uuid::new_v4().simple());
+    let client = admin().await;
+    for attempt in 0.. {
+        match client
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .await
+        {
+            Ok(()) => break,
+            // Another test is copying the template at this moment.
+            Err(e) if attempt < 100 && e.to_string().contains("being accessed") => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("cannot create test database: {e}"),
+        }
+    }
+    pg_admin_url(&name)
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub app: App,
+    pub db_url: String,
+    pub client: reqwest::Client,
+    _shutdown: oneshot::Sender<()>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub email: String,
+}
+
+pub const PASSWORD: &str = "a long enough passphrase";
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(true).await
+    }
+
+    pub async fn spawn_with(redis: bool) -> TestApp {
+        let db_url = fresh_database().await;
+        let config = Config {
+            database_url: db_url.clone(),
+            redis_url: redis.then(redis_url),
+            redis_prefix: format!("test:{}:", Uuid::new_v4().simple()),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            jwt_secret: Some(format!("test-secret-{}", Uuid::new_v4())),
+            env: Environment::Development,
+            db_pool_size: 4,
+            max_body_bytes: 256 * 1024,
+            ..Config::default()
+        };
+        let app = App::build(config).await.expect("app builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = app.clone();
+        tokio::spawn(async move {
+            fahwa::http::serve(served, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestApp {
+            base,
+            app,
+            db_url,
+            client: reqwest::Client::new(),
+            _shutdown: tx,
+        }
+    }
+
+    pub fn jwt_secret(&self) -> String {
+        self.app.config.jwt_secret.clone().unwrap()
+    }
+
+    /// Posts a GraphQL request and returns the whole response body.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1/graphql", self.base))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        resp.json().await.unwrap()
+    }
+
+    /// Runs one operation of the client contract, exactly as written there.
+    pub async fn op(&self, token: Option<&str>, file: &str, name: &str, variables: Value) -> Value {
+        let doc = crate::contract::operation(file, name);
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1/graphql", self.base))
+            .json(&json!({
+                "query": doc,
+                "operationName": name,
+                "variables": variables,
+            }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
+    pub async fn sign_up(&self, slug: &str) -> Session {
+        let email = format!("owner@{slug}.example.com");
+        let resp = self
+            .op(
+                None,
+                "auth.graphql",
+                "SignUp",
+                json!({ "input": {
+                    "tenantName": format!("{slug} Inc."),
+                    "tenantSlug": slug,
+                    "name": "Olive Owner",
+                    "email": email,
+                    "password": PASSWORD,
+                }}),
+            )
+            .await;
+        session_from(&resp, "signUp", &email)
+    }
+
+    pub async fn log_in(&self, slug: &str, email: &str, password: &str) -> Value {
+        self.op(
+            None,
+            "auth.graphql",
+            "LogIn",
+            json!({ "input": { "tenantSlug": slug, "email": email, "password": password } }),
+        )
+        .await
+    }
+
+    /// Adds a member with `role` (as `by`) and logs them in.
+    pub async fn member(&self, by: &Session, slug: &str, role: &str) -> Session {
+        let email = format!(
+            "{}-{}@{slug}.example.com",
+            role.to_lowercase(),
+            &Uuid::new_v4().simple().to_string()[..6]
+        );
+        let added = self
+            .op(
+                Some(&by.access),
+                "tenant.graphql",
+                "AddMember",
+                json!({ "input": { "name": format!("{role} person"), "email": email, "role": role, "password": PASSWORD } }),
+            )
+            .await;
+        assert!(added["errors"].is_null(), "addMember failed: {added}");
+        let resp = self.log_in(slug, &email, PASSWORD).await;
+        session_from(&resp, "logIn", &email)
+    }
+
+    /// Makes the member an operator (what `fahwa create-operator` does) and logs in again.
+    pub async fn make_operator(&self, slug: &str, session: &Session) -> Session {
+        let client = self.pg().await;
+        client
+            .execute(
+                "UPDATE members SET is_operator = true WHERE id = $1::text::uuid",
+                &[&session.user_id],
+            )
+            .await
+            .unwrap();
+        let resp = self.log_in(slug, &session.email, PASSWORD).await;
+        session_from(&resp, "logIn", &session.email)
+    }
+
+    /// A superuser connection to this test's database (bypasses row-level security).
+    pub async fn pg(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.db_url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    pub fn statements(&self) -> u64 {
+        self.app.db.statement_count()
+    }
+}
+
+pub fn session_from(resp: &Value, field: &str, email: &str) -> Session {
+    let s = &resp["data"][field];
+    assert!(s.is_object(), "{field} failed: {resp}");
+    Session {
+        access: s["accessToken"].as_str().unwrap().into(),
+        refresh: s["refreshToken"].as_str().unwrap().into(),
+        user_id: s["user"]["id"].as_str().unwrap().into(),
+        tenant_id: s["tenant"]["id"].as_str().unwrap().into(),
+        email: email.into(),
+    }
+}
+
+/// The `extensions.code` of every error, in order.
+pub fn codes(resp: &Value) -> Vec<String> {
+    resp["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .map(|e| {
+                    e["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("<none>")
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The codes of errors at `path` (e.g. `["tenant", "apiKeys"]`).
+pub fn codes_at(resp: &Value, path: &[&str]) -> Vec<String> {
+    resp["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            let p: Vec<String> = e["path"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| match s {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            p == path
+        })
+        .map(|e| {
+            e["extensions"]["code"]
+                .as_str()
+                .unwrap_or("<none>")
+                .to_string()
+        })
+        .collect()
+}

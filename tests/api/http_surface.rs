@@ -1,0 +1,251 @@
+//! The HTTP surface: health, readiness, metrics, playground, WebSocket, and bad requests.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::harness::{TestApp, codes};
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let t = TestApp::spawn().await;
+    let health = t
+        .client
+        .get(format!("{}/healthz", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let ready: Value = t
+        .client
+        .get(format!("{}/readyz", t.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready,
+        json!({ "status": "ok", "postgres": "ok", "redis": "ok" })
+    );
+    t.sign_up("acme").await;
+    let metrics = t
+        .client
+        .get(format!("{}/metrics", t.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "fahwa_http_requests_total{method=\"POST\",route=\"/api/v1/graphql\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("fahwa_http_request_duration_seconds_bucket"));
+    assert!(metrics.contains("fahwa_db_pool_connections"));
+}
+
+#[tokio::test]
+async fn readiness_reports_a_missing_redis() {
+    let config_app = TestApp::spawn_with(false).await;
+    let ready: Value = config_app
+        .client
+        .get(format!("{}/readyz", config_app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["redis"], "not configured");
+}
+
+#[tokio::test]
+async fn the_playground_loads_every_asset_from_the_server() {
+    let t = TestApp::spawn().await;
+    let page = t
+        .client
+        .get(format!("{}/playground", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external URLs"
+    );
+    let assets: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/playground/assets/"))
+        .collect();
+    assert!(assets.len() >= 6, "{assets:?}");
+    for asset in assets {
+        let resp = t
+            .client
+            .get(format!("{}{asset}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{asset}");
+        let ty = resp.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(
+            ty.starts_with("text/javascript") || ty.starts_with("text/css"),
+            "{asset}: {ty}"
+        );
+        let body = resp.bytes().await.unwrap();
+        assert!(body.len() > 1000, "{asset} is too small");
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains("unpkg.com") && !text.contains("cdn.jsdelivr"),
+            "{asset} loads from a CDN"
+        );
+    }
+    let missing = t
+        .client
+        .get(format!("{}/playground/assets/nope.js", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_codes() {
+    let t = TestApp::spawn().await;
+    let url = format!("{}/api/v1/graphql", t.base);
+    let malformed = t
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: Value = malformed.json().await.unwrap();
+    assert_eq!(codes(&body), ["BAD_USER_INPUT"]);
+
+    let huge = format!(
+        r#"{{"query":"{{ me {{ id }} }}","variables":{{"x":"{}"}}}}"#,
+        "x".repeat(400 * 1024)
+    );
+    let too_big = t
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    let body: Value = too_big.json().await.unwrap();
+    assert_eq!(codes(&body), ["BAD_USER_INPUT"]);
+
+    let syntax = t.gql(None, "{ me { id ", json!({})).await;
+    assert_eq!(codes(&syntax), ["BAD_USER_INPUT"], "{syntax}");
+    let unknown = t.gql(None, "{ me { id shoeSize } }", json!({})).await;
+    assert_eq!(codes(&unknown), ["BAD_USER_INPUT"], "{unknown}");
+    let bad_enum = t.gql(None, "mutation { addMember(input: { name: \"a\", email: \"a@b.example.com\", role: KING, password: \"0123456789\" }) { id } }", json!({})).await;
+    assert_eq!(codes(&bad_enum), ["BAD_USER_INPUT"], "{bad_enum}");
+
+    let get_mutation = t
+        .client
+        .get(&url)
+        .query(&[("query", "mutation { logOut(refreshToken: \"x\") }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get_mutation.status(), 405);
+    let get_query: Value = t
+        .client
+        .get(&url)
+        .query(&[("query", "{ __typename }")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(get_query["data"]["__typename"], "Query");
+
+    let wrong_scheme = t
+        .client
+        .post(&url)
+        .header("authorization", "Basic abc")
+        .json(&json!({ "query": "{ me { id } }" }))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = wrong_scheme.json().await.unwrap();
+    assert_eq!(codes(&body), ["UNAUTHENTICATED"]);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Bearer")
+    );
+
+    let nowhere = t
+        .client
+        .get(format!("{}/nope", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), 404);
+}
+
+async fn ws_handshake(t: &TestApp, protocol: &str, token: &str) -> Option<Value> {
+    let url = format!("{}/api/v1/graphql/ws", t.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } });
+    ws.send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+            .await
+            .ok()??
+        {
+            Ok(Message::Text(text)) => {
+                let msg: Value = serde_json::from_str(&text).unwrap();
+                if msg["type"] == "ka" {
+                    continue;
+                }
+                return Some(msg);
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_speaks_both_protocols_and_checks_the_token() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    for protocol in ["graphql-transport-ws", "graphql-ws"] {
+        let ack = ws_handshake(&t, protocol, &s.access).await;
+        assert_eq!(
+            ack.as_ref().map(|m| m["type"].clone()),
+            Some(json!("connection_ack")),
+            "{protocol}: {ack:?}"
+        );
+        let refused = ws_handshake(&t, protocol, "not-a-token").await;
+        assert_ne!(
+            refused.map(|m| m["type"].clone()),
+            Some(json!("connection_ack")),
+            "{protocol}"
+        );
+    }
+}

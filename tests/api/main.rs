@@ -1,0 +1,13 @@
+//! Integration tests: each starts a real server on its own database and speaks HTTP to it.
+
+mod contract;
+mod harness;
+
+mod audit;
+mod auth_flow;
+mod http_surface;
+mod limits;
+mod loaders;
+mod migrations;
+mod rbac;
+mod tenancy;
