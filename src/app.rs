@@ -31,6 +31,8 @@ impl Deref for App {
 impl App {
     /// Creates the database if needed, migrates it, and builds the pools.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        // Refuse a bad signing key before touching anything.
+        let tokens = TokenKeys::from_config(&config)?;
         let url = config.database_url.clone();
         migrate::create_database_if_missing(&url)
             .await
@@ -50,7 +52,6 @@ impl App {
                 Kv::memory()
             }
         };
-        let tokens = TokenKeys::from_config(&config)?;
         Ok(App(Arc::new(AppInner {
             config,
             db,

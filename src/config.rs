@@ -77,7 +77,7 @@ impl Default for Config {
             db_pool_size: 16,
             max_body_bytes: 2 * 1024 * 1024,
             trust_proxy: false,
-            max_query_depth: 12,
+            max_query_depth: 16,
             max_query_complexity: 2_000,
             max_query_aliases: 30,
         }
@@ -162,6 +162,45 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn layers_apply_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "fahwa.toml",
+                "listen = \"127.0.0.1:9000\"\nredis_url = \"redis://file:6379\"\ndb_pool_size = 7",
+            )?;
+            jail.set_env("DATABASE_URL", "postgres://diesel@db/x");
+            jail.set_env("FAHWA_REDIS_URL", "redis://env:6379");
+            let path = jail.directory().join("fahwa.toml");
+            let flags = ConfigFlags {
+                listen: Some("127.0.0.1:9100".parse().unwrap()),
+                ..ConfigFlags::default()
+            };
+            let c = Config::load(Some(&path), &flags).map_err(|e| e.to_string())?;
+            assert_eq!(c.database_url, "postgres://diesel@db/x");
+            assert_eq!(c.redis_url.as_deref(), Some("redis://env:6379"));
+            assert_eq!(c.listen.port(), 9100);
+            assert_eq!(c.db_pool_size, 7);
+
+            jail.set_env("FAHWA_DATABASE_URL", "postgres://fahwa@db/y");
+            let c =
+                Config::load(Some(&path), &ConfigFlags::default()).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.database_url, "postgres://fahwa@db/y",
+                "FAHWA_ wins over DATABASE_URL"
+            );
+            assert_eq!(c.listen.port(), 9000);
+
+            jail.set_env("FAHWA_ACCESS_TOKEN_TTL_SECS", "3600");
+            assert!(
+                Config::load(None, &ConfigFlags::default()).is_err(),
+                "tokens live 15 minutes at most"
+            );
+            Ok(())
+        });
+    }
 
     #[test]
     fn redacts_passwords_in_urls() {

@@ -7,7 +7,8 @@ use super::Caller;
 use crate::auth::Role;
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::tenants::{TenantChanges, TenantRow};
-use crate::error::AppResult;
+use crate::db::{Scope, set_scope};
+use crate::error::{AppError, AppResult};
 use crate::validate;
 
 pub struct UpdateTenant {
@@ -62,6 +63,47 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
                 )
                 .await?;
                 Ok(after)
+            }
+            .scope_boxed()
+        })
+        .await
+}
+
+/// Deletes the tenant and everything it owns. OWNER only, and the slug must be typed again.
+/// The audit record is kept without a tenant, so that operators can still see who did it.
+pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> {
+    let actor = caller.principal.member_at_least(Role::Owner)?.clone();
+    let meta = caller.meta;
+    let tenant_id = actor.tenant_id;
+    let confirm_slug = confirm_slug.trim().to_string();
+    caller
+        .app
+        .db
+        .tenant(tenant_id, |conn| {
+            async move {
+                let tenant = TenantRow::find(conn, tenant_id).await?;
+                if tenant.slug != confirm_slug {
+                    return Err(AppError::bad_input(format!(
+                        "confirmSlug: type the tenant's slug ('{}') to confirm",
+                        tenant.slug
+                    )));
+                }
+                TenantRow::delete(conn, tenant_id).await?;
+                set_scope(conn, Scope::Anonymous).await?;
+                audit::record(
+                    conn,
+                    meta,
+                    AuditEntry {
+                        tenant_id: None,
+                        actor: Actor::Member(actor.member_id),
+                        action: "tenant.delete",
+                        target_type: Some("Tenant"),
+                        target_id: Some(tenant_id.to_string()),
+                        details: json!({ "slug": tenant.slug, "name": tenant.name }),
+                    },
+                )
+                .await?;
+                Ok(true)
             }
             .scope_boxed()
         })

@@ -135,7 +135,8 @@ impl Db {
     }
 }
 
-async fn set_scope(conn: &mut Conn, scope: Scope) -> AppResult<()> {
+/// Changes the scope inside a running transaction (e.g. to record what outlives a tenant).
+pub async fn set_scope(conn: &mut Conn, scope: Scope) -> AppResult<()> {
     let (tenant, operator) = match scope {
         Scope::Tenant(id) => (id.to_string(), "off"),
         Scope::Operator => (String::new(), "on"),

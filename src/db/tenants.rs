@@ -84,6 +84,13 @@ impl TenantRow {
         Ok(())
     }
 
+    pub async fn delete(conn: &mut Conn, id: Uuid) -> AppResult<()> {
+        diesel::delete(tenants::table.find(id))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// One page in creation order, after `after` (created_at, id).
     pub async fn page(
         conn: &mut Conn,

@@ -40,3 +40,36 @@ async fn deep_costly_and_aliased_queries_are_refused() {
         .await;
     assert!(resp["errors"].is_null(), "{resp}");
 }
+
+/// What GraphiQL (graphql-js 16's `getIntrospectionQuery`) sends to draw its docs.
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) { name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}
+"#;
+
+#[tokio::test]
+async fn the_playground_can_introspect_the_schema() {
+    let t = TestApp::spawn().await;
+    let resp = t.gql(None, INTROSPECTION, json!({})).await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    let types = resp["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(types.iter().any(|ty| ty["name"] == "Tenant"));
+}

@@ -5,6 +5,7 @@ mod harness;
 
 mod audit;
 mod auth_flow;
+mod cli;
 mod http_surface;
 mod limits;
 mod loaders;

@@ -499,3 +499,50 @@ async fn api_keys_read_but_do_not_administer() {
             .contains("revoked")
     );
 }
+
+#[tokio::test]
+async fn only_an_owner_deletes_the_tenant() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("doomed").await;
+    let admin = t.member(&owner, "doomed", "ADMIN").await;
+    let other = t.sign_up("survivor").await;
+    let delete = "mutation($s: String!) { deleteTenant(confirmSlug: $s) }";
+    let by_admin = t
+        .gql(Some(&admin.access), delete, json!({ "s": "doomed" }))
+        .await;
+    assert_eq!(codes(&by_admin), ["FORBIDDEN"]);
+    let wrong_slug = t
+        .gql(Some(&owner.access), delete, json!({ "s": "survivor" }))
+        .await;
+    assert_eq!(codes(&wrong_slug), ["BAD_USER_INPUT"]);
+    let done = t
+        .gql(Some(&owner.access), delete, json!({ "s": "doomed" }))
+        .await;
+    assert_eq!(done["data"]["deleteTenant"], true, "{done}");
+
+    let login = t.log_in("doomed", &owner.email, PASSWORD).await;
+    assert_eq!(codes(&login), ["UNAUTHENTICATED"]);
+    let pg = t.pg().await;
+    let left: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM members WHERE tenant_id = $1::text::uuid",
+            &[&owner.tenant_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0);
+    let audit: String = pg
+        .query_one(
+            "SELECT action FROM audit_log WHERE target_id = $1 AND tenant_id IS NULL",
+            &[&owner.tenant_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audit, "tenant.delete");
+    let me = t
+        .op(Some(&other.access), "auth.graphql", "Me", json!({}))
+        .await;
+    assert!(me["errors"].is_null(), "other tenants are untouched: {me}");
+}

@@ -87,6 +87,11 @@ impl TenantMutation {
         })
     }
 
+    /// OWNER only: deletes the tenant with all its data. `confirmSlug` must be its slug.
+    async fn delete_tenant(&self, ctx: &Context<'_>, confirm_slug: String) -> Result<bool> {
+        Ok(tenant::delete(&caller(ctx), &confirm_slug).await?)
+    }
+
     /// ADMIN+.
     async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
         Ok(api_keys::revoke(&caller(ctx), &id).await?)

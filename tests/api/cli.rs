@@ -1,0 +1,213 @@
+//! The `fahwa` binary as operators use it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use crate::harness::{codes, fresh_database};
+
+fn fahwa() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fahwa"));
+    cmd.env_remove("FAHWA_REDIS_URL")
+        .env_remove("FAHWA_JWT_SECRET")
+        .env_remove("FAHWA_ENV")
+        .env_remove("DATABASE_URL")
+        .kill_on_drop(true);
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn post(base: &str, token: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut req = reqwest::Client::new()
+        .post(format!("{base}/api/v1/graphql"))
+        .json(&json!({ "query": query, "variables": variables }));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+const LOG_IN: &str = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken user { role } } }";
+
+#[tokio::test]
+async fn serve_demo_creates_one_member_per_role_and_stops_gracefully() {
+    let db = fresh_database().await;
+    let port = free_port();
+    let mut child = fahwa()
+        .args(["serve", "--demo"])
+        .env("FAHWA_DATABASE_URL", &db)
+        .env("FAHWA_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            if line.contains("viewer@demo.fahwa.dev") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the demo credentials are printed");
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            ready = r.status() == 200;
+            if ready {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the server became ready");
+
+    for role in ["OWNER", "ADMIN", "ANALYST", "VIEWER"] {
+        let line = printed
+            .lines()
+            .find(|l| l.trim_start().starts_with(role))
+            .unwrap();
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        let resp = post(
+            &base,
+            None,
+            LOG_IN,
+            json!({ "i": { "tenantSlug": "demo", "email": parts[1], "password": parts[2] } }),
+        )
+        .await;
+        assert_eq!(resp["data"]["logIn"]["user"]["role"], role, "{resp}");
+    }
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exits cleanly on SIGTERM: {status}");
+}
+
+#[tokio::test]
+async fn create_operator_makes_a_member_who_lists_tenants() {
+    let db = fresh_database().await;
+    let out = fahwa()
+        .args([
+            "create-operator",
+            "--email",
+            "ops@fahwa.example.com",
+            "--password",
+            "operator passphrase",
+        ])
+        .env("FAHWA_DATABASE_URL", &db)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fahwa-operators"));
+
+    let port = free_port();
+    let _server = fahwa()
+        .args([
+            "serve",
+            "--jwt-secret",
+            "a-test-secret-that-is-long-enough-1234",
+        ])
+        .env("FAHWA_DATABASE_URL", &db)
+        .env("FAHWA_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut token = None;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::Client::new()
+            .post(format!("{base}/api/v1/graphql"))
+            .json(&json!({ "query": LOG_IN, "variables": { "i": { "tenantSlug": "fahwa-operators", "email": "ops@fahwa.example.com", "password": "operator passphrase" } } }))
+            .send()
+            .await
+        {
+            let v: Value = r.json().await.unwrap();
+            token = v["data"]["logIn"]["accessToken"].as_str().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = token.expect("the operator logs in");
+    let tenants = post(
+        &base,
+        Some(&token),
+        "{ tenants { totalCount edges { node { slug memberCount } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(tenants["data"]["tenants"]["totalCount"], 1, "{tenants}");
+    assert_eq!(
+        tenants["data"]["tenants"]["edges"][0]["node"]["slug"],
+        "fahwa-operators"
+    );
+
+    let weak = fahwa()
+        .args([
+            "create-operator",
+            "--email",
+            "x@fahwa.example.com",
+            "--password",
+            "short",
+        ])
+        .env("FAHWA_DATABASE_URL", &db)
+        .output()
+        .await
+        .unwrap();
+    assert!(!weak.status.success());
+    assert!(String::from_utf8_lossy(&weak.stderr).contains("at least 10 characters"));
+    assert!(codes(&tenants).is_empty());
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_strong_key() {
+    for secret in [None, Some("too-short")] {
+        let mut cmd = fahwa();
+        cmd.args(["serve", "--env", "production", "--listen", "127.0.0.1:0"]);
+        if let Some(s) = secret {
+            cmd.env("FAHWA_JWT_SECRET", s);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("FAHWA_JWT_SECRET"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn print_schema_prints_the_checked_in_schema() {
+    let out = fahwa().arg("print-schema").output().await.unwrap();
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql")).unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), on_disk);
+}
