@@ -75,7 +75,7 @@ impl Default for Config {
             access_token_ttl_secs: MAX_ACCESS_TOKEN_TTL_SECS,
             refresh_token_ttl_days: 30,
             db_pool_size: 16,
-            max_body_bytes: 2 * 1024 * 1024,
+            max_body_bytes: 6 * 1024 * 1024,
             trust_proxy: false,
             max_query_depth: 16,
             max_query_complexity: 2_000,

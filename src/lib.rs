@@ -8,9 +8,11 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod kv;
+pub mod metrics;
 pub mod telemetry;
 pub mod validate;
 

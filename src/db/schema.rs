@@ -1,6 +1,15 @@
 // Kept as `diesel print-schema` writes it (see diesel.toml); edit the migrations, then regenerate.
 
 diesel::table! {
+    active_transitions (tenant_id, day, prev_day) {
+        tenant_id -> Uuid,
+        day -> Date,
+        prev_day -> Date,
+        users -> Int4,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -29,6 +38,32 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         request_id -> Nullable<Text>,
         details -> Jsonb,
+    }
+}
+
+diesel::table! {
+    end_users (tenant_id, user_id) {
+        tenant_id -> Uuid,
+        user_id -> Text,
+        first_seen -> Timestamptz,
+        last_seen -> Timestamptz,
+        properties -> Jsonb,
+    }
+}
+
+diesel::table! {
+    event_client_ids (tenant_id, client_id) {
+        tenant_id -> Uuid,
+        client_id -> Text,
+    }
+}
+
+diesel::table! {
+    event_counts_daily (tenant_id, day, name) {
+        tenant_id -> Uuid,
+        day -> Date,
+        name -> Text,
+        events -> Int8,
     }
 }
 
@@ -65,6 +100,7 @@ diesel::table! {
     tenant_usage (tenant_id) {
         tenant_id -> Uuid,
         events_total -> Int8,
+        data_version -> Int8,
     }
 }
 
@@ -76,6 +112,15 @@ diesel::table! {
         timezone -> Text,
         currency -> Text,
         created_at -> Timestamptz,
+        retention_months -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    user_days (tenant_id, user_id, day) {
+        tenant_id -> Uuid,
+        user_id -> Text,
+        day -> Date,
     }
 }
 
@@ -85,10 +130,15 @@ diesel::joinable!(refresh_tokens -> members (member_id));
 diesel::joinable!(tenant_usage -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    active_transitions,
     api_keys,
     audit_log,
+    end_users,
+    event_client_ids,
+    event_counts_daily,
     members,
     refresh_tokens,
     tenant_usage,
     tenants,
+    user_days,
 );

@@ -1,7 +1,9 @@
 //! The GraphQL schema: root types merged per domain, limits, and per-request data.
 
+mod analytics;
 mod auth;
 pub mod errors;
+mod ingest;
 pub mod loaders;
 pub mod pagination;
 pub mod tenant;
@@ -15,10 +17,18 @@ use crate::config::Config;
 use crate::db::audit::RequestMeta;
 
 #[derive(MergedObject, Default)]
-pub struct Query(auth::AuthQuery, tenant::TenantQuery);
+pub struct Query(
+    auth::AuthQuery,
+    tenant::TenantQuery,
+    analytics::AnalyticsQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(auth::AuthMutation, tenant::TenantMutation);
+pub struct Mutation(
+    auth::AuthMutation,
+    tenant::TenantMutation,
+    ingest::IngestMutation,
+);
 
 pub type FahwaSchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -19,7 +19,11 @@ use crate::graphql::request_data;
 
 const MAX_BATCH: usize = 10;
 
-fn request_meta(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
+pub(super) fn request_meta(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> RequestMeta {
     let header = |name: &str| {
         headers
             .get(name)

@@ -1,6 +1,7 @@
 //! The HTTP surface: routes from the contract's transport table and the middleware around them.
 
 mod authenticate;
+mod events;
 mod graphql;
 mod health;
 mod metrics;
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -42,12 +43,18 @@ pub fn router(app: App) -> Router {
         app: app.clone(),
     };
     let body_limit = app.config.max_body_bytes;
+    // A full batch (5 MB of events) plus JSON framing.
+    let events_body_limit = body_limit.max(crate::events::ingest::MAX_BATCH_BYTES * 2);
     Router::new()
         .route(
             "/api/v1/graphql",
             get(graphql::graphql_get).post(graphql::graphql_post),
         )
         .route("/api/v1/graphql/ws", get(graphql::graphql_ws))
+        .route(
+            "/api/v1/events",
+            post(events::ingest).layer(DefaultBodyLimit::max(events_body_limit)),
+        )
         .route("/playground", get(playground::page))
         .route("/playground/assets/{file}", get(playground::asset))
         .route("/healthz", get(health::healthz))

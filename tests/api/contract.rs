@@ -11,11 +11,6 @@ use apollo_compiler::{ExecutableDocument, Schema};
 /// the test fails if one of them starts to validate, so it cannot go stale.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("analytics.graphql", "Overview"),
-    ("analytics.graphql", "Engagement"),
-    ("analytics.graphql", "FilteredActivity"),
-    ("analytics.graphql", "Retention"),
-    ("analytics.graphql", "Funnel"),
-    ("ingest.graphql", "IngestEvents"),
     ("ingest.graphql", "IngestRevenueChanges"),
     ("integrations.graphql", "Integrations"),
     ("integrations.graphql", "ConnectIntegration"),

@@ -169,6 +169,10 @@ impl TestApp {
     }
 
     pub async fn spawn_with(redis: bool) -> TestApp {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "fahwa=warn".into()))
+            .try_init();
         let db_url = fresh_database().await;
         let config = Config {
             database_url: db_url.clone(),

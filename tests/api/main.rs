@@ -3,6 +3,7 @@
 mod contract;
 mod harness;
 
+mod analytics;
 mod audit;
 mod auth_flow;
 mod cli;

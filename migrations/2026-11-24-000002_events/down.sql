@@ -1,0 +1,12 @@
+DROP FUNCTION fahwa_rebuild_rollups(uuid);
+DROP FUNCTION fahwa_record_activity(uuid, text[], date[]);
+DROP FUNCTION fahwa_shift_transitions(uuid, integer);
+DROP FUNCTION fahwa_ensure_event_partitions(timestamptz, timestamptz);
+ALTER TABLE tenants DROP COLUMN retention_months;
+ALTER TABLE tenant_usage DROP COLUMN data_version;
+DROP TABLE event_counts_daily;
+DROP TABLE active_transitions;
+DROP TABLE user_days;
+DROP TABLE end_users;
+DROP TABLE event_client_ids;
+DROP TABLE events;

@@ -1,0 +1,332 @@
+//! Ingestion: a batch is validated whole, then written in one transaction with its rollups, so it
+//! is stored whole or not at all, and every metric sees it the moment the call returns.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use diesel::sql_types::{
+    Array, BigInt, Date, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::partitions;
+use crate::accounts::Caller;
+use crate::auth::{ApiKeyScope, Principal, Role};
+use crate::db::audit::{self, Actor, AuditEntry};
+use crate::error::{AppError, AppResult};
+
+pub const MAX_BATCH: usize = 10_000;
+pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
+const MAX_NAME: usize = 200;
+const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
+
+/// One event as a client sends it (GraphQL `EventInput`, or JSON on the REST path).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewEvent {
+    /// Client id: the idempotency key.
+    pub id: Option<String>,
+    pub name: String,
+    pub user_id: String,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub properties: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub accepted: i64,
+    pub duplicates: i64,
+}
+
+/// Who may ingest: an API key with INGEST scope or an ADMIN+ member; returns the tenant and actor.
+fn ingesting_tenant(principal: &Principal) -> AppResult<(Uuid, Actor)> {
+    match principal {
+        Principal::ApiKey(k) if k.scopes.contains(&ApiKeyScope::Ingest) => {
+            Ok((k.tenant_id, Actor::ApiKey(k.key_id)))
+        }
+        Principal::ApiKey(_) => Err(AppError::forbidden("this API key has no INGEST scope")),
+        other => {
+            let m = other.member_at_least(Role::Admin)?;
+            Ok((m.tenant_id, Actor::Member(m.member_id)))
+        }
+    }
+}
+
+fn check_text(value: &str, index: usize, field: &str) -> AppResult<()> {
+    if value.trim().is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control) {
+        return Err(AppError::bad_input(format!(
+            "events[{index}].{field}: must be 1 to {MAX_NAME} bytes of printable text"
+        )));
+    }
+    Ok(())
+}
+
+/// Columns ready for the insert, in the order of the batch, without in-batch duplicates.
+struct Columns {
+    client_ids: Vec<Option<String>>,
+    names: Vec<String>,
+    users: Vec<String>,
+    times: Vec<DateTime<Utc>>,
+    properties: Vec<Value>,
+    in_batch_duplicates: i64,
+}
+
+fn validate(events: Vec<NewEvent>, now: DateTime<Utc>) -> AppResult<Columns> {
+    if events.is_empty() {
+        return Err(AppError::bad_input("events: send at least one event"));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(AppError::bad_input(format!(
+            "events: at most {MAX_BATCH} events per batch, got {}",
+            events.len()
+        )));
+    }
+    let latest = now + Duration::hours(1);
+    let earliest = DateTime::parse_from_rfc3339("1970-01-01T00:00:00Z")
+        .map(|d| d.with_timezone(&Utc))
+        .unwrap_or(now);
+    let mut seen = HashSet::new();
+    let mut cols = Columns {
+        client_ids: Vec::with_capacity(events.len()),
+        names: Vec::with_capacity(events.len()),
+        users: Vec::with_capacity(events.len()),
+        times: Vec::with_capacity(events.len()),
+        properties: Vec::with_capacity(events.len()),
+        in_batch_duplicates: 0,
+    };
+    let mut bytes = 0usize;
+    for (i, e) in events.into_iter().enumerate() {
+        check_text(&e.name, i, "name")?;
+        check_text(&e.user_id, i, "userId")?;
+        if let Some(id) = &e.id {
+            check_text(id, i, "id")?;
+        }
+        let at = e.occurred_at.unwrap_or(now);
+        if at > latest {
+            return Err(AppError::bad_input(format!(
+                "events[{i}].occurredAt: {at} is more than an hour in the future"
+            )));
+        }
+        if at < earliest {
+            return Err(AppError::bad_input(format!(
+                "events[{i}].occurredAt: {at} is before 1970"
+            )));
+        }
+        let props = match e.properties {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::Object(map)) => Value::Object(map),
+            Some(_) => {
+                return Err(AppError::bad_input(format!(
+                    "events[{i}].properties: must be a JSON object"
+                )));
+            }
+        };
+        let size = props.to_string().len();
+        if size > MAX_PROPERTIES_BYTES {
+            return Err(AppError::bad_input(format!(
+                "events[{i}].properties: {size} bytes, at most {MAX_PROPERTIES_BYTES}"
+            )));
+        }
+        bytes += size + e.name.len() + e.user_id.len();
+        if bytes > MAX_BATCH_BYTES {
+            return Err(AppError::bad_input(format!(
+                "events: the batch is larger than {MAX_BATCH_BYTES} bytes (at events[{i}])"
+            )));
+        }
+        if let Some(id) = &e.id
+            && !seen.insert(id.clone())
+        {
+            cols.in_batch_duplicates += 1;
+            continue;
+        }
+        cols.client_ids.push(e.id);
+        cols.names.push(e.name);
+        cols.users.push(e.user_id);
+        cols.times.push(at);
+        cols.properties.push(props);
+    }
+    Ok(cols)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Written {
+    #[diesel(sql_type = BigInt)]
+    inserted: i64,
+    #[diesel(sql_type = Array<Text>)]
+    users: Vec<String>,
+    #[diesel(sql_type = Array<Date>)]
+    days: Vec<NaiveDate>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Added {
+    #[diesel(sql_type = Integer)]
+    #[allow(dead_code)]
+    added: i32,
+}
+
+/// Inserts the new events (skipping client ids already stored) and updates the per-day counts
+/// and end users from exactly the rows inserted; returns the (user, local day) pairs touched.
+const INSERT_EVENTS: &str = r#"
+WITH input AS (
+  SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
+    AS t(client_id, name, user_id, occurred_at, properties)
+), fresh_ids AS (
+  INSERT INTO event_client_ids (tenant_id, client_id)
+  SELECT $1, client_id FROM input WHERE client_id IS NOT NULL
+  ON CONFLICT DO NOTHING
+  RETURNING client_id
+), ins AS (
+  INSERT INTO events (tenant_id, client_id, name, user_id, occurred_at, properties)
+  SELECT $1, i.client_id, i.name, i.user_id, i.occurred_at, i.properties FROM input i
+  WHERE i.client_id IS NULL OR i.client_id IN (SELECT client_id FROM fresh_ids)
+  RETURNING name, user_id, occurred_at, properties
+), tz AS (
+  SELECT timezone FROM tenants WHERE id = $1
+), localized AS (
+  SELECT ins.*, (ins.occurred_at AT TIME ZONE tz.timezone)::date AS day FROM ins, tz
+), daily AS (
+  INSERT INTO event_counts_daily AS c (tenant_id, day, name, events)
+  SELECT $1, day, name, count(*) FROM localized GROUP BY day, name
+  ON CONFLICT (tenant_id, day, name) DO UPDATE SET events = c.events + excluded.events
+), users AS (
+  INSERT INTO end_users AS u (tenant_id, user_id, first_seen, last_seen, properties)
+  SELECT $1, user_id, min(occurred_at), max(occurred_at),
+         (array_agg(properties ORDER BY occurred_at DESC))[1]
+  FROM ins GROUP BY user_id
+  ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+    first_seen = least(u.first_seen, excluded.first_seen),
+    last_seen = greatest(u.last_seen, excluded.last_seen),
+    properties = CASE WHEN excluded.last_seen >= u.last_seen THEN excluded.properties ELSE u.properties END
+), pairs AS (
+  SELECT DISTINCT user_id, day FROM localized
+)
+SELECT (SELECT count(*) FROM ins) AS inserted,
+       coalesce(array_agg(user_id), '{}') AS users,
+       coalesce(array_agg(day), '{}') AS days
+FROM pairs
+"#;
+
+pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppResult<IngestOutcome> {
+    let (tenant_id, actor) = ingesting_tenant(caller.principal)?;
+    let now = Utc::now();
+    let cols = validate(events, now)?;
+    let in_batch_duplicates = cols.in_batch_duplicates;
+    let sent = cols.names.len() as i64;
+    let empty = || AppError::bad_input("events: send at least one event");
+    let min = cols.times.iter().min().copied().ok_or_else(empty)?;
+    let max = cols.times.iter().max().copied().ok_or_else(empty)?;
+    let meta = caller.meta;
+    let inserted = caller
+        .app
+        .db
+        .tenant(tenant_id, |conn| {
+            async move {
+                // One writer per tenant at a time keeps the activity rollups exact.
+                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))")
+                    .bind::<SqlUuid, _>(tenant_id)
+                    .execute(conn)
+                    .await?;
+                partitions::ensure(conn, min, max).await?;
+                let written: Written = diesel::sql_query(INSERT_EVENTS)
+                    .bind::<SqlUuid, _>(tenant_id)
+                    .bind::<Array<Nullable<Text>>, _>(&cols.client_ids)
+                    .bind::<Array<Text>, _>(&cols.names)
+                    .bind::<Array<Text>, _>(&cols.users)
+                    .bind::<Array<Timestamptz>, _>(&cols.times)
+                    .bind::<Array<Jsonb>, _>(&cols.properties)
+                    .get_result(conn)
+                    .await?;
+                if !written.users.is_empty() {
+                    let _: Added = diesel::sql_query(
+                        "SELECT fahwa_record_activity($1, $2, $3) AS added",
+                    )
+                    .bind::<SqlUuid, _>(tenant_id)
+                    .bind::<Array<Text>, _>(&written.users)
+                    .bind::<Array<Date>, _>(&written.days)
+                    .get_result(conn)
+                    .await?;
+                }
+                diesel::sql_query(
+                    "UPDATE tenant_usage SET events_total = events_total + $2, data_version = data_version + 1 WHERE tenant_id = $1",
+                )
+                .bind::<SqlUuid, _>(tenant_id)
+                .bind::<BigInt, _>(written.inserted)
+                .execute(conn)
+                .await?;
+                audit::record(
+                    conn,
+                    meta,
+                    AuditEntry {
+                        tenant_id: Some(tenant_id),
+                        actor,
+                        action: "events.ingest",
+                        target_type: Some("Events"),
+                        target_id: None,
+                        details: json!({
+                            "received": sent + in_batch_duplicates,
+                            "accepted": written.inserted,
+                        }),
+                    },
+                )
+                .await?;
+                Ok(written.inserted)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    Ok(IngestOutcome {
+        accepted: inserted,
+        duplicates: in_batch_duplicates + (sent - inserted),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: Option<&str>) -> NewEvent {
+        NewEvent {
+            id: id.map(str::to_string),
+            name: "login".into(),
+            user_id: "u1".into(),
+            occurred_at: None,
+            properties: None,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_index_and_field() {
+        let now = Utc::now();
+        let mut bad = event(None);
+        bad.occurred_at = Some(now + Duration::hours(2));
+        let err = validate(vec![event(None), bad], now).err().unwrap();
+        assert!(err.to_string().starts_with("events[1].occurredAt"), "{err}");
+
+        let mut bad = event(None);
+        bad.properties = Some(json!([1, 2]));
+        let err = validate(vec![bad], now).err().unwrap();
+        assert!(err.to_string().starts_with("events[0].properties"), "{err}");
+
+        let mut bad = event(None);
+        bad.name = " ".into();
+        assert!(validate(vec![bad], now).is_err());
+        assert!(validate(vec![], now).is_err());
+        assert!(validate(vec![event(None); MAX_BATCH + 1], now).is_err());
+    }
+
+    #[test]
+    fn duplicates_inside_a_batch_are_counted_once() {
+        let cols = validate(
+            vec![event(Some("a")), event(Some("a")), event(None)],
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(cols.names.len(), 2);
+        assert_eq!(cols.in_batch_duplicates, 1);
+    }
+}

@@ -1,0 +1,6 @@
+//! Events in: validation, idempotent batched writes, and the rollups kept in the same transaction.
+
+pub mod ingest;
+pub mod partitions;
+
+pub use ingest::{IngestOutcome, NewEvent, ingest_events};

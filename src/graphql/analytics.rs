@@ -1,0 +1,276 @@
+//! Engagement analytics (contract `analytics.graphql`).
+
+use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use crate::auth::guards::principal;
+use crate::error::AppError;
+use crate::graphql::{app, loaders::Loaders};
+use crate::metrics::engagement::{self, Measure};
+use crate::metrics::{self, EventFilter, Granularity, Window, funnel, retention};
+
+const MAX_FILTERS: usize = 10;
+
+#[derive(InputObject)]
+pub struct TimeRangeInput {
+    /// Inclusive.
+    pub from: DateTime<Utc>,
+    /// Exclusive.
+    pub to: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct PropertyFilter {
+    pub key: String,
+    pub equals: String,
+}
+
+#[derive(InputObject)]
+#[graphql(name = "EventFilter")]
+pub struct EventFilterInput {
+    pub name: Option<String>,
+    pub properties: Option<Vec<PropertyFilter>>,
+}
+
+fn check_key(value: &str, field: &str) -> Result<(), AppError> {
+    if value.is_empty() || value.len() > 200 {
+        return Err(AppError::bad_input(format!(
+            "{field}: must be 1 to 200 bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl EventFilterInput {
+    fn into_filter(self) -> Result<EventFilter, AppError> {
+        let properties: Vec<(String, String)> = self
+            .properties
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| (p.key, p.equals))
+            .collect();
+        if properties.len() > MAX_FILTERS {
+            return Err(AppError::bad_input(format!(
+                "filter.properties: at most {MAX_FILTERS}"
+            )));
+        }
+        for (k, _) in &properties {
+            check_key(k, "filter.properties.key")?;
+        }
+        if let Some(n) = &self.name {
+            check_key(n, "filter.name")?;
+        }
+        Ok(EventFilter {
+            name: self.name,
+            properties,
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct MetricPoint {
+    /// Start of the bucket in the tenant's time zone.
+    pub bucket: DateTime<Utc>,
+    pub value: f64,
+    /// The property value of this point, with `breakdownBy`.
+    pub group: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct MetricSeries {
+    /// The metric over the whole range as one bucket.
+    pub total: f64,
+    /// One per bucket, oldest first, empty buckets included.
+    pub points: Vec<MetricPoint>,
+}
+
+impl From<metrics::Series> for MetricSeries {
+    fn from(s: metrics::Series) -> Self {
+        Self {
+            total: s.total,
+            points: s
+                .points
+                .into_iter()
+                .map(|p| MetricPoint {
+                    bucket: p.bucket,
+                    value: p.value,
+                    group: p.group,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Cohort {
+    pub cohort_start: DateTime<Utc>,
+    pub size: i64,
+    /// `retained[k]`: cohort members active in the k-th bucket after the cohort's own.
+    pub retained: Vec<i64>,
+}
+
+#[derive(SimpleObject)]
+pub struct Retention {
+    pub cohorts: Vec<Cohort>,
+}
+
+#[derive(SimpleObject)]
+pub struct FunnelStep {
+    pub name: String,
+    pub users: i64,
+    /// Relative to the first step.
+    pub conversion_rate: f64,
+}
+
+#[derive(SimpleObject)]
+pub struct Funnel {
+    pub steps: Vec<FunnelStep>,
+}
+
+pub struct Analytics {
+    tenant: Uuid,
+    window: Window,
+}
+
+impl Analytics {
+    async fn series(
+        &self,
+        ctx: &Context<'_>,
+        measure: Measure,
+        filter: EventFilter,
+        breakdown: Option<String>,
+    ) -> Result<MetricSeries> {
+        let (tenant, window) = (self.tenant, &self.window);
+        let series = app(ctx)
+            .db
+            .tenant(tenant, |conn| {
+                async move {
+                    engagement::series(conn, tenant, window, measure, &filter, breakdown.as_deref())
+                        .await
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(series.into())
+    }
+}
+
+#[Object]
+impl Analytics {
+    /// Distinct users with at least one (matching) event per bucket: DAU, WAU or MAU.
+    async fn active_users(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<EventFilterInput>,
+    ) -> Result<MetricSeries> {
+        let filter = filter
+            .map(EventFilterInput::into_filter)
+            .transpose()?
+            .unwrap_or_default();
+        self.series(ctx, Measure::ActiveUsers, filter, None).await
+    }
+
+    /// Users whose first-ever event falls in the bucket.
+    async fn new_users(&self, ctx: &Context<'_>) -> Result<MetricSeries> {
+        self.series(ctx, Measure::NewUsers, EventFilter::default(), None)
+            .await
+    }
+
+    /// Event counts, optionally filtered and split by a property's value.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<EventFilterInput>,
+        breakdown_by: Option<String>,
+    ) -> Result<MetricSeries> {
+        let filter = filter
+            .map(EventFilterInput::into_filter)
+            .transpose()?
+            .unwrap_or_default();
+        if let Some(b) = &breakdown_by {
+            check_key(b, "breakdownBy")?;
+        }
+        self.series(ctx, Measure::Events, filter, breakdown_by)
+            .await
+    }
+
+    /// One cohort per bucket of the range.
+    async fn retention(&self, ctx: &Context<'_>, periods: i32) -> Result<Retention> {
+        let (tenant, window) = (self.tenant, &self.window);
+        let cohorts = app(ctx)
+            .db
+            .tenant(tenant, |conn| {
+                async move { retention::retention(conn, tenant, window, periods).await }
+                    .scope_boxed()
+            })
+            .await?;
+        Ok(Retention {
+            cohorts: cohorts
+                .into_iter()
+                .map(|c| Cohort {
+                    cohort_start: c.start,
+                    size: c.size,
+                    retained: c.retained,
+                })
+                .collect(),
+        })
+    }
+
+    /// Users who did the steps in order, within `conversionWindowHours` of the first.
+    async fn funnel(
+        &self,
+        ctx: &Context<'_>,
+        steps: Vec<String>,
+        conversion_window_hours: i32,
+    ) -> Result<Funnel> {
+        let (tenant, from, to) = (self.tenant, self.window.from, self.window.to);
+        let steps = app(ctx)
+            .db
+            .tenant(tenant, |conn| {
+                async move {
+                    funnel::funnel(conn, tenant, from, to, &steps, conversion_window_hours).await
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(Funnel {
+            steps: steps
+                .into_iter()
+                .map(|s| FunnelStep {
+                    name: s.name,
+                    users: s.users,
+                    conversion_rate: s.conversion_rate,
+                })
+                .collect(),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct AnalyticsQuery;
+
+#[Object]
+impl AnalyticsQuery {
+    /// The tenant's analytics over `range`, bucketed by `granularity` in the tenant's time zone.
+    /// Members of any role and READ API keys.
+    async fn analytics(
+        &self,
+        ctx: &Context<'_>,
+        range: TimeRangeInput,
+        granularity: Granularity,
+    ) -> Result<Analytics> {
+        let tenant = principal(ctx).reading_tenant()?;
+        let row = ctx
+            .data_unchecked::<Loaders>()
+            .tenants
+            .load_one(tenant)
+            .await?
+            .ok_or(AppError::NotFound("tenant"))?;
+        let tz: Tz = row.timezone.parse().unwrap_or(Tz::UTC);
+        let window = Window::new(range.from, range.to, granularity, tz)?;
+        Ok(Analytics { tenant, window })
+    }
+}

@@ -1,0 +1,282 @@
+//! Active users, new users and event counts.
+//!
+//! Whole local days come from the rollups: `active_transitions` answers "distinct users active in
+//! days [a, b]" as the users whose previous active day is before `a`, and `event_counts_daily`
+//! holds counts. The parts of a range that cut a day, hourly buckets, and property filters are
+//! read from the events themselves. Every number is exact.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::sql_types::{
+    Array, BigInt, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::window::{Bucket, Granularity, Window};
+use super::{EventFilter, Point, Series};
+use crate::db::Conn;
+use crate::error::AppResult;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    ActiveUsers,
+    NewUsers,
+    Events,
+}
+
+#[derive(diesel::QueryableByName)]
+struct SpanRow {
+    #[diesel(sql_type = BigInt)]
+    idx: i64,
+    #[diesel(sql_type = BigInt)]
+    value: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct RawRow {
+    #[diesel(sql_type = Integer)]
+    idx: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    grp: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    value: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// An empty day span (start after end) that PostgreSQL can represent.
+fn no_days() -> (NaiveDate, NaiveDate) {
+    let d = |y| NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or_default();
+    (d(9999), d(1))
+}
+
+/// The series of one measure. `breakdown` splits events by a property's value.
+pub async fn series(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+    measure: Measure,
+    filter: &EventFilter,
+    breakdown: Option<&str>,
+) -> AppResult<Series> {
+    let raw = window.granularity == Granularity::Hour
+        || !filter.properties.is_empty()
+        || breakdown.is_some()
+        || (measure == Measure::ActiveUsers && filter.name.is_some());
+    if raw {
+        raw_series(conn, tenant, window, measure, filter, breakdown).await
+    } else {
+        rollup_series(conn, tenant, window, measure, filter.name.as_deref()).await
+    }
+}
+
+async fn rollup_series(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+    measure: Measure,
+    name: Option<&str>,
+) -> AppResult<Series> {
+    // Every bucket, then the whole range as one more span.
+    let mut spans: Vec<Bucket> = window.buckets.clone();
+    spans.push(window.whole());
+    let (starts, ends): (Vec<NaiveDate>, Vec<NaiveDate>) = spans
+        .iter()
+        .map(|b| b.full_days.unwrap_or_else(no_days))
+        .unzip();
+    let sql = match measure {
+        Measure::ActiveUsers | Measure::NewUsers => {
+            let pick = if measure == Measure::NewUsers {
+                "AND t.prev_day = '-infinity'"
+            } else {
+                ""
+            };
+            format!(
+                "SELECT b.idx, coalesce(sum(t.users), 0)::int8 AS value \
+                 FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
+                 LEFT JOIN active_transitions t ON t.tenant_id = $1 AND t.day BETWEEN b.s AND b.e \
+                   AND t.prev_day < b.s {pick} \
+                 GROUP BY b.idx ORDER BY b.idx"
+            )
+        }
+        Measure::Events => "SELECT b.idx, coalesce(sum(c.events), 0)::int8 AS value \
+             FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
+             LEFT JOIN event_counts_daily c ON c.tenant_id = $1 AND c.day BETWEEN b.s AND b.e \
+               AND ($4::text IS NULL OR c.name = $4) \
+             GROUP BY b.idx ORDER BY b.idx"
+            .to_string(),
+    };
+    let rows: Vec<SpanRow> = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Array<Date>, _>(&starts)
+        .bind::<Array<Date>, _>(&ends)
+        .bind::<Nullable<Text>, _>(name)
+        .load(conn)
+        .await?;
+    let mut values: Vec<i64> = vec![0; spans.len()];
+    for r in rows {
+        values[(r.idx - 1) as usize] = r.value;
+    }
+    // The cut edges of the range (only the first and last buckets, and the whole, have any).
+    for (i, span) in spans.iter().enumerate() {
+        let edges = span.edges(window.tz);
+        if !edges.is_empty() {
+            values[i] += edge_value(conn, tenant, measure, name, &edges, span.full_days).await?;
+        }
+    }
+    let total = values.pop().unwrap_or(0) as f64;
+    let points = window
+        .buckets
+        .iter()
+        .zip(values)
+        .map(|(b, v)| Point {
+            bucket: b.label,
+            value: v as f64,
+            group: None,
+        })
+        .collect();
+    Ok(Series { total, points })
+}
+
+/// What the edge windows add to a span whose whole days came from rollups. For active users,
+/// only those not already active on one of the span's whole days count.
+async fn edge_value(
+    conn: &mut Conn,
+    tenant: Uuid,
+    measure: Measure,
+    name: Option<&str>,
+    edges: &[(DateTime<Utc>, DateTime<Utc>)],
+    full_days: Option<(NaiveDate, NaiveDate)>,
+) -> AppResult<i64> {
+    let (lo1, hi1) = edges[0];
+    let (lo2, hi2) = edges.get(1).copied().unwrap_or((hi1, hi1));
+    let (ds, de) = full_days.unwrap_or_else(no_days);
+    let in_edges =
+        "((occurred_at >= $2 AND occurred_at < $3) OR (occurred_at >= $4 AND occurred_at < $5))";
+    let sql = match measure {
+        Measure::ActiveUsers => format!(
+            "SELECT count(DISTINCT e.user_id)::int8 AS n FROM events e \
+             WHERE e.tenant_id = $1 AND {in_edges} AND ($8::text IS NULL OR e.name = $8) \
+               AND NOT EXISTS (SELECT 1 FROM user_days u WHERE u.tenant_id = $1 \
+                               AND u.user_id = e.user_id AND u.day BETWEEN $6 AND $7)"
+        ),
+        Measure::NewUsers => format!(
+            "SELECT count(*)::int8 AS n FROM end_users \
+             WHERE tenant_id = $1 AND {} AND $6::date IS NOT NULL AND $7::date IS NOT NULL AND $8::text IS NULL",
+            in_edges.replace("occurred_at", "first_seen")
+        ),
+        Measure::Events => format!(
+            "SELECT count(*)::int8 AS n FROM events \
+             WHERE tenant_id = $1 AND {in_edges} AND ($8::text IS NULL OR name = $8) \
+               AND $6::date IS NOT NULL AND $7::date IS NOT NULL"
+        ),
+    };
+    let count: Count = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Timestamptz, _>(lo1)
+        .bind::<Timestamptz, _>(hi1)
+        .bind::<Timestamptz, _>(lo2)
+        .bind::<Timestamptz, _>(hi2)
+        .bind::<Date, _>(ds)
+        .bind::<Date, _>(de)
+        .bind::<Nullable<Text>, _>(if measure == Measure::NewUsers {
+            None
+        } else {
+            name
+        })
+        .get_result(conn)
+        .await?;
+    Ok(count.n)
+}
+
+/// Straight from the events, one query for the buckets and one for the total.
+async fn raw_series(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+    measure: Measure,
+    filter: &EventFilter,
+    breakdown: Option<&str>,
+) -> AppResult<Series> {
+    let starts: Vec<DateTime<Utc>> = window.buckets.iter().map(|b| b.start).collect();
+    let (keys, vals): (Vec<String>, Vec<String>) = filter.properties.iter().cloned().unzip();
+    let (source, time, value) = match measure {
+        Measure::NewUsers => ("end_users e", "first_seen", "count(*)"),
+        Measure::ActiveUsers => ("events e", "occurred_at", "count(DISTINCT e.user_id)"),
+        Measure::Events => ("events e", "occurred_at", "count(*)"),
+    };
+    let group = if breakdown.is_some() {
+        "e.properties->>$8"
+    } else {
+        "$8::text"
+    };
+    let name_filter = if measure == Measure::NewUsers {
+        // New users are people, not events: a name filter does not apply.
+        "$5::text IS NULL OR true"
+    } else {
+        "$5::text IS NULL OR e.name = $5"
+    };
+    let where_clause = format!(
+        "e.tenant_id = $1 AND e.{time} >= $3 AND e.{time} < $4 AND ({name_filter}) \
+         AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) f(k, v) \
+                         WHERE e.properties->>f.k IS DISTINCT FROM f.v)"
+    );
+    let by_bucket = format!(
+        "SELECT width_bucket(e.{time}, $2::timestamptz[])::int4 AS idx, {group} AS grp, {value}::int8 AS value \
+         FROM {source} WHERE {where_clause} GROUP BY 1, 2"
+    );
+    let rows: Vec<RawRow> = diesel::sql_query(by_bucket)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Array<Timestamptz>, _>(&starts)
+        .bind::<Timestamptz, _>(window.from)
+        .bind::<Timestamptz, _>(window.to)
+        .bind::<Nullable<Text>, _>(filter.name.as_deref())
+        .bind::<Array<Text>, _>(&keys)
+        .bind::<Array<Text>, _>(&vals)
+        .bind::<Nullable<Text>, _>(breakdown)
+        .load(conn)
+        .await?;
+    let total_sql = format!(
+        "SELECT {value}::int8 AS n FROM {source} WHERE {where_clause} AND $2::timestamptz[] IS NOT NULL AND $8::text IS NULL"
+    );
+    let total: Count = diesel::sql_query(total_sql)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Array<Timestamptz>, _>(&starts)
+        .bind::<Timestamptz, _>(window.from)
+        .bind::<Timestamptz, _>(window.to)
+        .bind::<Nullable<Text>, _>(filter.name.as_deref())
+        .bind::<Array<Text>, _>(&keys)
+        .bind::<Array<Text>, _>(&vals)
+        .bind::<Nullable<Text>, _>(None::<String>)
+        .get_result(conn)
+        .await?;
+
+    let mut groups: Vec<Option<String>> = rows.iter().map(|r| r.grp.clone()).collect();
+    groups.sort();
+    groups.dedup();
+    if groups.is_empty() {
+        groups.push(None);
+    }
+    let mut points = Vec::with_capacity(window.buckets.len() * groups.len());
+    for (i, b) in window.buckets.iter().enumerate() {
+        for g in &groups {
+            let value = rows
+                .iter()
+                .find(|r| r.idx as usize == i + 1 && &r.grp == g)
+                .map_or(0, |r| r.value);
+            points.push(Point {
+                bucket: b.label,
+                value: value as f64,
+                group: if breakdown.is_some() { g.clone() } else { None },
+            });
+        }
+    }
+    Ok(Series {
+        total: total.n as f64,
+        points,
+    })
+}

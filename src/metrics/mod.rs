@@ -1,0 +1,31 @@
+//! The analytics engine: engagement series from rollups (whole local days) and raw events (the
+//! cut edges of a range, hourly buckets, property filters), retention and funnels.
+
+pub mod engagement;
+pub mod funnel;
+pub mod retention;
+pub mod window;
+
+use chrono::{DateTime, Utc};
+
+pub use window::{Granularity, Window};
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Point {
+    pub bucket: DateTime<Utc>,
+    pub value: f64,
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Series {
+    pub total: f64,
+    pub points: Vec<Point>,
+}
+
+/// Which events count: by name and by property values (all must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EventFilter {
+    pub name: Option<String>,
+    pub properties: Vec<(String, String)>,
+}

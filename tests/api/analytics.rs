@@ -1,0 +1,580 @@
+//! Every engagement metric against a brute-force computation over the stored events: a tenant in
+//! America/Los_Angeles across the end of daylight-saving time, late events, duplicates, cut
+//! buckets, empty buckets, week and month edges, filters, breakdowns, retention and funnels.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+use crate::harness::{Session, TestApp};
+
+const TZ: Tz = chrono_tz::America::Los_Angeles;
+const NAMES: [&str; 5] = ["signup", "login", "page_view", "feature_used", "upgrade"];
+
+#[derive(Debug, Clone)]
+struct Ev {
+    name: String,
+    user: String,
+    at: DateTime<Utc>,
+    plan: Option<String>,
+}
+
+fn la(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    TZ.with_ymd_and_hms(y, m, d, 0, 0, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum G {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl G {
+    fn name(self) -> &'static str {
+        match self {
+            G::Hour => "HOUR",
+            G::Day => "DAY",
+            G::Week => "WEEK",
+            G::Month => "MONTH",
+        }
+    }
+}
+
+/// A bucket's label: local wall time of its start; for hours, the UTC hour (wall time repeats
+/// when clocks fall back, and Los Angeles is a whole number of hours from UTC).
+fn label(g: G, at: DateTime<Utc>) -> NaiveDateTime {
+    let local = at.with_timezone(&TZ).naive_local();
+    let d = local.date();
+    let day = match g {
+        G::Hour => {
+            let u = at.naive_utc();
+            return u.date().and_hms_opt(u.hour(), 0, 0).unwrap();
+        }
+        G::Day => d,
+        G::Week => d - Duration::days(d.weekday().num_days_from_monday() as i64),
+        G::Month => NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap(),
+    };
+    day.and_hms_opt(0, 0, 0).unwrap()
+}
+
+/// Every label from the bucket holding `from` to the one holding the last instant before `to`.
+fn labels(g: G, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDateTime> {
+    let mut out = BTreeSet::new();
+    let mut t = from;
+    while t < to {
+        out.insert(label(g, t));
+        t += Duration::minutes(30);
+    }
+    out.insert(label(g, to - Duration::seconds(1)));
+    out.into_iter().collect()
+}
+
+fn server_points(series: &Value, g: G) -> Vec<(NaiveDateTime, f64, Option<String>)> {
+    series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let at: DateTime<Utc> = p["bucket"].as_str().unwrap().parse().unwrap();
+            (
+                label(g, at),
+                p["value"].as_f64().unwrap(),
+                p["group"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+struct Brute<'a> {
+    events: &'a [Ev],
+    first_seen: BTreeMap<&'a str, DateTime<Utc>>,
+}
+
+impl<'a> Brute<'a> {
+    fn new(events: &'a [Ev]) -> Self {
+        let mut first_seen: BTreeMap<&str, DateTime<Utc>> = BTreeMap::new();
+        for e in events {
+            let f = first_seen.entry(&e.user).or_insert(e.at);
+            *f = (*f).min(e.at);
+        }
+        Self { events, first_seen }
+    }
+
+    fn in_range(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> impl Iterator<Item = &'a Ev> {
+        self.events
+            .iter()
+            .filter(move |e| e.at >= from && e.at < to)
+    }
+
+    /// (points by label, total) for a measure over matching events.
+    fn series(
+        &self,
+        g: G,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        measure: &str,
+        keep: Keep,
+    ) -> (BTreeMap<NaiveDateTime, f64>, f64) {
+        let mut points: BTreeMap<NaiveDateTime, f64> =
+            labels(g, from, to).into_iter().map(|l| (l, 0.0)).collect();
+        let total = match measure {
+            "activeUsers" => {
+                let mut sets: BTreeMap<NaiveDateTime, BTreeSet<&str>> = BTreeMap::new();
+                let mut all = BTreeSet::new();
+                for e in self.in_range(from, to).filter(|e| keep(e)) {
+                    sets.entry(label(g, e.at)).or_default().insert(&e.user);
+                    all.insert(&e.user);
+                }
+                for (l, s) in sets {
+                    points.insert(l, s.len() as f64);
+                }
+                all.len() as f64
+            }
+            "newUsers" => {
+                let mut n = 0.0;
+                for (_, at) in self
+                    .first_seen
+                    .iter()
+                    .filter(|(_, at)| **at >= from && **at < to)
+                {
+                    *points.get_mut(&label(g, *at)).unwrap() += 1.0;
+                    n += 1.0;
+                }
+                n
+            }
+            _ => {
+                let mut n = 0.0;
+                for e in self.in_range(from, to).filter(|e| keep(e)) {
+                    *points.get_mut(&label(g, e.at)).unwrap() += 1.0;
+                    n += 1.0;
+                }
+                n
+            }
+        };
+        (points, total)
+    }
+
+    fn retention(
+        &self,
+        g: G,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        periods: usize,
+    ) -> Vec<(NaiveDateTime, i64, Vec<i64>)> {
+        let cohort_labels = labels(g, from, to);
+        let far = to + Duration::days(40 * periods as i64);
+        let all_labels = labels(g, from, far);
+        let index = |l: NaiveDateTime| all_labels.iter().position(|x| *x == l);
+        cohort_labels
+            .iter()
+            .map(|cl| {
+                let members: BTreeSet<&str> = self
+                    .first_seen
+                    .iter()
+                    .filter(|(_, at)| **at >= from && **at < to && label(g, **at) == *cl)
+                    .map(|(u, _)| *u)
+                    .collect();
+                let ci = index(*cl).unwrap();
+                let retained = (0..periods)
+                    .map(|k| {
+                        let target = all_labels[ci + k];
+                        self.events
+                            .iter()
+                            .filter(|e| {
+                                members.contains(e.user.as_str()) && label(g, e.at) == target
+                            })
+                            .map(|e| e.user.as_str())
+                            .collect::<BTreeSet<_>>()
+                            .len() as i64
+                    })
+                    .collect();
+                (*cl, members.len() as i64, retained)
+            })
+            .collect()
+    }
+
+    fn funnel(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        steps: &[&str],
+        hours: i64,
+    ) -> Vec<i64> {
+        let window = Duration::hours(hours);
+        let mut counts = vec![0; steps.len()];
+        let users: BTreeSet<&str> = self.events.iter().map(|e| e.user.as_str()).collect();
+        for u in users {
+            let mine: Vec<&Ev> = self.events.iter().filter(|e| e.user == u).collect();
+            let Some(t0) = mine
+                .iter()
+                .filter(|e| e.name == steps[0] && e.at >= from && e.at < to)
+                .map(|e| e.at)
+                .min()
+            else {
+                continue;
+            };
+            counts[0] += 1;
+            let mut t = t0;
+            for (i, step) in steps.iter().enumerate().skip(1) {
+                let next = mine
+                    .iter()
+                    .filter(|e| {
+                        e.name == *step
+                            && e.at > t
+                            && e.at <= t0 + window
+                            && e.at >= from
+                            && e.at < to + window
+                    })
+                    .map(|e| e.at)
+                    .min();
+                match next {
+                    Some(n) => {
+                        counts[i] += 1;
+                        t = n;
+                    }
+                    None => break,
+                }
+            }
+        }
+        counts
+    }
+}
+
+fn generate(
+    seed: u64,
+    n: usize,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<(Option<String>, Ev)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let span = (to - from).num_seconds();
+    (0..n)
+        .map(|i| {
+            let at = from + Duration::seconds(rng.random_range(0..span));
+            let plan = match rng.random_range(0..3) {
+                0 => None,
+                1 => Some("free".to_string()),
+                _ => Some("pro".to_string()),
+            };
+            let id = (i % 3 != 0).then(|| format!("ev-{seed}-{i}"));
+            (
+                id,
+                Ev {
+                    name: NAMES[rng.random_range(0..NAMES.len())].into(),
+                    user: format!("user-{}", rng.random_range(0..25)),
+                    at,
+                    plan,
+                },
+            )
+        })
+        .collect()
+}
+
+async fn send(t: &TestApp, key: &str, batch: &[(Option<String>, Ev)]) -> Value {
+    let events: Vec<Value> = batch
+        .iter()
+        .map(|(id, e)| {
+            let mut props = json!({ "country": "PT" });
+            if let Some(p) = &e.plan {
+                props["plan"] = json!(p);
+            }
+            json!({ "id": id, "name": e.name, "userId": e.user, "occurredAt": e.at.to_rfc3339(), "properties": props })
+        })
+        .collect();
+    t.client
+        .post(format!("{}/api/v1/events", t.base))
+        .bearer_auth(key)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+type Keep<'a> = &'a dyn Fn(&Ev) -> bool;
+
+const QUERY: &str = r#"query($range: TimeRangeInput!, $g: Granularity!, $name: EventFilter, $plan: EventFilter) {
+  analytics(range: $range, granularity: $g) {
+    activeUsers { total points { bucket value } }
+    newUsers { total points { bucket value } }
+    events { total points { bucket value } }
+    loginUsers: activeUsers(filter: $name) { total points { bucket value } }
+    loginEvents: events(filter: $name) { total points { bucket value } }
+    proEvents: events(filter: $plan) { total points { bucket value } }
+    byPlan: events(breakdownBy: "plan") { total points { bucket value group } }
+  }
+}"#;
+
+async fn compare(
+    t: &TestApp,
+    s: &Session,
+    events: &[Ev],
+    g: G,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) {
+    let resp = t
+        .gql(
+            Some(&s.access),
+            QUERY,
+            json!({
+                "range": { "from": from.to_rfc3339(), "to": to.to_rfc3339() },
+                "g": g.name(),
+                "name": { "name": "login" },
+                "plan": { "properties": [{ "key": "plan", "equals": "pro" }] },
+            }),
+        )
+        .await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    let a = &resp["data"]["analytics"];
+    let brute = Brute::new(events);
+    let all = |_: &Ev| true;
+    let login = |e: &Ev| e.name == "login";
+    let pro = |e: &Ev| e.plan.as_deref() == Some("pro");
+    let checks: [(&str, &str, Keep); 6] = [
+        ("activeUsers", "activeUsers", &all),
+        ("newUsers", "newUsers", &all),
+        ("events", "events", &all),
+        ("loginUsers", "activeUsers", &login),
+        ("loginEvents", "events", &login),
+        ("proEvents", "events", &pro),
+    ];
+    for (field, measure, keep) in checks {
+        let (points, total) = brute.series(g, from, to, measure, keep);
+        let got: Vec<(NaiveDateTime, f64)> = server_points(&a[field], g)
+            .into_iter()
+            .map(|(l, v, _)| (l, v))
+            .collect();
+        let want: Vec<(NaiveDateTime, f64)> = points.into_iter().collect();
+        assert_eq!(got, want, "{field} {g:?} [{from}, {to}) points");
+        assert_eq!(
+            a[field]["total"].as_f64().unwrap(),
+            total,
+            "{field} {g:?} [{from}, {to}) total"
+        );
+    }
+    let mut want: BTreeMap<(NaiveDateTime, Option<String>), f64> = BTreeMap::new();
+    for e in brute.in_range(from, to) {
+        *want.entry((label(g, e.at), e.plan.clone())).or_default() += 1.0;
+    }
+    let got: BTreeMap<(NaiveDateTime, Option<String>), f64> = server_points(&a["byPlan"], g)
+        .into_iter()
+        .filter(|(_, v, _)| *v != 0.0)
+        .map(|(l, v, grp)| ((l, grp), v))
+        .collect();
+    assert_eq!(got, want, "byPlan {g:?}");
+}
+
+async fn compare_cohorts_and_funnel(
+    t: &TestApp,
+    s: &Session,
+    events: &[Ev],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) {
+    let brute = Brute::new(events);
+    for (g, periods) in [(G::Day, 5), (G::Week, 3)] {
+        let resp = t
+            .op(Some(&s.access), "analytics.graphql", "Retention", json!({
+                "range": { "from": from.to_rfc3339(), "to": to.to_rfc3339() }, "granularity": g.name(), "periods": periods,
+            }))
+            .await;
+        assert!(resp["errors"].is_null(), "{resp}");
+        let got: Vec<(NaiveDateTime, i64, Vec<i64>)> =
+            resp["data"]["analytics"]["retention"]["cohorts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    let at: DateTime<Utc> = c["cohortStart"].as_str().unwrap().parse().unwrap();
+                    let retained = c["retained"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_i64().unwrap())
+                        .collect();
+                    (label(g, at), c["size"].as_i64().unwrap(), retained)
+                })
+                .collect();
+        assert_eq!(
+            got,
+            brute.retention(g, from, to, periods),
+            "retention {g:?}"
+        );
+    }
+    let steps = ["signup", "login", "feature_used"];
+    let resp = t
+        .op(Some(&s.access), "analytics.graphql", "Funnel", json!({
+            "range": { "from": from.to_rfc3339(), "to": to.to_rfc3339() }, "steps": steps, "windowHours": 72,
+        }))
+        .await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    let got: Vec<i64> = resp["data"]["analytics"]["funnel"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["users"].as_i64().unwrap())
+        .collect();
+    let want = brute.funnel(from, to, &steps, 72);
+    assert_eq!(got, want, "funnel");
+    assert!(
+        want[0] > 0 && want[1] > 0,
+        "the data set exercises the funnel: {want:?}"
+    );
+    let rate = resp["data"]["analytics"]["funnel"]["steps"][1]["conversionRate"]
+        .as_f64()
+        .unwrap();
+    assert!((rate - want[1] as f64 / want[0] as f64).abs() < 1e-9);
+}
+
+async fn stored_events(t: &TestApp, tenant: &str) -> Vec<Ev> {
+    t.pg()
+        .await
+        .query(
+            "SELECT name, user_id, (extract(epoch FROM occurred_at) * 1000000)::int8, properties->>'plan' FROM events WHERE tenant_id = $1::text::uuid",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| Ev { name: r.get(0), user: r.get(1), at: DateTime::from_timestamp_micros(r.get(2)).unwrap(), plan: r.get(3) })
+        .collect()
+}
+
+#[tokio::test]
+async fn engagement_metrics_match_brute_force() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let tz = t
+        .op(
+            Some(&s.access),
+            "tenant.graphql",
+            "UpdateTenant",
+            json!({ "input": { "timezone": "America/Los_Angeles" } }),
+        )
+        .await;
+    assert!(tz["errors"].is_null(), "{tz}");
+    let key = t
+        .op(
+            Some(&s.access),
+            "tenant.graphql",
+            "CreateApiKey",
+            json!({ "input": { "name": "sdk", "scopes": ["INGEST"] } }),
+        )
+        .await["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Sent newest batches first, so most batches are late relative to what is stored.
+    let generated = generate(
+        7,
+        900,
+        utc("2026-10-20T00:00:00Z"),
+        utc("2026-11-13T00:00:00Z"),
+    );
+    let mut sorted = generated.clone();
+    sorted.sort_by_key(|(_, e)| std::cmp::Reverse(e.at));
+    let mut accepted = 0;
+    for batch in sorted.chunks(100) {
+        let r = send(&t, &key, batch).await;
+        accepted += r["accepted"].as_i64().unwrap_or_else(|| panic!("{r}"));
+    }
+    // The same ids again are duplicates, not new rows.
+    let again = send(&t, &key, &generated[..60]).await;
+    let with_ids = generated[..60]
+        .iter()
+        .filter(|(id, _)| id.is_some())
+        .count() as i64;
+    assert_eq!(again["duplicates"], with_ids, "{again}");
+    assert_eq!(accepted + again["accepted"].as_i64().unwrap(), 900 + 20);
+
+    let events = stored_events(&t, &s.tenant_id).await;
+    assert_eq!(events.len(), 920);
+    let ranges = [
+        (la(2026, 10, 25), la(2026, 11, 8)),
+        (utc("2026-10-22T15:30:00Z"), utc("2026-11-10T03:00:00Z")),
+        (la(2026, 10, 1), la(2026, 12, 1)),
+    ];
+    for (from, to) in ranges {
+        for g in [G::Day, G::Week, G::Month] {
+            compare(&t, &s, &events, g, from, to).await;
+        }
+    }
+    // Hours across the fall-back night (01:00 happens twice in Los Angeles).
+    compare(
+        &t,
+        &s,
+        &events,
+        G::Hour,
+        utc("2026-11-01T05:00:00Z"),
+        utc("2026-11-01T15:00:00Z"),
+    )
+    .await;
+    compare_cohorts_and_funnel(&t, &s, &events, la(2026, 10, 20), la(2026, 11, 6)).await;
+
+    // A backfill older than everything: first-seen days, new users and retention all move.
+    let backfill: Vec<(Option<String>, Ev)> = (0..10)
+        .map(|i| {
+            (
+                None,
+                Ev {
+                    name: "login".into(),
+                    user: format!("user-{i}"),
+                    at: utc("2026-10-02T12:00:00Z") + Duration::hours(i),
+                    plan: None,
+                },
+            )
+        })
+        .collect();
+    let r = send(&t, &key, &backfill).await;
+    assert_eq!(r["accepted"], 10, "{r}");
+    let events = stored_events(&t, &s.tenant_id).await;
+    for g in [G::Day, G::Week] {
+        compare(&t, &s, &events, g, la(2026, 9, 28), la(2026, 11, 10)).await;
+    }
+    compare_cohorts_and_funnel(&t, &s, &events, la(2026, 9, 28), la(2026, 11, 6)).await;
+}
+
+#[tokio::test]
+async fn empty_tenants_get_zero_buckets_and_bad_ranges_are_refused() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("empty").await;
+    let resp = t
+        .op(Some(&s.access), "analytics.graphql", "Engagement", json!({
+            "range": { "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z" }, "granularity": "DAY",
+        }))
+        .await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    let points = resp["data"]["analytics"]["activeUsers"]["points"]
+        .as_array()
+        .unwrap();
+    assert_eq!(points.len(), 7);
+    assert!(points.iter().all(|p| p["value"] == 0.0));
+    let backwards = t
+        .op(Some(&s.access), "analytics.graphql", "Engagement", json!({
+            "range": { "from": "2026-11-08T00:00:00Z", "to": "2026-11-01T00:00:00Z" }, "granularity": "DAY",
+        }))
+        .await;
+    assert_eq!(crate::harness::codes(&backwards), ["BAD_USER_INPUT"]);
+    let hours = t
+        .op(Some(&s.access), "analytics.graphql", "Engagement", json!({
+            "range": { "from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z" }, "granularity": "HOUR",
+        }))
+        .await;
+    assert_eq!(crate::harness::codes(&hours), ["BAD_USER_INPUT"]);
+}
