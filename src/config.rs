@@ -44,6 +44,8 @@ pub struct Config {
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
     pub max_query_aliases: usize,
+    /// Cache analytics results (turned off to measure cold queries).
+    pub metric_cache: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             max_query_depth: 16,
             max_query_complexity: 2_000,
             max_query_aliases: 30,
+            metric_cache: true,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Small shared counters with expiry: Redis when configured (shared by every instance), else an
 //! in-process cache with the same behaviour for a single instance.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bb8_redis::RedisConnectionManager;
@@ -14,8 +15,17 @@ pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 #[derive(Clone)]
 pub enum Kv {
     Redis { pool: RedisPool, prefix: String },
-    Memory(Cache<String, (i64, Instant)>),
+    Memory(Memory),
 }
+
+#[derive(Clone)]
+pub struct Memory {
+    counters: Cache<String, (i64, Instant)>,
+    blobs: Cache<String, Arc<Vec<u8>>>,
+}
+
+/// How long a cached blob may live at most (entries are also keyed by data version).
+pub const BLOB_TTL: Duration = Duration::from_secs(15 * 60);
 
 fn redis_err(e: impl std::fmt::Display) -> AppError {
     AppError::internal(anyhow::anyhow!("redis: {e}"))
@@ -35,12 +45,53 @@ impl Kv {
     }
 
     pub fn memory() -> Self {
-        Kv::Memory(
-            Cache::builder()
+        Kv::Memory(Memory {
+            counters: Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
-        )
+            blobs: Cache::builder()
+                // Weighed in bytes: 256 MiB of cached results at most.
+                .weigher(|k: &String, v: &Arc<Vec<u8>>| {
+                    (k.len() + v.len()).try_into().unwrap_or(u32::MAX)
+                })
+                .max_capacity(256 * 1024 * 1024)
+                .time_to_live(BLOB_TTL)
+                .build(),
+        })
+    }
+
+    pub async fn get_blob(&self, key: &str) -> AppResult<Option<Arc<Vec<u8>>>> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let value: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(format!("{prefix}{key}"))
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok(value.map(Arc::new))
+            }
+            Kv::Memory(m) => Ok(m.blobs.get(key).await),
+        }
+    }
+
+    pub async fn set_blob(&self, key: &str, value: Vec<u8>) -> AppResult<()> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let _: () = redis::cmd("SET")
+                    .arg(format!("{prefix}{key}"))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(BLOB_TTL.as_secs())
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            Kv::Memory(m) => m.blobs.insert(key.to_string(), Arc::new(value)).await,
+        }
+        Ok(())
     }
 
     pub fn is_redis(&self) -> bool {
@@ -76,9 +127,10 @@ impl Kv {
                     .map_err(redis_err)?;
                 Ok(count)
             }
-            Kv::Memory(cache) => {
+            Kv::Memory(m) => {
                 let now = Instant::now();
-                let entry = cache
+                let entry = m
+                    .counters
                     .entry(key.to_string())
                     .and_compute_with(|old| {
                         let next = match old.map(|e| e.into_value()) {
@@ -107,8 +159,8 @@ impl Kv {
                     .await
                     .map_err(redis_err)?;
             }
-            Kv::Memory(cache) => {
-                cache
+            Kv::Memory(m) => {
+                m.counters
                     .insert(key.to_string(), (value, Instant::now() + ttl))
                     .await
             }
@@ -131,7 +183,7 @@ impl Kv {
                     .map_err(redis_err)?;
                 Ok(count.map(|c| (c, Duration::from_millis(ttl_ms.max(0) as u64))))
             }
-            Kv::Memory(cache) => Ok(cache.get(key).await.and_then(|(n, exp)| {
+            Kv::Memory(m) => Ok(m.counters.get(key).await.and_then(|(n, exp)| {
                 let left = exp.checked_duration_since(Instant::now())?;
                 Some((n, left))
             })),
@@ -148,7 +200,7 @@ impl Kv {
                     .await
                     .map_err(redis_err)?;
             }
-            Kv::Memory(cache) => cache.invalidate(key).await,
+            Kv::Memory(m) => m.counters.invalidate(key).await,
         }
         Ok(())
     }

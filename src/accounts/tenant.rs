@@ -38,7 +38,7 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
     };
     let meta = caller.meta;
     let tenant_id = actor.tenant_id;
-    caller
+    let (before, after) = caller
         .app
         .db
         .tenant(tenant_id, |conn| {
@@ -62,11 +62,16 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
                     },
                 )
                 .await?;
-                Ok(after)
+                Ok((before, after))
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    if before.timezone != after.timezone {
+        // Days are local: every rollup moves to the new zone's days.
+        crate::events::rollups::rebuild_in_background(caller.app, tenant_id);
+    }
+    Ok(after)
 }
 
 /// Deletes the tenant and everything it owns. OWNER only, and the slug must be typed again.

@@ -115,6 +115,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     if demo {
         demo::ensure(&app).await?;
     }
+    spawn_partition_upkeep(&app);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -122,4 +123,20 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         "listening on http://{listen}  (GraphQL /api/v1/graphql, playground http://{listen}/playground)"
     );
     http::serve(app, listener, http::shutdown_signal()).await
+}
+
+/// Keeps event partitions a few months ahead, so ingestion never waits on DDL.
+fn spawn_partition_upkeep(app: &App) {
+    let db = app.db.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
+        loop {
+            every.tick().await;
+            match crate::events::partitions::ensure_ahead(&db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(created = n, "created event partitions"),
+                Err(e) => tracing::warn!(error = %e, "could not create event partitions"),
+            }
+        }
+    });
 }

@@ -227,10 +227,7 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
         .tenant(tenant_id, |conn| {
             async move {
                 // One writer per tenant at a time keeps the activity rollups exact.
-                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))")
-                    .bind::<SqlUuid, _>(tenant_id)
-                    .execute(conn)
-                    .await?;
+                super::rollups::lock_tenant_writes(conn, tenant_id).await?;
                 partitions::ensure(conn, min, max).await?;
                 let written: Written = diesel::sql_query(INSERT_EVENTS)
                     .bind::<SqlUuid, _>(tenant_id)

@@ -2,5 +2,6 @@
 
 pub mod ingest;
 pub mod partitions;
+pub mod rollups;
 
 pub use ingest::{IngestOutcome, NewEvent, ingest_events};

@@ -10,7 +10,7 @@ use crate::auth::guards::principal;
 use crate::error::AppError;
 use crate::graphql::{app, loaders::Loaders};
 use crate::metrics::engagement::{self, Measure};
-use crate::metrics::{self, EventFilter, Granularity, Window, funnel, retention};
+use crate::metrics::{self, EventFilter, Granularity, Window, cache, funnel, retention};
 
 const MAX_FILTERS: usize = 10;
 
@@ -135,7 +135,32 @@ pub struct Analytics {
     window: Window,
 }
 
+fn cache_of<'a>(ctx: &Context<'a>) -> Option<&'a crate::kv::Kv> {
+    let app = app(ctx);
+    app.config.metric_cache.then_some(&app.kv)
+}
+
 impl Analytics {
+    /// What identifies this query's range in the metric cache.
+    fn key(
+        &self,
+        what: &'static str,
+    ) -> (
+        &'static str,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Granularity,
+        &'static str,
+    ) {
+        (
+            what,
+            self.window.from,
+            self.window.to,
+            self.window.granularity,
+            self.window.tz.name(),
+        )
+    }
+
     async fn series(
         &self,
         ctx: &Context<'_>,
@@ -144,12 +169,25 @@ impl Analytics {
         breakdown: Option<String>,
     ) -> Result<MetricSeries> {
         let (tenant, window) = (self.tenant, &self.window);
+        let kv = cache_of(ctx);
+        let key = (self.key("series"), measure, &filter, &breakdown);
+        let (filter, breakdown, key) = (&filter, &breakdown, &key);
         let series = app(ctx)
             .db
             .tenant(tenant, |conn| {
                 async move {
-                    engagement::series(conn, tenant, window, measure, &filter, breakdown.as_deref())
+                    cache::cached(kv, conn, tenant, key, async |conn| {
+                        engagement::series(
+                            conn,
+                            tenant,
+                            window,
+                            measure,
+                            filter,
+                            breakdown.as_deref(),
+                        )
                         .await
+                    })
+                    .await
                 }
                 .scope_boxed()
             })

@@ -6,6 +6,8 @@
 //! read from the events themselves. Every number is exact.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use diesel::pg::Pg;
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{
     Array, BigInt, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
@@ -17,7 +19,7 @@ use super::{EventFilter, Point, Series};
 use crate::db::Conn;
 use crate::error::AppResult;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Measure {
     ActiveUsers,
     NewUsers,
@@ -88,33 +90,7 @@ async fn rollup_series(
         .iter()
         .map(|b| b.full_days.unwrap_or_else(no_days))
         .unzip();
-    let sql = match measure {
-        Measure::ActiveUsers | Measure::NewUsers => {
-            let pick = if measure == Measure::NewUsers {
-                "AND t.prev_day = '-infinity'"
-            } else {
-                ""
-            };
-            format!(
-                "SELECT b.idx, coalesce(sum(t.users), 0)::int8 AS value \
-                 FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
-                 LEFT JOIN active_transitions t ON t.tenant_id = $1 AND t.day BETWEEN b.s AND b.e \
-                   AND t.prev_day < b.s {pick} \
-                 GROUP BY b.idx ORDER BY b.idx"
-            )
-        }
-        Measure::Events => "SELECT b.idx, coalesce(sum(c.events), 0)::int8 AS value \
-             FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
-             LEFT JOIN event_counts_daily c ON c.tenant_id = $1 AND c.day BETWEEN b.s AND b.e \
-               AND ($4::text IS NULL OR c.name = $4) \
-             GROUP BY b.idx ORDER BY b.idx"
-            .to_string(),
-    };
-    let rows: Vec<SpanRow> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Array<Date>, _>(&starts)
-        .bind::<Array<Date>, _>(&ends)
-        .bind::<Nullable<Text>, _>(name)
+    let rows: Vec<SpanRow> = rollup_query("", measure, tenant, &starts, &ends, name)
         .load(conn)
         .await?;
     let mut values: Vec<i64> = vec![0; spans.len()];
@@ -142,6 +118,100 @@ async fn rollup_series(
     Ok(Series { total, points })
 }
 
+fn rollup_sql(measure: Measure) -> String {
+    match measure {
+        Measure::ActiveUsers | Measure::NewUsers => {
+            let pick = if measure == Measure::NewUsers {
+                "AND t.prev_day = '-infinity'"
+            } else {
+                ""
+            };
+            format!(
+                "SELECT b.idx, coalesce(sum(t.users), 0)::int8 AS value \
+                 FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
+                 LEFT JOIN active_transitions t ON t.tenant_id = $1 AND t.day BETWEEN b.s AND b.e \
+                   AND t.prev_day < b.s {pick} \
+                 GROUP BY b.idx ORDER BY b.idx"
+            )
+        }
+        Measure::Events => "SELECT b.idx, coalesce(sum(c.events), 0)::int8 AS value \
+             FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
+             LEFT JOIN event_counts_daily c ON c.tenant_id = $1 AND c.day BETWEEN b.s AND b.e \
+               AND ($4::text IS NULL OR c.name = $4) \
+             GROUP BY b.idx ORDER BY b.idx"
+            .to_string(),
+    }
+}
+
+fn rollup_query<'a>(
+    prefix: &str,
+    measure: Measure,
+    tenant: Uuid,
+    starts: &'a [NaiveDate],
+    ends: &'a [NaiveDate],
+    name: Option<&'a str>,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    diesel::sql_query(format!("{prefix}{}", rollup_sql(measure)))
+        .into_boxed()
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Array<Date>, _>(starts)
+        .bind::<Array<Date>, _>(ends)
+        .bind::<Nullable<Text>, _>(name)
+}
+
+#[derive(diesel::QueryableByName)]
+struct PlanRow {
+    #[diesel(sql_type = diesel::sql_types::Json)]
+    #[diesel(column_name = "QUERY PLAN")]
+    plan: serde_json::Value,
+}
+
+/// The plans of the statements a rollup-served series runs (for tests that keep dashboards off
+/// the raw events table): the rollup query, then one per cut edge.
+pub async fn explain_rollup(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+    measure: Measure,
+    name: Option<&str>,
+) -> AppResult<Vec<serde_json::Value>> {
+    let mut spans: Vec<Bucket> = window.buckets.clone();
+    spans.push(window.whole());
+    let (starts, ends): (Vec<NaiveDate>, Vec<NaiveDate>) = spans
+        .iter()
+        .map(|b| b.full_days.unwrap_or_else(no_days))
+        .unzip();
+    let mut plans = Vec::new();
+    let rows: Vec<PlanRow> = rollup_query(
+        "EXPLAIN (FORMAT JSON) ",
+        measure,
+        tenant,
+        &starts,
+        &ends,
+        name,
+    )
+    .load(conn)
+    .await?;
+    plans.extend(rows.into_iter().map(|r| r.plan));
+    for span in &spans {
+        let edges = span.edges(window.tz);
+        if !edges.is_empty() {
+            let rows: Vec<PlanRow> = edge_query(
+                "EXPLAIN (FORMAT JSON) ",
+                tenant,
+                measure,
+                name,
+                &edges,
+                span.full_days,
+            )
+            .load(conn)
+            .await?;
+            plans.extend(rows.into_iter().map(|r| r.plan));
+        }
+    }
+    Ok(plans)
+}
+
 /// What the edge windows add to a span whose whole days came from rollups. For active users,
 /// only those not already active on one of the span's whole days count.
 async fn edge_value(
@@ -152,6 +222,20 @@ async fn edge_value(
     edges: &[(DateTime<Utc>, DateTime<Utc>)],
     full_days: Option<(NaiveDate, NaiveDate)>,
 ) -> AppResult<i64> {
+    let count: Count = edge_query("", tenant, measure, name, edges, full_days)
+        .get_result(conn)
+        .await?;
+    Ok(count.n)
+}
+
+fn edge_query<'a>(
+    prefix: &str,
+    tenant: Uuid,
+    measure: Measure,
+    name: Option<&'a str>,
+    edges: &[(DateTime<Utc>, DateTime<Utc>)],
+    full_days: Option<(NaiveDate, NaiveDate)>,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let (lo1, hi1) = edges[0];
     let (lo2, hi2) = edges.get(1).copied().unwrap_or((hi1, hi1));
     let (ds, de) = full_days.unwrap_or_else(no_days);
@@ -175,7 +259,8 @@ async fn edge_value(
                AND $6::date IS NOT NULL AND $7::date IS NOT NULL"
         ),
     };
-    let count: Count = diesel::sql_query(sql)
+    diesel::sql_query(format!("{prefix}{sql}"))
+        .into_boxed()
         .bind::<SqlUuid, _>(tenant)
         .bind::<Timestamptz, _>(lo1)
         .bind::<Timestamptz, _>(hi1)
@@ -188,9 +273,6 @@ async fn edge_value(
         } else {
             name
         })
-        .get_result(conn)
-        .await?;
-    Ok(count.n)
 }
 
 /// Straight from the events, one query for the buckets and one for the total.

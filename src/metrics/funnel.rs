@@ -12,7 +12,7 @@ use crate::error::{AppError, AppResult};
 pub const MAX_STEPS: usize = 10;
 pub const MAX_WINDOW_HOURS: i32 = 24 * 366;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FunnelStep {
     pub name: String,
     pub users: i64,

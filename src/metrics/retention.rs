@@ -13,7 +13,7 @@ use crate::error::{AppError, AppResult};
 
 pub const MAX_PERIODS: i32 = 60;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Cohort {
     pub start: DateTime<Utc>,
     pub size: i64,

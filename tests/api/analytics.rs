@@ -578,3 +578,114 @@ async fn empty_tenants_get_zero_buckets_and_bad_ranges_are_refused() {
         .await;
     assert_eq!(crate::harness::codes(&hours), ["BAD_USER_INPUT"]);
 }
+
+async fn engagement(t: &TestApp, s: &Session, from: &str, to: &str) -> Value {
+    let resp = t
+        .op(
+            Some(&s.access),
+            "analytics.graphql",
+            "Engagement",
+            json!({
+                "range": { "from": from, "to": to }, "granularity": "DAY",
+            }),
+        )
+        .await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    resp["data"]["analytics"].clone()
+}
+
+#[tokio::test]
+async fn cached_results_never_outlive_new_data() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let ingest = |user: &'static str| {
+        let (t, token) = (&t, s.access.clone());
+        async move {
+            t.op(
+                Some(&token),
+                "ingest.graphql",
+                "IngestEvents",
+                json!({ "events": [
+                { "name": "login", "userId": user, "occurredAt": "2026-11-02T10:00:00Z" }
+            ] }),
+            )
+            .await
+        }
+    };
+    ingest("a").await;
+    let first = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z").await;
+    let again = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z").await;
+    assert_eq!(first, again);
+    assert_eq!(first["activeUsers"]["total"], 1.0);
+
+    let mut redis = redis::Client::open(crate::harness::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = &t.app.config.redis_prefix;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}mc:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(keys.len() >= 3, "results are cached in Redis: {keys:?}");
+
+    ingest("b").await;
+    let after = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z").await;
+    assert_eq!(
+        after["activeUsers"]["total"], 2.0,
+        "a new event shows at once"
+    );
+    assert_eq!(after["events"]["total"], 2.0);
+}
+
+#[tokio::test]
+async fn a_new_time_zone_moves_every_day_bucket() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    // 20:00 UTC is the same day in UTC and the next day in Tokyo.
+    let events: Vec<Value> = (0..6)
+        .map(|i| json!({ "name": "login", "userId": format!("u{i}"), "occurredAt": format!("2026-11-0{}T20:00:00Z", 1 + i % 3) }))
+        .collect();
+    let r = t
+        .op(
+            Some(&s.access),
+            "ingest.graphql",
+            "IngestEvents",
+            json!({ "events": events }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let utc_days = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z").await;
+    let values = |v: &Value| -> Vec<f64> {
+        v["activeUsers"]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_f64().unwrap())
+            .collect()
+    };
+    assert_eq!(values(&utc_days), [2.0, 2.0, 2.0, 0.0]);
+
+    let tz = t
+        .op(
+            Some(&s.access),
+            "tenant.graphql",
+            "UpdateTenant",
+            json!({ "input": { "timezone": "Asia/Tokyo" } }),
+        )
+        .await;
+    assert!(tz["errors"].is_null(), "{tz}");
+    // Tokyo days: [Oct 31 15:00 UTC, Nov 1 15:00 UTC) and so on.
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        let tokyo = engagement(&t, &s, "2026-10-31T15:00:00Z", "2026-11-04T15:00:00Z").await;
+        got = values(&tokyo);
+        if got == [0.0, 2.0, 2.0, 2.0] {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("rollups were not rebuilt in Tokyo days: {got:?}");
+}

@@ -1,0 +1,74 @@
+//! The metric cache: results keyed by tenant, query and the tenant's data version, which every
+//! ingest bumps in the same transaction as its rows. A repeated dashboard load costs one look-up,
+//! and a result can never outlive the data it was computed from.
+
+use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::db::Conn;
+use crate::error::AppResult;
+use crate::kv::Kv;
+
+#[derive(diesel::QueryableByName)]
+struct Version {
+    #[diesel(sql_type = BigInt)]
+    data_version: i64,
+}
+
+pub async fn data_version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
+    let v: Option<Version> =
+        diesel::sql_query("SELECT data_version FROM tenant_usage WHERE tenant_id = $1")
+            .bind::<SqlUuid, _>(tenant)
+            .get_result(conn)
+            .await
+            .map(Some)
+            .or_else(|e| match e {
+                diesel::result::Error::NotFound => Ok(None),
+                other => Err(other),
+            })?;
+    Ok(v.map_or(0, |v| v.data_version))
+}
+
+/// Returns the cached value for `query` or computes and stores it. Cache failures are logged and
+/// bypassed: a slower answer beats an error.
+pub async fn cached<T, Q, F>(
+    kv: Option<&Kv>,
+    conn: &mut Conn,
+    tenant: Uuid,
+    query: &Q,
+    compute: F,
+) -> AppResult<T>
+where
+    T: Serialize + DeserializeOwned,
+    Q: Serialize,
+    F: AsyncFnOnce(&mut Conn) -> AppResult<T>,
+{
+    let Some(kv) = kv else {
+        return compute(conn).await;
+    };
+    let version = data_version(conn, tenant).await?;
+    let digest = Sha256::digest(serde_json::to_vec(query).unwrap_or_default());
+    let key = format!("mc:{tenant}:{version}:{}", hex::encode(&digest[..16]));
+    match kv.get_blob(&key).await {
+        Ok(Some(bytes)) => {
+            if let Ok(value) = serde_json::from_slice(&bytes) {
+                metrics::counter!("fahwa_metric_cache_total", "result" => "hit").increment(1);
+                return Ok(value);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "metric cache read failed"),
+    }
+    metrics::counter!("fahwa_metric_cache_total", "result" => "miss").increment(1);
+    let value = compute(conn).await?;
+    if let Ok(bytes) = serde_json::to_vec(&value)
+        && let Err(e) = kv.set_blob(&key, bytes).await
+    {
+        tracing::warn!(error = %e, "metric cache write failed");
+    }
+    Ok(value)
+}

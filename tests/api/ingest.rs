@@ -1,0 +1,194 @@
+//! Ingestion through GraphQL and REST: who may send, what is refused, and that a batch is stored
+//! whole or not at all.
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, codes};
+
+async fn rest(t: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let resp = t
+        .client
+        .post(format!("{}/api/v1/events", t.base))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+async fn stored(t: &TestApp) -> i64 {
+    t.pg()
+        .await
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn key(t: &TestApp, token: &str, scope: &str) -> String {
+    t.op(
+        Some(token),
+        "tenant.graphql",
+        "CreateApiKey",
+        json!({ "input": { "name": scope, "scopes": [scope] } }),
+    )
+    .await["data"]["createApiKey"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn ingest_keys_and_admins_send_events_others_may_not() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let viewer = t.member(&owner, "acme", "VIEWER").await;
+    let ingest = key(&t, &owner.access, "INGEST").await;
+    let read = key(&t, &owner.access, "READ").await;
+    let one = json!({ "events": [{ "name": "login", "userId": "u1" }] });
+
+    assert_eq!(
+        rest(&t, &ingest, one.clone()).await,
+        (200, json!({ "accepted": 1, "duplicates": 0 }))
+    );
+    let (status, body) = rest(&t, &read, one.clone()).await;
+    assert_eq!((status, codes(&body)), (403, vec!["FORBIDDEN".to_string()]));
+    let (status, body) = rest(&t, &viewer.access, one.clone()).await;
+    assert_eq!((status, codes(&body)), (403, vec!["FORBIDDEN".to_string()]));
+    let (status, body) = rest(&t, "fwk_not_a_key", one.clone()).await;
+    assert_eq!(
+        (status, codes(&body)),
+        (401, vec!["UNAUTHENTICATED".to_string()])
+    );
+
+    let gql = t
+        .op(
+            Some(&owner.access),
+            "ingest.graphql",
+            "IngestEvents",
+            json!({ "events": [
+            { "id": "x1", "name": "signup", "userId": "u2", "properties": { "plan": "pro" } },
+            { "id": "x1", "name": "signup", "userId": "u2" },
+        ] }),
+        )
+        .await;
+    assert_eq!(
+        gql["data"]["ingestEvents"],
+        json!({ "accepted": 1, "duplicates": 1 }),
+        "{gql}"
+    );
+    let by_key = t
+        .op(
+            Some(&ingest),
+            "ingest.graphql",
+            "IngestEvents",
+            json!({ "events": [{ "id": "x1", "name": "signup", "userId": "u2" }] }),
+        )
+        .await;
+    assert_eq!(
+        by_key["data"]["ingestEvents"],
+        json!({ "accepted": 0, "duplicates": 1 })
+    );
+    assert_eq!(stored(&t).await, 2);
+
+    let usage: (i64, i64) = {
+        let row = t
+            .pg()
+            .await
+            .query_one("SELECT events_total, data_version FROM tenant_usage", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(usage.0, 2);
+    assert!(usage.1 >= 3, "every ingest call bumps the data version");
+}
+
+#[tokio::test]
+async fn a_bad_event_rejects_the_whole_batch_and_names_itself() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let ingest = key(&t, &owner.access, "INGEST").await;
+    let future = (chrono::Utc::now() + chrono::Duration::hours(3)).to_rfc3339();
+    let cases = [
+        (
+            json!({ "events": [{ "name": "a", "userId": "u" }, { "name": "b", "userId": "u", "occurredAt": future }] }),
+            "events[1].occurredAt",
+        ),
+        (
+            json!({ "events": [{ "name": "a", "userId": "u" }, { "name": "", "userId": "u" }] }),
+            "events[1].name",
+        ),
+        (
+            json!({ "events": [{ "name": "a", "userId": "u", "properties": [1] }] }),
+            "events[0].properties",
+        ),
+        (json!({ "events": [] }), "events"),
+        (json!({ "events": [{ "name": "a" }] }), "userId"),
+        (json!({ "evnts": [] }), "evnts"),
+    ];
+    for (body, needle) in cases {
+        let (status, resp) = rest(&t, &ingest, body).await;
+        assert_eq!(status, 400, "{resp}");
+        assert_eq!(codes(&resp), ["BAD_USER_INPUT"]);
+        let msg = resp["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg} should name {needle}");
+    }
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({ "name": "a", "userId": format!("u{i}") }))
+        .collect();
+    let (status, resp) = rest(&t, &ingest, json!({ "events": too_many })).await;
+    assert_eq!(
+        (status, codes(&resp)),
+        (400, vec!["BAD_USER_INPUT".to_string()])
+    );
+    assert_eq!(stored(&t).await, 0, "nothing of a refused batch is stored");
+
+    let gql = t.op(Some(&ingest), "ingest.graphql", "IngestEvents", json!({ "events": [{ "name": "ok", "userId": "u" }, { "name": "late", "userId": "u", "occurredAt": future }] })).await;
+    assert_eq!(codes(&gql), ["BAD_USER_INPUT"]);
+    assert_eq!(stored(&t).await, 0);
+
+    // Old backfills are fine: their partition is made on demand.
+    let (status, resp) = rest(
+        &t,
+        &ingest,
+        json!({ "events": [{ "name": "a", "userId": "u", "occurredAt": "2019-03-04T05:06:07Z" }] }),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    let parts: i64 = t
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_class WHERE relname = 'events_2019_03'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(parts, 1);
+}
+
+#[tokio::test]
+async fn a_full_batch_of_ten_thousand_is_accepted() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let ingest = key(&t, &owner.access, "INGEST").await;
+    let events: Vec<Value> = (0..10_000)
+        .map(|i| json!({ "id": format!("e{i}"), "name": "page_view", "userId": format!("u{}", i % 700), "properties": { "path": format!("/p/{}", i % 37) } }))
+        .collect();
+    let (status, resp) = rest(&t, &ingest, json!({ "events": events })).await;
+    assert_eq!(
+        (status, resp),
+        (200, json!({ "accepted": 10_000, "duplicates": 0 }))
+    );
+    let users: i64 = t
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM end_users", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(users, 700);
+}

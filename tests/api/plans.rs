@@ -1,0 +1,112 @@
+//! Dashboards read rollups, not the raw events table: checked on the plans PostgreSQL makes.
+
+use chrono::{DateTime, Utc};
+use fahwa::metrics::engagement::{Measure, explain_rollup};
+use fahwa::metrics::{Granularity, Window};
+use scoped_futures::ScopedFutureExt;
+use serde_json::{Value, json};
+
+use crate::harness::TestApp;
+
+fn relations(plan: &Value, out: &mut Vec<String>) {
+    match plan {
+        Value::Object(map) => {
+            if let Some(Value::String(r)) = map.get("Relation Name") {
+                out.push(r.clone());
+            }
+            map.values().for_each(|v| relations(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| relations(v, out)),
+        _ => {}
+    }
+}
+
+async fn plans(
+    t: &TestApp,
+    tenant: uuid::Uuid,
+    from: &str,
+    to: &str,
+    g: Granularity,
+) -> Vec<Vec<String>> {
+    let from: DateTime<Utc> = from.parse().unwrap();
+    let to: DateTime<Utc> = to.parse().unwrap();
+    let window = Window::new(from, to, g, chrono_tz::Tz::UTC).unwrap();
+    let mut all = Vec::new();
+    for measure in [Measure::ActiveUsers, Measure::NewUsers, Measure::Events] {
+        let window = &window;
+        let found = t
+            .app
+            .db
+            .tenant(tenant, |conn| {
+                async move { explain_rollup(conn, tenant, window, measure, None).await }
+                    .scope_boxed()
+            })
+            .await
+            .unwrap();
+        for plan in found {
+            let mut rels = Vec::new();
+            relations(&plan, &mut rels);
+            all.push(rels);
+        }
+    }
+    all
+}
+
+fn touches_events(rels: &[String]) -> bool {
+    rels.iter()
+        .any(|r| r == "events" || r.starts_with("events_"))
+}
+
+#[tokio::test]
+async fn dashboard_queries_do_not_scan_raw_events() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({ "name": "login", "userId": format!("u{}", i % 40), "occurredAt": format!("2026-10-{:02}T12:00:00Z", 1 + i % 28) }))
+        .collect();
+    let r = t
+        .op(
+            Some(&s.access),
+            "ingest.graphql",
+            "IngestEvents",
+            json!({ "events": events }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    t.pg().await.batch_execute("ANALYZE").await.unwrap();
+    let tenant: uuid::Uuid = s.tenant_id.parse().unwrap();
+
+    for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
+        let aligned = plans(
+            &t,
+            tenant,
+            "2026-09-01T00:00:00Z",
+            "2026-11-01T00:00:00Z",
+            g,
+        )
+        .await;
+        assert_eq!(aligned.len(), 3, "one statement per measure, no edges");
+        for rels in &aligned {
+            assert!(
+                !touches_events(rels),
+                "{g:?}: a dashboard query reads raw events: {rels:?}"
+            );
+            assert!(
+                rels.iter()
+                    .any(|r| r == "active_transitions" || r == "event_counts_daily"),
+                "{rels:?}"
+            );
+        }
+    }
+    // A range that cuts days reads only its edges from the events.
+    let cut = plans(
+        &t,
+        tenant,
+        "2026-10-03T06:00:00Z",
+        "2026-10-20T18:00:00Z",
+        Granularity::Day,
+    )
+    .await;
+    assert!(cut.iter().skip(1).any(|rels| touches_events(rels)));
+    assert!(!touches_events(&cut[0]));
+}
