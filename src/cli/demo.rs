@@ -100,6 +100,37 @@ pub async fn ensure(app: &App) -> anyhow::Result<()> {
             })
             .await?;
     }
+    let events: i64 = app
+        .db
+        .tenant(tenant_id, |conn| {
+            async move {
+                use crate::db::schema::tenant_usage;
+                use diesel::prelude::*;
+                use diesel_async::RunQueryDsl;
+                Ok(tenant_usage::table
+                    .find(tenant_id)
+                    .select(tenant_usage::events_total)
+                    .first(conn)
+                    .await?)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    if events == 0 {
+        let opts = crate::seed::SeedOptions {
+            tenant: DEMO_SLUG.into(),
+            users: 2_000,
+            events: 200_000,
+            days: 90,
+            seed: 42,
+            progress: false,
+        };
+        let report = crate::seed::seed(app, &opts).await?;
+        println!(
+            "demo data: {} events from {} users over {} days",
+            report.events, opts.users, opts.days
+        );
+    }
     println!("\nDemo tenant ready. Log in at the playground with tenantSlug \"{DEMO_SLUG}\":");
     for (role, _, email, pass) in PEOPLE {
         println!("  {:<8} {email:<26} {pass}", role.as_str());

@@ -1,0 +1,197 @@
+//! `fahwa seed`: realistic, deterministic data for a tenant, written with binary COPY and then
+//! rolled up in one pass.
+
+mod model;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use futures_util::pin_mut;
+use indicatif::{ProgressBar, ProgressStyle};
+use scoped_futures::ScopedFutureExt;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+pub use model::{Model, SeedEvent};
+
+use crate::accounts::Caller;
+use crate::accounts::sessions::{self, SignUp};
+use crate::app::App;
+use crate::auth::Principal;
+use crate::db::Scope;
+use crate::db::tenants::TenantRow;
+use crate::events::{partitions, rollups};
+
+#[derive(Debug, Clone)]
+pub struct SeedOptions {
+    pub tenant: String,
+    pub users: usize,
+    pub events: u64,
+    pub days: u32,
+    pub seed: u64,
+    /// Draw a progress bar (off in tests and when stderr is not a terminal).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SeedReport {
+    pub tenant_id: Uuid,
+    pub events: u64,
+    pub write_secs: f64,
+    pub rollup_secs: f64,
+}
+
+/// The tenant with this slug, created (with a random owner password, printed) if missing.
+pub async fn ensure_tenant(app: &App, slug: &str) -> anyhow::Result<Uuid> {
+    let found = app
+        .db
+        .scoped(Scope::Anonymous, |conn| {
+            async move { TenantRow::id_by_slug(conn, slug).await }.scope_boxed()
+        })
+        .await?;
+    if let Some(id) = found {
+        return Ok(id);
+    }
+    let password = crate::auth::secrets::generate("seed-");
+    let meta = sessions::request_meta_for_cli();
+    let caller = Caller {
+        app,
+        principal: &Principal::Anonymous,
+        meta: &meta,
+    };
+    let email = format!("owner@{slug}.example.com");
+    let grant = sessions::sign_up(
+        &caller,
+        SignUp {
+            tenant_name: slug.to_string(),
+            tenant_slug: Some(slug.to_string()),
+            name: "Seed Owner".into(),
+            email: email.clone(),
+            password: password.clone(),
+        },
+    )
+    .await?;
+    println!("created tenant {slug}: log in as {email} / {password}");
+    Ok(grant.tenant.id)
+}
+
+pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
+    anyhow::ensure!(opts.users > 0, "--users must be at least 1");
+    anyhow::ensure!((1..=3650).contains(&opts.days), "--days must be 1 to 3650");
+    let tenant = ensure_tenant(app, &opts.tenant).await?;
+    let end = Utc::now()
+        .duration_trunc(Duration::days(1))
+        .unwrap_or_else(|_| Utc::now());
+    let start = end - Duration::days(opts.days as i64);
+    let model = Model::new(opts.seed, opts.users, opts.events, start, end);
+
+    app.db
+        .scoped(Scope::Anonymous, |conn| {
+            async move { partitions::ensure(conn, start, end).await }.scope_boxed()
+        })
+        .await?;
+
+    let bar = if opts.progress {
+        let bar = ProgressBar::new(opts.events);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:40}] {human_pos}/{human_len} events ({per_sec}, {eta} left)",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("seeding {}", opts.tenant));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    // One COPY stream per core: PostgreSQL spends most of the time on index upkeep.
+    let model = std::sync::Arc::new(model);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 4);
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (url, model, bar) = (app.config.database_url.clone(), model.clone(), bar.clone());
+        tasks.push(tokio::spawn(async move {
+            copy_events(&url, tenant, &model, &bar, w, workers).await
+        }));
+    }
+    let mut written = 0;
+    for t in tasks {
+        written += t.await??;
+    }
+    bar.finish_and_clear();
+    let write_secs = started.elapsed().as_secs_f64();
+
+    let rolled = Instant::now();
+    rollups::rebuild(&app.db, tenant).await?;
+    let rollup_secs = rolled.elapsed().as_secs_f64();
+    Ok(SeedReport {
+        tenant_id: tenant,
+        events: written,
+        write_secs,
+        rollup_secs,
+    })
+}
+
+/// Streams the model's events into `events` with binary COPY. COPY cannot run under row-level
+/// security, so this uses the connecting (owner) role, as migrations do.
+/// Writes the events of every `workers`-th user, starting with user `worker`.
+async fn copy_events(
+    url: &str,
+    tenant: Uuid,
+    model: &Model,
+    bar: &ProgressBar,
+    worker: usize,
+    workers: usize,
+) -> anyhow::Result<u64> {
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let driver = tokio::spawn(connection);
+    let tx = client.transaction().await?;
+    let sink = tx
+        .copy_in("COPY events (tenant_id, name, user_id, occurred_at, received_at, properties) FROM STDIN BINARY")
+        .await
+        .context("COPY into events was refused (seeding needs the database owner role)")?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+        ],
+    );
+    pin_mut!(writer);
+    let mut n = 0u64;
+    let mut unreported = 0u64;
+    for i in (worker..model.users.len()).step_by(workers) {
+        let user = &model.users[i].id;
+        for e in model.events_of(i) {
+            let at: DateTime<Utc> = e.at;
+            writer
+                .as_mut()
+                .write(&[&tenant, &e.name, user, &at, &at, &e.properties])
+                .await?;
+            n += 1;
+            unreported += 1;
+        }
+        if unreported >= 10_000 {
+            bar.inc(unreported);
+            unreported = 0;
+        }
+    }
+    bar.inc(unreported);
+    writer.finish().await?;
+    tx.commit().await?;
+    drop(client);
+    driver.abort();
+    Ok(n)
+}
