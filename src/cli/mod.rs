@@ -61,6 +61,13 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Measure latency, throughput and memory against a seeded database (see README)
+    Bench {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        #[command(flatten)]
+        options: crate::bench::BenchOptions,
+    },
     /// Print the GraphQL schema (SDL); `schema.graphql` holds its output
     PrintSchema,
     /// Create a platform operator (or make an existing member one)
@@ -139,6 +146,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.events as f64 / total.max(1e-9),
             );
             Ok(())
+        }
+        Command::Bench { flags, options } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(crate::config::LogFormat::Text);
+            crate::bench::run(config, options).await
         }
         Command::CreateOperator {
             flags,

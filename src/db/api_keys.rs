@@ -36,30 +36,32 @@ pub struct NewApiKey<'a> {
     pub created_by: Option<Uuid>,
 }
 
-#[derive(QueryableByName)]
-struct FoundTenant {
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    tenant_id: Option<Uuid>,
+/// What authenticating a key needs, found by its hash in one statement.
+#[derive(Debug, Clone, QueryableByName)]
+pub struct KeyGrant {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub tenant_id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    pub scopes: Vec<String>,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub revoked: bool,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Timestamptz>)]
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
-impl ApiKeyRow {
-    pub async fn tenant_of(conn: &mut Conn, hash: &[u8]) -> AppResult<Option<Uuid>> {
-        let found: FoundTenant = diesel::sql_query("SELECT fahwa_api_key_tenant($1) AS tenant_id")
+impl KeyGrant {
+    pub async fn by_hash(conn: &mut Conn, hash: &[u8]) -> AppResult<Option<KeyGrant>> {
+        Ok(diesel::sql_query("SELECT * FROM fahwa_api_key_by_hash($1)")
             .bind::<Bytea, _>(hash)
             .get_result(conn)
-            .await?;
-        Ok(found.tenant_id)
-    }
-
-    pub async fn find_by_hash(conn: &mut Conn, hash: &[u8]) -> AppResult<Option<ApiKeyRow>> {
-        Ok(api_keys::table
-            .filter(api_keys::key_hash.eq(hash))
-            .select(ApiKeyRow::as_select())
-            .first(conn)
             .await
             .optional()?)
     }
+}
 
+impl ApiKeyRow {
     pub async fn insert(conn: &mut Conn, new: &NewApiKey<'_>) -> AppResult<ApiKeyRow> {
         Ok(diesel::insert_into(api_keys::table)
             .values(new)

@@ -126,6 +126,17 @@ impl Db {
         }
     }
 
+    /// One statement outside any transaction and tenant: only for the `SECURITY DEFINER`
+    /// look-ups that run before a tenant is known (row-level security shows nothing else here).
+    pub async fn outside_tenants<'a, R, F>(&self, work: F) -> AppResult<R>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        let mut conn = self.pool.get().await?;
+        work(&mut conn).await
+    }
+
     pub async fn tenant<'a, R, F>(&self, tenant_id: Uuid, work: F) -> AppResult<R>
     where
         F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,

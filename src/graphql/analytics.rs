@@ -7,8 +7,9 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use crate::auth::guards::principal;
+use crate::db::tenants::TenantRow;
 use crate::error::AppError;
-use crate::graphql::{app, loaders::Loaders};
+use crate::graphql::app;
 use crate::metrics::engagement::{self, Measure};
 use crate::metrics::{self, EventFilter, Granularity, Window, cache, funnel, retention};
 
@@ -133,6 +134,8 @@ pub struct Funnel {
 pub struct Analytics {
     tenant: Uuid,
     window: Window,
+    /// The tenant's data version when the request began: the metric cache's key.
+    version: i64,
 }
 
 fn cache_of<'a>(ctx: &Context<'a>) -> Option<&'a crate::kv::Kv> {
@@ -172,26 +175,18 @@ impl Analytics {
         let kv = cache_of(ctx);
         let key = (self.key("series"), measure, &filter, &breakdown);
         let (filter, breakdown, key) = (&filter, &breakdown, &key);
-        let series = app(ctx)
-            .db
-            .tenant(tenant, |conn| {
+        let db = &app(ctx).db;
+        let series = cache::cached(kv, tenant, self.version, key, async || {
+            db.tenant(tenant, |conn| {
                 async move {
-                    cache::cached(kv, conn, tenant, key, async |conn| {
-                        engagement::series(
-                            conn,
-                            tenant,
-                            window,
-                            measure,
-                            filter,
-                            breakdown.as_deref(),
-                        )
+                    engagement::series(conn, tenant, window, measure, filter, breakdown.as_deref())
                         .await
-                    })
-                    .await
                 }
                 .scope_boxed()
             })
-            .await?;
+            .await
+        })
+        .await?;
         Ok(series.into())
     }
 }
@@ -238,13 +233,17 @@ impl Analytics {
     /// One cohort per bucket of the range.
     async fn retention(&self, ctx: &Context<'_>, periods: i32) -> Result<Retention> {
         let (tenant, window) = (self.tenant, &self.window);
-        let cohorts = app(ctx)
-            .db
-            .tenant(tenant, |conn| {
+        let kv = cache_of(ctx);
+        let key = &(self.key("retention"), periods);
+        let db = &app(ctx).db;
+        let cohorts = cache::cached(kv, tenant, self.version, key, async || {
+            db.tenant(tenant, |conn| {
                 async move { retention::retention(conn, tenant, window, periods).await }
                     .scope_boxed()
             })
-            .await?;
+            .await
+        })
+        .await?;
         Ok(Retention {
             cohorts: cohorts
                 .into_iter()
@@ -265,15 +264,20 @@ impl Analytics {
         conversion_window_hours: i32,
     ) -> Result<Funnel> {
         let (tenant, from, to) = (self.tenant, self.window.from, self.window.to);
-        let steps = app(ctx)
-            .db
-            .tenant(tenant, |conn| {
+        let kv = cache_of(ctx);
+        let key = &(self.key("funnel"), &steps, conversion_window_hours);
+        let steps = &steps;
+        let db = &app(ctx).db;
+        let steps = cache::cached(kv, tenant, self.version, key, async || {
+            db.tenant(tenant, |conn| {
                 async move {
-                    funnel::funnel(conn, tenant, from, to, &steps, conversion_window_hours).await
+                    funnel::funnel(conn, tenant, from, to, steps, conversion_window_hours).await
                 }
                 .scope_boxed()
             })
-            .await?;
+            .await
+        })
+        .await?;
         Ok(Funnel {
             steps: steps
                 .into_iter()
@@ -301,14 +305,22 @@ impl AnalyticsQuery {
         granularity: Granularity,
     ) -> Result<Analytics> {
         let tenant = principal(ctx).reading_tenant()?;
-        let row = ctx
-            .data_unchecked::<Loaders>()
-            .tenants
-            .load_one(tenant)
-            .await?
-            .ok_or(AppError::NotFound("tenant"))?;
+        let (row, version) = app(ctx)
+            .db
+            .tenant(tenant, |conn| {
+                async move {
+                    let row = TenantRow::find(conn, tenant).await?;
+                    Ok((row, cache::data_version(conn, tenant).await?))
+                }
+                .scope_boxed()
+            })
+            .await?;
         let tz: Tz = row.timezone.parse().unwrap_or(Tz::UTC);
         let window = Window::new(range.from, range.to, granularity, tz)?;
-        Ok(Analytics { tenant, window })
+        Ok(Analytics {
+            tenant,
+            window,
+            version,
+        })
     }
 }

@@ -6,8 +6,7 @@ use scoped_futures::ScopedFutureExt;
 use crate::app::App;
 use crate::auth::secrets::{self, API_KEY_PREFIX};
 use crate::auth::{ApiKeyPrincipal, ApiKeyScope, Principal};
-use crate::db::Scope;
-use crate::db::api_keys::ApiKeyRow;
+use crate::db::api_keys::{ApiKeyRow, KeyGrant};
 
 /// A key's `lastUsedAt` is written at most this often, so busy keys do not write every call.
 const LAST_USED_RESOLUTION_SECS: i64 = 60;
@@ -34,51 +33,45 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Principal {
 
 async fn api_key(app: &App, secret: &str) -> Principal {
     let hash = secrets::digest(secret);
-    let found = async {
-        let tenant = app
-            .db
-            .scoped(Scope::Anonymous, |conn| {
-                let hash = hash.clone();
-                async move { ApiKeyRow::tenant_of(conn, &hash).await }.scope_boxed()
-            })
-            .await?;
-        let Some(tenant_id) = tenant else {
-            return Ok(None);
-        };
-        app.db
-            .tenant(tenant_id, |conn| {
-                async move {
-                    let key = ApiKeyRow::find_by_hash(conn, &hash).await?;
-                    if let Some(k) = &key {
-                        let stale = k.last_used_at.is_none_or(|t| {
-                            (Utc::now() - t).num_seconds() >= LAST_USED_RESOLUTION_SECS
-                        });
-                        if stale && k.revoked_at.is_none() {
-                            ApiKeyRow::touch_last_used(conn, k.id).await?;
-                        }
-                    }
-                    Ok(key)
-                }
-                .scope_boxed()
-            })
-            .await
-    }
-    .await;
+    let found = app
+        .db
+        .outside_tenants(|conn| async move { KeyGrant::by_hash(conn, &hash).await }.scope_boxed())
+        .await;
     match found {
-        Ok(Some(key)) if key.revoked_at.is_none() => Principal::ApiKey(ApiKeyPrincipal {
-            key_id: key.id,
-            tenant_id: key.tenant_id,
-            scopes: key
-                .scopes
-                .iter()
-                .filter_map(|s| ApiKeyScope::parse(s))
-                .collect(),
-        }),
+        Ok(Some(key)) if !key.revoked => {
+            let stale = key
+                .last_used_at
+                .is_none_or(|t| (Utc::now() - t).num_seconds() >= LAST_USED_RESOLUTION_SECS);
+            if stale {
+                touch_last_used(app, key.tenant_id, key.id).await;
+            }
+            Principal::ApiKey(ApiKeyPrincipal {
+                key_id: key.id,
+                tenant_id: key.tenant_id,
+                scopes: key
+                    .scopes
+                    .iter()
+                    .filter_map(|s| ApiKeyScope::parse(s))
+                    .collect(),
+            })
+        }
         Ok(Some(_)) => Principal::Rejected("this API key has been revoked".into()),
         Ok(None) => Principal::Rejected("unknown API key".into()),
         Err(e) => {
             tracing::error!(error = %e, "API key look-up failed");
             Principal::Rejected("could not check the API key; try again".into())
         }
+    }
+}
+
+async fn touch_last_used(app: &App, tenant: uuid::Uuid, key: uuid::Uuid) {
+    let result = app
+        .db
+        .tenant(tenant, |conn| {
+            async move { ApiKeyRow::touch_last_used(conn, key).await }.scope_boxed()
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not record an API key's last use");
     }
 }

@@ -33,24 +33,23 @@ pub async fn data_version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
     Ok(v.map_or(0, |v| v.data_version))
 }
 
-/// Returns the cached value for `query` or computes and stores it. Cache failures are logged and
-/// bypassed: a slower answer beats an error.
+/// Returns the cached value for `query` at the tenant's data `version`, or computes and stores
+/// it. Cache failures are logged and bypassed: a slower answer beats an error.
 pub async fn cached<T, Q, F>(
     kv: Option<&Kv>,
-    conn: &mut Conn,
     tenant: Uuid,
+    version: i64,
     query: &Q,
     compute: F,
 ) -> AppResult<T>
 where
     T: Serialize + DeserializeOwned,
     Q: Serialize,
-    F: AsyncFnOnce(&mut Conn) -> AppResult<T>,
+    F: AsyncFnOnce() -> AppResult<T>,
 {
     let Some(kv) = kv else {
-        return compute(conn).await;
+        return compute().await;
     };
-    let version = data_version(conn, tenant).await?;
     let digest = Sha256::digest(serde_json::to_vec(query).unwrap_or_default());
     let key = format!("mc:{tenant}:{version}:{}", hex::encode(&digest[..16]));
     match kv.get_blob(&key).await {
@@ -64,7 +63,7 @@ where
         Err(e) => tracing::warn!(error = %e, "metric cache read failed"),
     }
     metrics::counter!("fahwa_metric_cache_total", "result" => "miss").increment(1);
-    let value = compute(conn).await?;
+    let value = compute().await?;
     if let Ok(bytes) = serde_json::to_vec(&value)
         && let Err(e) = kv.set_blob(&key, bytes).await
     {

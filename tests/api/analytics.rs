@@ -629,7 +629,34 @@ async fn cached_results_never_outlive_new_data() {
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert!(keys.len() >= 3, "results are cached in Redis: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        3,
+        "the three series are cached in Redis: {keys:?}"
+    );
+    let range = json!({ "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z" });
+    for _ in 0..2 {
+        t.op(
+            Some(&s.access),
+            "analytics.graphql",
+            "Retention",
+            json!({ "range": range, "granularity": "DAY", "periods": 3 }),
+        )
+        .await;
+        t.op(
+            Some(&s.access),
+            "analytics.graphql",
+            "Funnel",
+            json!({ "range": range, "steps": ["login"], "windowHours": 24 }),
+        )
+        .await;
+    }
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}mc:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 5, "retention and funnel once each: {keys:?}");
 
     ingest("b").await;
     let after = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z").await;

@@ -1,0 +1,1 @@
+DROP FUNCTION fahwa_api_key_by_hash(bytea);

@@ -1,0 +1,474 @@
+//! `fahwa bench`: seeds its own database, drives a real server over HTTP with concurrent
+//! clients, and prints latency percentiles, throughput and the server's peak memory per
+//! scenario, beside the naive SQL and a raw COPY for scale.
+
+mod load;
+mod scenarios;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, DurationRound, Utc};
+use futures_util::pin_mut;
+use scoped_futures::ScopedFutureExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::auth::secrets;
+use crate::config::Config;
+use crate::db::api_keys::{ApiKeyRow, NewApiKey};
+use crate::db::schema::tenant_usage;
+use crate::seed::{Model, SeedOptions};
+use load::LoadResult;
+use server::Server;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchOptions {
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    #[arg(long, default_value_t = 100_000)]
+    pub users: usize,
+    /// Days of history
+    #[arg(long, default_value_t = 400)]
+    pub days: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Concurrent clients per scenario
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds per scenario and mode
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Events sent through the REST path for the ingestion figure (0 skips it)
+    #[arg(long, default_value_t = 200_000)]
+    pub ingest_events: u64,
+    /// Drop and re-seed the bench database
+    #[arg(long)]
+    pub reseed: bool,
+    /// The bench database (default: the configured server's, named fahwa_bench)
+    #[arg(long)]
+    pub bench_database_url: Option<String>,
+    /// Only scenarios whose name contains this
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Print one JSON document instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct ScenarioFigures {
+    scenario: String,
+    mode: &'static str,
+    #[serde(flatten)]
+    load: LoadResult,
+    server_peak_mib: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    events: u64,
+    users: usize,
+    concurrency: usize,
+    scenarios: Vec<ScenarioFigures>,
+    naive: Value,
+    ingestion: Value,
+}
+
+const SLUG: &str = "bench";
+
+fn bench_url(config: &Config, opts: &BenchOptions) -> String {
+    opts.bench_database_url.clone().unwrap_or_else(|| {
+        let base = config.database_url.split('?').next().unwrap_or_default();
+        match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/fahwa_bench"),
+            None => format!("{base}/fahwa_bench"),
+        }
+    })
+}
+
+fn say(opts: &BenchOptions, line: impl AsRef<str>) {
+    if opts.json {
+        eprintln!("{}", line.as_ref());
+    } else {
+        println!("{}", line.as_ref());
+    }
+}
+
+pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
+    let url = bench_url(&config, &opts);
+    if opts.reseed {
+        drop_database(&url).await?;
+    }
+    let mut config = config;
+    config.database_url = url.clone();
+    let app = App::build(config.clone()).await?;
+    let tenant = ensure_seeded(&app, &opts).await?;
+    let key = api_key(&app, tenant, "READ").await?;
+    let end = Utc::now().duration_trunc(chrono::Duration::days(1))?;
+
+    let mut figures = Vec::new();
+    for (mode, cache) in [("cold", false), ("warm", true)] {
+        let server = Server::start(&url, config.redis_url.as_deref(), cache).await?;
+        let gql = format!("{}/api/v1/graphql", server.base);
+        for s in scenarios::all(end) {
+            if opts.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
+                continue;
+            }
+            // One request first: warms PostgreSQL's buffers (and, warm, the metric cache).
+            load::run(&gql, &key, s.body.clone(), 1, Duration::from_secs(60), 1).await;
+            let result = load::run(
+                &gql,
+                &key,
+                s.body.clone(),
+                opts.concurrency,
+                Duration::from_secs(opts.seconds),
+                usize::MAX,
+            )
+            .await;
+            say(
+                &opts,
+                format!(
+                    "{:<36} {mode:<4}  {:>6} req  {:>8.1}/s  p50 {:>8.1} ms  p95 {:>8.1} ms  p99 {:>8.1} ms  errors {}  server peak {:.0} MiB",
+                    s.name,
+                    result.requests,
+                    result.throughput,
+                    result.p50_ms,
+                    result.p95_ms,
+                    result.p99_ms,
+                    result.errors,
+                    server.peak_rss_mib().unwrap_or(0.0)
+                ),
+            );
+            figures.push(ScenarioFigures {
+                scenario: s.name.to_string(),
+                mode,
+                load: result,
+                server_peak_mib: server.peak_rss_mib(),
+            });
+        }
+        server.stop().await;
+    }
+
+    let naive = naive_comparison(&app, &url, tenant, end, &key, &opts).await?;
+    let ingestion = if opts.ingest_events > 0 {
+        ingestion(&app, &url, &opts).await?
+    } else {
+        Value::Null
+    };
+    if opts.json {
+        let report = Report {
+            events: opts.events,
+            users: opts.users,
+            concurrency: opts.concurrency,
+            scenarios: figures,
+            naive,
+            ingestion,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+async fn drop_database(url: &str) -> anyhow::Result<()> {
+    let config: tokio_postgres::Config = url.parse()?;
+    let name = config.get_dbname().context("no database name")?.to_string();
+    let mut admin = config.clone();
+    admin.dbname("postgres");
+    let (client, conn) = admin.connect(tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    driver.abort();
+    Ok(())
+}
+
+async fn events_total(app: &App, tenant: Uuid) -> anyhow::Result<i64> {
+    Ok(app
+        .db
+        .tenant(tenant, |conn| {
+            async move {
+                use diesel::prelude::*;
+                use diesel_async::RunQueryDsl;
+                Ok(tenant_usage::table
+                    .find(tenant)
+                    .select(tenant_usage::events_total)
+                    .first(conn)
+                    .await?)
+            }
+            .scope_boxed()
+        })
+        .await?)
+}
+
+async fn ensure_seeded(app: &App, opts: &BenchOptions) -> anyhow::Result<Uuid> {
+    let tenant = crate::seed::ensure_tenant(app, SLUG).await?;
+    let have = events_total(app, tenant).await?;
+    if have == opts.events as i64 {
+        say(
+            opts,
+            format!("bench database already holds {have} events; --reseed to start over"),
+        );
+        return Ok(tenant);
+    }
+    anyhow::ensure!(
+        have == 0,
+        "the bench tenant holds {have} events, not {}; run with --reseed",
+        opts.events
+    );
+    let seed_opts = SeedOptions {
+        tenant: SLUG.into(),
+        users: opts.users,
+        events: opts.events,
+        days: opts.days,
+        seed: opts.seed,
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = crate::seed::seed(app, &seed_opts).await?;
+    say(
+        opts,
+        format!(
+            "seeded {} events in {:.1} s (+{:.1} s rollups)",
+            report.events, report.write_secs, report.rollup_secs
+        ),
+    );
+    let (client, conn) =
+        tokio_postgres::connect(&app.config.database_url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(conn);
+    client.batch_execute("VACUUM ANALYZE").await?;
+    driver.abort();
+    Ok(tenant)
+}
+
+async fn api_key(app: &App, tenant: Uuid, scope: &str) -> anyhow::Result<String> {
+    let secret = secrets::generate(secrets::API_KEY_PREFIX);
+    let hash = secrets::digest(&secret);
+    let prefix = secrets::display_prefix(&secret);
+    let scope = scope.to_string();
+    app.db
+        .tenant(tenant, |conn| {
+            async move {
+                ApiKeyRow::insert(
+                    conn,
+                    &NewApiKey {
+                        id: Uuid::new_v4(),
+                        tenant_id: tenant,
+                        name: "fahwa bench",
+                        key_prefix: &prefix,
+                        key_hash: &hash,
+                        scopes: vec![scope],
+                        created_by: None,
+                    },
+                )
+                .await
+            }
+            .scope_boxed()
+        })
+        .await?;
+    Ok(secret)
+}
+
+async fn owner_client(
+    url: &str,
+) -> anyhow::Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok((client, driver))
+}
+
+/// The Engagement numbers computed the plain way, over the raw events.
+async fn naive_comparison(
+    _app: &App,
+    url: &str,
+    tenant: Uuid,
+    end: DateTime<Utc>,
+    key: &str,
+    opts: &BenchOptions,
+) -> anyhow::Result<Value> {
+    let (client, driver) = owner_client(url).await?;
+    let from = end - chrono::Duration::days(90);
+    let sqls = [
+        "SELECT (occurred_at AT TIME ZONE 'UTC')::date, count(DISTINCT user_id), count(*) FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 GROUP BY 1",
+        "SELECT count(DISTINCT user_id), count(*) FROM events WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3",
+        "SELECT (f AT TIME ZONE 'UTC')::date, count(*) FROM (SELECT min(occurred_at) AS f FROM events WHERE tenant_id = $1 GROUP BY user_id) s WHERE f >= $2 AND f < $3 GROUP BY 1",
+    ];
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        for sql in sqls {
+            client.query(sql, &[&tenant, &from, &end]).await?;
+        }
+        runs.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    runs.sort_by(f64::total_cmp);
+    let naive_ms = runs[1];
+    driver.abort();
+
+    let server = Server::start(url, None, false).await?;
+    let body = scenarios::all(end).remove(0).body;
+    let gql = format!("{}/api/v1/graphql", server.base);
+    load::run(&gql, key, body.clone(), 1, Duration::from_secs(60), 1).await;
+    let ours = load::run(
+        &gql,
+        key,
+        body,
+        1,
+        Duration::from_secs(opts.seconds.min(5)),
+        200,
+    )
+    .await;
+    server.stop().await;
+    let ratio = naive_ms / ours.p50_ms.max(1e-9);
+    say(
+        opts,
+        format!(
+            "naive SQL for Engagement 90 days by DAY: {naive_ms:.0} ms; Fahwa cold, one client: p50 {:.1} ms; {ratio:.0}x faster",
+            ours.p50_ms
+        ),
+    );
+    Ok(json!({ "naive_ms": naive_ms, "fahwa_cold_p50_ms": ours.p50_ms, "ratio": ratio }))
+}
+
+/// REST ingestion in batches of 1,000 beside a raw COPY of the same rows into the same table.
+async fn ingestion(app: &App, url: &str, opts: &BenchOptions) -> anyhow::Result<Value> {
+    let suffix = &Uuid::new_v4().simple().to_string()[..8];
+    let rest_slug = format!("ingest-{suffix}");
+    let copy_slug = format!("copy-{suffix}");
+    let rest_tenant = crate::seed::ensure_tenant(app, &rest_slug).await?;
+    let copy_tenant = crate::seed::ensure_tenant(app, &copy_slug).await?;
+    let key = api_key(app, rest_tenant, "INGEST").await?;
+
+    let end = Utc::now().duration_trunc(chrono::Duration::hours(1))?;
+    let model = Model::new(
+        opts.seed + 1,
+        5_000,
+        opts.ingest_events,
+        end - chrono::Duration::days(30),
+        end,
+    );
+    let mut rows = Vec::with_capacity(opts.ingest_events as usize);
+    for i in 0..model.users.len() {
+        rows.extend(model.events_of(i));
+    }
+    rows.sort_by_key(|e| e.at);
+    let bodies: Vec<Value> = rows
+        .chunks(1_000)
+        .map(|chunk| {
+            let events: Vec<Value> = chunk
+                .iter()
+                .map(|e| json!({ "name": e.name, "userId": model.users[e.user].id, "occurredAt": e.at.to_rfc3339(), "properties": e.properties }))
+                .collect();
+            json!({ "events": events })
+        })
+        .collect();
+
+    let server = Server::start(url, app.config.redis_url.as_deref(), true).await?;
+    let endpoint = format!("{}/api/v1/events", server.base);
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let senders = 4;
+    let mut tasks = Vec::new();
+    let bodies = std::sync::Arc::new(bodies);
+    for s in 0..senders {
+        let (http, endpoint, key, bodies) =
+            (http.clone(), endpoint.clone(), key.clone(), bodies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0i64;
+            for body in bodies.iter().skip(s).step_by(senders) {
+                let r: Value = http
+                    .post(&endpoint)
+                    .bearer_auth(&key)
+                    .json(body)
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                accepted += r["accepted"].as_i64().unwrap_or(0);
+            }
+            anyhow::Ok(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await??;
+    }
+    let rest_secs = started.elapsed().as_secs_f64();
+    let rest_peak = server.peak_rss_mib();
+    server.stop().await;
+    anyhow::ensure!(
+        accepted == rows.len() as i64,
+        "only {accepted} of {} events were accepted",
+        rows.len()
+    );
+
+    let (mut client, driver) = owner_client(url).await?;
+    let started = Instant::now();
+    let tx = client.transaction().await?;
+    let sink = tx
+        .copy_in("COPY events (tenant_id, name, user_id, occurred_at, received_at, properties) FROM STDIN BINARY")
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+        ],
+    );
+    pin_mut!(writer);
+    for e in &rows {
+        writer
+            .as_mut()
+            .write(&[
+                &copy_tenant,
+                &e.name,
+                &model.users[e.user].id,
+                &e.at,
+                &e.at,
+                &e.properties,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    tx.commit().await?;
+    let copy_secs = started.elapsed().as_secs_f64();
+
+    for t in [rest_tenant, copy_tenant] {
+        client
+            .execute("DELETE FROM events WHERE tenant_id = $1", &[&t])
+            .await?;
+        client
+            .execute("DELETE FROM tenants WHERE id = $1", &[&t])
+            .await?;
+    }
+    driver.abort();
+
+    let rest_rate = rows.len() as f64 / rest_secs;
+    let copy_rate = rows.len() as f64 / copy_secs;
+    say(
+        opts,
+        format!(
+            "ingestion: REST in batches of 1,000 ({senders} senders): {rest_rate:.0} events/s (server peak {:.0} MiB); raw COPY of the same rows: {copy_rate:.0} rows/s; REST/COPY = {:.2}",
+            rest_peak.unwrap_or(0.0),
+            rest_rate / copy_rate
+        ),
+    );
+    Ok(json!({
+        "events": rows.len(),
+        "rest_events_per_s": rest_rate,
+        "copy_rows_per_s": copy_rate,
+        "ratio": rest_rate / copy_rate,
+        "server_peak_mib": rest_peak,
+    }))
+}
