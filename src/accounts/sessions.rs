@@ -394,7 +394,50 @@ async fn tenant_of_refresh_token(app: &App, hash: &[u8]) -> AppResult<Option<Uui
         .await
 }
 
-/// Records that nothing matched; used where the caller must not learn why.
+/// The tenant with `slug`, or a new one whose OWNER is `owner` (CLI set-up: demo, operators,
+/// seeding). Returns its id and whether it was created.
+pub async fn ensure_tenant(
+    app: &App,
+    slug: &str,
+    tenant_name: &str,
+    owner: SignUpOwner<'_>,
+) -> AppResult<(Uuid, bool)> {
+    let found = app
+        .db
+        .scoped(Scope::Anonymous, |conn| {
+            async move { TenantRow::id_by_slug(conn, slug).await }.scope_boxed()
+        })
+        .await?;
+    if let Some(id) = found {
+        return Ok((id, false));
+    }
+    let meta = request_meta_for_cli();
+    let caller = Caller {
+        app,
+        principal: &crate::auth::Principal::Anonymous,
+        meta: &meta,
+    };
+    let grant = sign_up(
+        &caller,
+        SignUp {
+            tenant_name: tenant_name.to_string(),
+            tenant_slug: Some(slug.to_string()),
+            name: owner.name.to_string(),
+            email: owner.email.to_string(),
+            password: owner.password.to_string(),
+        },
+    )
+    .await?;
+    Ok((grant.tenant.id, true))
+}
+
+pub struct SignUpOwner<'a> {
+    pub name: &'a str,
+    pub email: &'a str,
+    pub password: &'a str,
+}
+
+/// Audit metadata for what the command line does.
 pub fn request_meta_for_cli() -> RequestMeta {
     RequestMeta {
         ip: None,

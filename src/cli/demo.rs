@@ -4,12 +4,9 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use crate::App;
-use crate::accounts::Caller;
-use crate::accounts::sessions::{self, SignUp};
-use crate::auth::{Principal, Role, password};
-use crate::db::Scope;
+use crate::accounts::sessions::{self, SignUpOwner};
+use crate::auth::{Role, password};
 use crate::db::members::{MemberRow, NewMember};
-use crate::db::tenants::TenantRow;
 
 pub const DEMO_SLUG: &str = "demo";
 
@@ -41,36 +38,13 @@ const PEOPLE: [(Role, &str, &str, &str); 4] = [
 ];
 
 pub async fn ensure(app: &App) -> anyhow::Result<()> {
-    let meta = sessions::request_meta_for_cli();
-    let existing = app
-        .db
-        .scoped(Scope::Anonymous, |conn| {
-            async move { TenantRow::id_by_slug(conn, DEMO_SLUG).await }.scope_boxed()
-        })
-        .await?;
-    let tenant_id = match existing {
-        Some(id) => id,
-        None => {
-            let (_, name, email, pass) = PEOPLE[0];
-            let caller = Caller {
-                app,
-                principal: &Principal::Anonymous,
-                meta: &meta,
-            };
-            let grant = sessions::sign_up(
-                &caller,
-                SignUp {
-                    tenant_name: "Demo Inc.".into(),
-                    tenant_slug: Some(DEMO_SLUG.into()),
-                    name: name.into(),
-                    email: email.into(),
-                    password: pass.into(),
-                },
-            )
-            .await?;
-            grant.tenant.id
-        }
+    let (_, name, email, pass) = PEOPLE[0];
+    let owner = SignUpOwner {
+        name,
+        email,
+        password: pass,
     };
+    let (tenant_id, _) = sessions::ensure_tenant(app, DEMO_SLUG, "Demo Inc.", owner).await?;
     for (role, name, email, pass) in PEOPLE.iter().skip(1).copied() {
         let hash = password::hash(pass).await?;
         app.db

@@ -5,14 +5,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::App;
-use crate::accounts::Caller;
-use crate::accounts::sessions::{self, SignUp};
-use crate::auth::{Principal, password};
-use crate::db::Scope;
+use crate::accounts::sessions::{self, SignUpOwner};
+use crate::auth::password;
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::members::{MemberRow, NewMember};
 use crate::db::schema::members;
-use crate::db::tenants::TenantRow;
 
 pub const OPERATOR_TENANT: &str = "fahwa-operators";
 
@@ -25,35 +22,13 @@ pub async fn create(
 ) -> anyhow::Result<()> {
     let email = crate::validate::email(email, "--email")?;
     password::validate(pass, "--password")?;
+    let owner = SignUpOwner {
+        name,
+        email: &email,
+        password: pass,
+    };
+    let (tenant_id, _) = sessions::ensure_tenant(app, slug, "Fahwa operators", owner).await?;
     let meta = sessions::request_meta_for_cli();
-    let caller = Caller {
-        app,
-        principal: &Principal::Anonymous,
-        meta: &meta,
-    };
-    let tenant_id = app
-        .db
-        .scoped(Scope::Anonymous, |conn| {
-            async move { TenantRow::id_by_slug(conn, slug).await }.scope_boxed()
-        })
-        .await?;
-    let tenant_id = match tenant_id {
-        Some(id) => id,
-        None => {
-            let grant = sessions::sign_up(
-                &caller,
-                SignUp {
-                    tenant_name: "Fahwa operators".into(),
-                    tenant_slug: Some(slug.to_string()),
-                    name: name.to_string(),
-                    email: email.clone(),
-                    password: pass.to_string(),
-                },
-            )
-            .await?;
-            grant.tenant.id
-        }
-    };
     let hash = password::hash(pass).await?;
     let meta = &meta;
     let email_ref = &email;

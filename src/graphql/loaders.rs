@@ -41,71 +41,50 @@ pub struct LoaderBase {
     scope: Scope,
 }
 
-pub struct TenantLoader(LoaderBase);
-pub struct MemberLoader(LoaderBase);
-pub struct MemberCountLoader(LoaderBase);
-pub struct EventCountLoader(LoaderBase);
+/// A loader that reads one batch of keys in the request's scope.
+macro_rules! scoped_loader {
+    ($name:ident, $value:ty, |$conn:ident, $keys:ident| $load:expr, |$row:ident| $entry:expr) => {
+        pub struct $name(LoaderBase);
 
-impl Loader<Uuid> for TenantLoader {
-    type Value = TenantRow;
-    type Error = Arc<AppError>;
+        impl Loader<Uuid> for $name {
+            type Value = $value;
+            type Error = Arc<AppError>;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, TenantRow>, Self::Error> {
-        let rows = self
-            .0
-            .db
-            .scoped(self.0.scope, |conn| {
-                async move { TenantRow::find_many(conn, keys).await }.scope_boxed()
-            })
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-    }
+            async fn load(&self, $keys: &[Uuid]) -> Result<HashMap<Uuid, $value>, Self::Error> {
+                let rows = self
+                    .0
+                    .db
+                    .scoped(self.0.scope, |$conn| {
+                        async move { $load.await }.scope_boxed()
+                    })
+                    .await?;
+                Ok(rows.into_iter().map(|$row| $entry).collect())
+            }
+        }
+    };
 }
 
-impl Loader<Uuid> for MemberLoader {
-    type Value = MemberRow;
-    type Error = Arc<AppError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, MemberRow>, Self::Error> {
-        let rows = self
-            .0
-            .db
-            .scoped(self.0.scope, |conn| {
-                async move { MemberRow::find_many(conn, keys).await }.scope_boxed()
-            })
-            .await?;
-        Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-    }
-}
-
-impl Loader<Uuid> for MemberCountLoader {
-    type Value = i64;
-    type Error = Arc<AppError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, Self::Error> {
-        let rows = self
-            .0
-            .db
-            .scoped(self.0.scope, |conn| {
-                async move { TenantRow::member_counts(conn, keys).await }.scope_boxed()
-            })
-            .await?;
-        Ok(rows.into_iter().collect())
-    }
-}
-
-impl Loader<Uuid> for EventCountLoader {
-    type Value = i64;
-    type Error = Arc<AppError>;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, Self::Error> {
-        let rows = self
-            .0
-            .db
-            .scoped(self.0.scope, |conn| {
-                async move { TenantRow::event_counts(conn, keys).await }.scope_boxed()
-            })
-            .await?;
-        Ok(rows.into_iter().collect())
-    }
-}
+scoped_loader!(
+    TenantLoader,
+    TenantRow,
+    |conn, keys| TenantRow::find_many(conn, keys),
+    |r| (r.id, r)
+);
+scoped_loader!(
+    MemberLoader,
+    MemberRow,
+    |conn, keys| MemberRow::find_many(conn, keys),
+    |r| (r.id, r)
+);
+scoped_loader!(
+    MemberCountLoader,
+    i64,
+    |conn, keys| TenantRow::member_counts(conn, keys),
+    |r| r
+);
+scoped_loader!(
+    EventCountLoader,
+    i64,
+    |conn, keys| TenantRow::event_counts(conn, keys),
+    |r| r
+);

@@ -16,12 +16,9 @@ use uuid::Uuid;
 
 pub use model::{Model, SeedEvent};
 
-use crate::accounts::Caller;
-use crate::accounts::sessions::{self, SignUp};
+use crate::accounts::sessions::{self, SignUpOwner};
 use crate::app::App;
-use crate::auth::Principal;
 use crate::db::Scope;
-use crate::db::tenants::TenantRow;
 use crate::events::{partitions, rollups};
 
 #[derive(Debug, Clone)]
@@ -45,36 +42,18 @@ pub struct SeedReport {
 
 /// The tenant with this slug, created (with a random owner password, printed) if missing.
 pub async fn ensure_tenant(app: &App, slug: &str) -> anyhow::Result<Uuid> {
-    let found = app
-        .db
-        .scoped(Scope::Anonymous, |conn| {
-            async move { TenantRow::id_by_slug(conn, slug).await }.scope_boxed()
-        })
-        .await?;
-    if let Some(id) = found {
-        return Ok(id);
-    }
     let password = crate::auth::secrets::generate("seed-");
-    let meta = sessions::request_meta_for_cli();
-    let caller = Caller {
-        app,
-        principal: &Principal::Anonymous,
-        meta: &meta,
-    };
     let email = format!("owner@{slug}.example.com");
-    let grant = sessions::sign_up(
-        &caller,
-        SignUp {
-            tenant_name: slug.to_string(),
-            tenant_slug: Some(slug.to_string()),
-            name: "Seed Owner".into(),
-            email: email.clone(),
-            password: password.clone(),
-        },
-    )
-    .await?;
-    println!("created tenant {slug}: log in as {email} / {password}");
-    Ok(grant.tenant.id)
+    let owner = SignUpOwner {
+        name: "Seed Owner",
+        email: &email,
+        password: &password,
+    };
+    let (id, created) = sessions::ensure_tenant(app, slug, slug, owner).await?;
+    if created {
+        println!("created tenant {slug}: log in as {email} / {password}");
+    }
+    Ok(id)
 }
 
 pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
