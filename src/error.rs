@@ -22,6 +22,9 @@ pub enum AppError {
     /// Too many attempts; the client should wait.
     #[error("too many attempts, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Every database connection stayed busy for too long: shed load, let the client retry.
+    #[error("the server is busy, retry in {retry_after_secs} s")]
+    Busy { retry_after_secs: u64 },
     /// The query is deeper, costlier or more aliased than the server allows.
     #[error("{0}")]
     TooComplex(String),
@@ -49,6 +52,16 @@ impl AppError {
         Self::Internal(err.into())
     }
 
+    /// How long the client should wait before retrying, where that is known.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } | Self::Busy { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            _ => None,
+        }
+    }
+
     /// The contract's `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -56,7 +69,7 @@ impl AppError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::BadInput(_) => "BAD_USER_INPUT",
             Self::NotFound(_) => "NOT_FOUND",
-            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::RateLimited { .. } | Self::Busy { .. } => "RATE_LIMITED",
             Self::TooComplex(_) => "QUERY_TOO_COMPLEX",
             Self::Internal(_) => "INTERNAL",
         }
@@ -74,7 +87,15 @@ impl From<diesel::result::Error> for AppError {
 
 impl From<bb8::RunError<diesel_async::pooled_connection::PoolError>> for AppError {
     fn from(err: bb8::RunError<diesel_async::pooled_connection::PoolError>) -> Self {
-        Self::Internal(anyhow::anyhow!("database pool: {err}"))
+        match err {
+            bb8::RunError::TimedOut => {
+                metrics::counter!("fahwa_db_pool_timeouts_total").increment(1);
+                Self::Busy {
+                    retry_after_secs: 1,
+                }
+            }
+            other => Self::Internal(anyhow::anyhow!("database pool: {other}")),
+        }
     }
 }
 
@@ -89,7 +110,28 @@ impl From<Arc<AppError>> for AppError {
                 retry_after_secs: *retry_after_secs,
             },
             Self::TooComplex(m) => Self::TooComplex(m.clone()),
+            Self::Busy { retry_after_secs } => Self::Busy {
+                retry_after_secs: *retry_after_secs,
+            },
             Self::Internal(e) => Self::Internal(anyhow::anyhow!("{e:#}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exhausted_pool_asks_the_client_to_retry() {
+        let err =
+            AppError::from(bb8::RunError::<diesel_async::pooled_connection::PoolError>::TimedOut);
+        assert_eq!(err.code(), "RATE_LIMITED");
+        assert_eq!(err.retry_after_secs(), Some(1));
+        assert_eq!(AppError::NotFound("member").retry_after_secs(), None);
+        assert_eq!(
+            AppError::internal(anyhow::anyhow!("secret detail")).to_string(),
+            "internal error"
+        );
     }
 }

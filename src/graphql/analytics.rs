@@ -136,6 +136,62 @@ pub struct Analytics {
     window: Window,
     /// The tenant's data version when the request began: the metric cache's key.
     version: i64,
+    /// Unfiltered series the query asks for, computed in the request's first transaction.
+    prefetched: Vec<(Measure, metrics::Series)>,
+}
+
+type SeriesKey<'a> = (
+    (
+        &'static str,
+        DateTime<Utc>,
+        DateTime<Utc>,
+        Granularity,
+        &'static str,
+    ),
+    Measure,
+    &'a EventFilter,
+    &'a Option<String>,
+);
+
+/// What identifies a series in the metric cache.
+fn series_key<'a>(
+    window: &Window,
+    measure: Measure,
+    filter: &'a EventFilter,
+    breakdown: &'a Option<String>,
+) -> SeriesKey<'a> {
+    (
+        (
+            "series",
+            window.from,
+            window.to,
+            window.granularity,
+            window.tz.name(),
+        ),
+        measure,
+        filter,
+        breakdown,
+    )
+}
+
+/// The unfiltered series among the selected fields (`activeUsers { ... }` without arguments).
+fn plain_series_requested(ctx: &Context<'_>) -> Vec<Measure> {
+    let mut out = Vec::new();
+    for field in ctx.field().selection_set() {
+        if !field.arguments().is_ok_and(|a| a.is_empty()) {
+            continue;
+        }
+        let measure = match field.name() {
+            "activeUsers" => Measure::ActiveUsers,
+            "newUsers" => Measure::NewUsers,
+            "events" => Measure::Events,
+            _ => continue,
+        };
+        if !out.contains(&measure) {
+            out.push(measure);
+        }
+    }
+    out
 }
 
 fn cache_of<'a>(ctx: &Context<'a>) -> Option<&'a crate::kv::Kv> {
@@ -171,9 +227,15 @@ impl Analytics {
         filter: EventFilter,
         breakdown: Option<String>,
     ) -> Result<MetricSeries> {
+        if filter == EventFilter::default()
+            && breakdown.is_none()
+            && let Some((_, s)) = self.prefetched.iter().find(|(m, _)| *m == measure)
+        {
+            return Ok(s.clone().into());
+        }
         let (tenant, window) = (self.tenant, &self.window);
         let kv = cache_of(ctx);
-        let key = (self.key("series"), measure, &filter, &breakdown);
+        let key = series_key(window, measure, &filter, &breakdown);
         let (filter, breakdown, key) = (&filter, &breakdown, &key);
         let db = &app(ctx).db;
         let series = cache::cached(kv, tenant, self.version, key, async || {
@@ -305,22 +367,38 @@ impl AnalyticsQuery {
         granularity: Granularity,
     ) -> Result<Analytics> {
         let tenant = principal(ctx).reading_tenant()?;
-        let (row, version) = app(ctx)
+        let wanted = plain_series_requested(ctx);
+        let kv = cache_of(ctx);
+        // One transaction reads the tenant's zone and data version and computes the plain
+        // series the dashboard asks for; each would otherwise pay for a transaction of its own.
+        let (window, version, prefetched) = app(ctx)
             .db
             .tenant(tenant, |conn| {
                 async move {
                     let row = TenantRow::find(conn, tenant).await?;
-                    Ok((row, cache::data_version(conn, tenant).await?))
+                    let version = cache::data_version(conn, tenant).await?;
+                    let tz: Tz = row.timezone.parse().unwrap_or(Tz::UTC);
+                    let window = Window::new(range.from, range.to, granularity, tz)?;
+                    let none = EventFilter::default();
+                    let mut prefetched = Vec::with_capacity(wanted.len());
+                    for measure in wanted {
+                        let key = series_key(&window, measure, &none, &None);
+                        let series = cache::cached(kv, tenant, version, &key, async || {
+                            engagement::series(conn, tenant, &window, measure, &none, None).await
+                        })
+                        .await?;
+                        prefetched.push((measure, series));
+                    }
+                    Ok((window, version, prefetched))
                 }
                 .scope_boxed()
             })
             .await?;
-        let tz: Tz = row.timezone.parse().unwrap_or(Tz::UTC);
-        let window = Window::new(range.from, range.to, granularity, tz)?;
         Ok(Analytics {
             tenant,
             window,
             version,
+            prefetched,
         })
     }
 }

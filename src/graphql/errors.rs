@@ -117,11 +117,7 @@ pub fn assign_code(err: &mut ServerError) {
             if let AppError::Internal(cause) = app {
                 tracing::error!(error = format!("{cause:#}"), path = ?err.path, "internal error");
             }
-            let retry = match app {
-                AppError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-                _ => None,
-            };
-            (app.code(), retry)
+            (app.code(), app.retry_after_secs())
         }
         None if err.source.is_some() => {
             tracing::error!(message = %err.message, path = ?err.path, "unclassified resolver error");
