@@ -169,6 +169,9 @@ struct Added {
     added: i32,
 }
 
+/// Rows that other batches may upsert too are written in key order, so concurrent batches of one
+/// tenant cannot deadlock.
+///
 /// Inserts the new events (skipping client ids already stored) and updates the per-day counts
 /// and end users from exactly the rows inserted; returns the (user, local day) pairs touched.
 const INSERT_EVENTS: &str = r#"
@@ -177,7 +180,7 @@ WITH input AS (
     AS t(client_id, name, user_id, occurred_at, properties)
 ), fresh_ids AS (
   INSERT INTO event_client_ids (tenant_id, client_id)
-  SELECT $1, client_id FROM input WHERE client_id IS NOT NULL
+  SELECT $1, client_id FROM input WHERE client_id IS NOT NULL ORDER BY client_id
   ON CONFLICT DO NOTHING
   RETURNING client_id
 ), ins AS (
@@ -191,13 +194,13 @@ WITH input AS (
   SELECT ins.*, (ins.occurred_at AT TIME ZONE tz.timezone)::date AS day FROM ins, tz
 ), daily AS (
   INSERT INTO event_counts_daily AS c (tenant_id, day, name, events)
-  SELECT $1, day, name, count(*) FROM localized GROUP BY day, name
+  SELECT $1, day, name, count(*) FROM localized GROUP BY day, name ORDER BY day, name
   ON CONFLICT (tenant_id, day, name) DO UPDATE SET events = c.events + excluded.events
 ), users AS (
   INSERT INTO end_users AS u (tenant_id, user_id, first_seen, last_seen, properties)
   SELECT $1, user_id, min(occurred_at), max(occurred_at),
          (array_agg(properties ORDER BY occurred_at DESC))[1]
-  FROM ins GROUP BY user_id
+  FROM ins GROUP BY user_id ORDER BY user_id
   ON CONFLICT (tenant_id, user_id) DO UPDATE SET
     first_seen = least(u.first_seen, excluded.first_seen),
     last_seen = greatest(u.last_seen, excluded.last_seen),
@@ -226,8 +229,7 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                // One writer per tenant at a time keeps the activity rollups exact.
-                super::rollups::lock_tenant_writes(conn, tenant_id).await?;
+                super::rollups::lock_for_ingest(conn, tenant_id, &cols.users).await?;
                 partitions::ensure(conn, min, max).await?;
                 let written: Written = diesel::sql_query(INSERT_EVENTS)
                     .bind::<SqlUuid, _>(tenant_id)

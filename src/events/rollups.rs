@@ -9,12 +9,31 @@ use crate::app::App;
 use crate::db::{Conn, Db};
 use crate::error::AppResult;
 
-/// Serialises the writers of one tenant's events and rollups (held to the end of the transaction).
+/// Excludes every other writer of the tenant's events and rollups (a rebuild), until the end of
+/// the transaction.
 pub async fn lock_tenant_writes(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))")
         .bind::<SqlUuid, _>(tenant)
         .execute(conn)
         .await?;
+    Ok(())
+}
+
+/// What an ingest batch holds until it commits: the tenant's write lock shared (so rebuilds
+/// wait), and one lock per end user of the batch, taken in order. Batches about different users
+/// run in parallel; two batches about one user take turns, which keeps that user's days and
+/// transitions exact.
+pub async fn lock_for_ingest(conn: &mut Conn, tenant: Uuid, users: &[String]) -> AppResult<()> {
+    diesel::sql_query(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text, 42)), \
+                (SELECT count(pg_advisory_xact_lock(h)) FROM ( \
+                   SELECT DISTINCT hashtextextended($1::text || ':' || u, 43) AS h \
+                   FROM unnest($2::text[]) AS u ORDER BY 1) s)",
+    )
+    .bind::<SqlUuid, _>(tenant)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(users)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
