@@ -174,6 +174,54 @@ fn series_key<'a>(
     )
 }
 
+/// The plain series from the cache, and the ones missing from one rollup query.
+async fn prefetch(
+    conn: &mut crate::db::Conn,
+    kv: Option<&crate::kv::Kv>,
+    tenant: Uuid,
+    version: i64,
+    window: &Window,
+    wanted: &[Measure],
+    none: &EventFilter,
+) -> Result<Vec<(Measure, metrics::Series)>, AppError> {
+    let mut found = Vec::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    for &measure in wanted {
+        let key = series_key(window, measure, none, &None);
+        match cache::lookup(kv, tenant, version, &key).await {
+            Some(series) => found.push((measure, series)),
+            None => missing.push(measure),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let computed = if engagement::uses_rollups(window, Measure::ActiveUsers, none, None) {
+        engagement::from_rollups(conn, tenant, window, &missing, None).await?
+    } else {
+        let mut out = Vec::new();
+        for &m in &missing {
+            out.push((
+                m,
+                engagement::series(conn, tenant, window, m, none, None).await?,
+            ));
+        }
+        out
+    };
+    for (measure, series) in &computed {
+        cache::store(
+            kv,
+            tenant,
+            version,
+            &series_key(window, *measure, none, &None),
+            series,
+        )
+        .await;
+    }
+    found.extend(computed);
+    Ok(found)
+}
+
 /// The unfiltered series among the selected fields (`activeUsers { ... }` without arguments).
 fn plain_series_requested(ctx: &Context<'_>) -> Vec<Measure> {
     let mut out = Vec::new();
@@ -380,15 +428,8 @@ impl AnalyticsQuery {
                     let tz: Tz = row.timezone.parse().unwrap_or(Tz::UTC);
                     let window = Window::new(range.from, range.to, granularity, tz)?;
                     let none = EventFilter::default();
-                    let mut prefetched = Vec::with_capacity(wanted.len());
-                    for measure in wanted {
-                        let key = series_key(&window, measure, &none, &None);
-                        let series = cache::cached(kv, tenant, version, &key, async || {
-                            engagement::series(conn, tenant, &window, measure, &none, None).await
-                        })
-                        .await?;
-                        prefetched.push((measure, series));
-                    }
+                    let prefetched =
+                        prefetch(conn, kv, tenant, version, &window, &wanted, &none).await?;
                     Ok((window, version, prefetched))
                 }
                 .scope_boxed()

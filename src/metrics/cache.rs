@@ -33,8 +33,50 @@ pub async fn data_version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
     Ok(v.map_or(0, |v| v.data_version))
 }
 
-/// Returns the cached value for `query` at the tenant's data `version`, or computes and stores
-/// it. Cache failures are logged and bypassed: a slower answer beats an error.
+fn cache_key<Q: Serialize>(tenant: Uuid, version: i64, query: &Q) -> String {
+    let digest = Sha256::digest(serde_json::to_vec(query).unwrap_or_default());
+    format!("mc:{tenant}:{version}:{}", hex::encode(&digest[..16]))
+}
+
+/// The cached value of `query` at the tenant's data `version`, if any. Cache failures count as
+/// misses (logged): a slower answer beats an error.
+pub async fn lookup<T: DeserializeOwned, Q: Serialize>(
+    kv: Option<&Kv>,
+    tenant: Uuid,
+    version: i64,
+    query: &Q,
+) -> Option<T> {
+    let kv = kv?;
+    match kv.get_blob(&cache_key(tenant, version, query)).await {
+        Ok(Some(bytes)) => {
+            if let Ok(value) = serde_json::from_slice(&bytes) {
+                metrics::counter!("fahwa_metric_cache_total", "result" => "hit").increment(1);
+                return Some(value);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "metric cache read failed"),
+    }
+    metrics::counter!("fahwa_metric_cache_total", "result" => "miss").increment(1);
+    None
+}
+
+pub async fn store<T: Serialize, Q: Serialize>(
+    kv: Option<&Kv>,
+    tenant: Uuid,
+    version: i64,
+    query: &Q,
+    value: &T,
+) {
+    let Some(kv) = kv else { return };
+    if let Ok(bytes) = serde_json::to_vec(value)
+        && let Err(e) = kv.set_blob(&cache_key(tenant, version, query), bytes).await
+    {
+        tracing::warn!(error = %e, "metric cache write failed");
+    }
+}
+
+/// Returns the cached value for `query` at the tenant's data `version`, or computes and stores it.
 pub async fn cached<T, Q, F>(
     kv: Option<&Kv>,
     tenant: Uuid,
@@ -47,27 +89,10 @@ where
     Q: Serialize,
     F: AsyncFnOnce() -> AppResult<T>,
 {
-    let Some(kv) = kv else {
-        return compute().await;
-    };
-    let digest = Sha256::digest(serde_json::to_vec(query).unwrap_or_default());
-    let key = format!("mc:{tenant}:{version}:{}", hex::encode(&digest[..16]));
-    match kv.get_blob(&key).await {
-        Ok(Some(bytes)) => {
-            if let Ok(value) = serde_json::from_slice(&bytes) {
-                metrics::counter!("fahwa_metric_cache_total", "result" => "hit").increment(1);
-                return Ok(value);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "metric cache read failed"),
+    if let Some(hit) = lookup(kv, tenant, version, query).await {
+        return Ok(hit);
     }
-    metrics::counter!("fahwa_metric_cache_total", "result" => "miss").increment(1);
     let value = compute().await?;
-    if let Ok(bytes) = serde_json::to_vec(&value)
-        && let Err(e) = kv.set_blob(&key, bytes).await
-    {
-        tracing::warn!(error = %e, "metric cache write failed");
-    }
+    store(kv, tenant, version, query, &value).await;
     Ok(value)
 }

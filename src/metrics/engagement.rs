@@ -31,7 +31,21 @@ struct SpanRow {
     #[diesel(sql_type = BigInt)]
     idx: i64,
     #[diesel(sql_type = BigInt)]
-    value: i64,
+    users: i64,
+    #[diesel(sql_type = BigInt)]
+    new_users: i64,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+}
+
+impl SpanRow {
+    fn value(&self, measure: Measure) -> i64 {
+        match measure {
+            Measure::ActiveUsers => self.users,
+            Measure::NewUsers => self.new_users,
+            Measure::Events => self.events,
+        }
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -56,6 +70,20 @@ fn no_days() -> (NaiveDate, NaiveDate) {
     (d(9999), d(1))
 }
 
+/// Whether the rollups answer this series (whole days; no property filter or breakdown; event
+/// names only for event counts).
+pub fn uses_rollups(
+    window: &Window,
+    measure: Measure,
+    filter: &EventFilter,
+    breakdown: Option<&str>,
+) -> bool {
+    window.granularity != Granularity::Hour
+        && filter.properties.is_empty()
+        && breakdown.is_none()
+        && (measure != Measure::ActiveUsers || filter.name.is_none())
+}
+
 /// The series of one measure. `breakdown` splits events by a property's value.
 pub async fn series(
     conn: &mut Conn,
@@ -65,24 +93,23 @@ pub async fn series(
     filter: &EventFilter,
     breakdown: Option<&str>,
 ) -> AppResult<Series> {
-    let raw = window.granularity == Granularity::Hour
-        || !filter.properties.is_empty()
-        || breakdown.is_some()
-        || (measure == Measure::ActiveUsers && filter.name.is_some());
-    if raw {
-        raw_series(conn, tenant, window, measure, filter, breakdown).await
+    if uses_rollups(window, measure, filter, breakdown) {
+        let mut all =
+            from_rollups(conn, tenant, window, &[measure], filter.name.as_deref()).await?;
+        Ok(all.remove(0).1)
     } else {
-        rollup_series(conn, tenant, window, measure, filter.name.as_deref()).await
+        raw_series(conn, tenant, window, measure, filter, breakdown).await
     }
 }
 
-async fn rollup_series(
+/// Several measures from one rollup query (the dashboard asks for all three at once).
+pub async fn from_rollups(
     conn: &mut Conn,
     tenant: Uuid,
     window: &Window,
-    measure: Measure,
+    measures: &[Measure],
     name: Option<&str>,
-) -> AppResult<Series> {
+) -> AppResult<Vec<(Measure, Series)>> {
     // Every bucket, then the whole range as one more span.
     let mut spans: Vec<Bucket> = window.buckets.clone();
     spans.push(window.whole());
@@ -90,68 +117,61 @@ async fn rollup_series(
         .iter()
         .map(|b| b.full_days.unwrap_or_else(no_days))
         .unzip();
-    let rows: Vec<SpanRow> = rollup_query("", measure, tenant, &starts, &ends, name)
+    let rows: Vec<SpanRow> = rollup_query("", tenant, &starts, &ends, name)
         .load(conn)
         .await?;
-    let mut values: Vec<i64> = vec![0; spans.len()];
-    for r in rows {
-        values[(r.idx - 1) as usize] = r.value;
-    }
-    // The cut edges of the range (only the first and last buckets, and the whole, have any).
-    for (i, span) in spans.iter().enumerate() {
-        let edges = span.edges(window.tz);
-        if !edges.is_empty() {
-            values[i] += edge_value(conn, tenant, measure, name, &edges, span.full_days).await?;
+    let mut out = Vec::with_capacity(measures.len());
+    for &measure in measures {
+        let mut values: Vec<i64> = vec![0; spans.len()];
+        for r in &rows {
+            values[(r.idx - 1) as usize] = r.value(measure);
         }
+        // The cut edges of the range (only the first and last buckets, and the whole, have any).
+        for (i, span) in spans.iter().enumerate() {
+            let edges = span.edges(window.tz);
+            if !edges.is_empty() {
+                values[i] +=
+                    edge_value(conn, tenant, measure, name, &edges, span.full_days).await?;
+            }
+        }
+        let total = values.pop().unwrap_or(0) as f64;
+        let points = window
+            .buckets
+            .iter()
+            .zip(values)
+            .map(|(b, v)| Point {
+                bucket: b.label,
+                value: v as f64,
+                group: None,
+            })
+            .collect();
+        out.push((measure, Series { total, points }));
     }
-    let total = values.pop().unwrap_or(0) as f64;
-    let points = window
-        .buckets
-        .iter()
-        .zip(values)
-        .map(|(b, v)| Point {
-            bucket: b.label,
-            value: v as f64,
-            group: None,
-        })
-        .collect();
-    Ok(Series { total, points })
+    Ok(out)
 }
 
-fn rollup_sql(measure: Measure) -> String {
-    match measure {
-        Measure::ActiveUsers | Measure::NewUsers => {
-            let pick = if measure == Measure::NewUsers {
-                "AND t.prev_day = '-infinity'"
-            } else {
-                ""
-            };
-            format!(
-                "SELECT b.idx, coalesce(sum(t.users), 0)::int8 AS value \
-                 FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
-                 LEFT JOIN active_transitions t ON t.tenant_id = $1 AND t.day BETWEEN b.s AND b.e \
-                   AND t.prev_day < b.s {pick} \
-                 GROUP BY b.idx ORDER BY b.idx"
-            )
-        }
-        Measure::Events => "SELECT b.idx, coalesce(sum(c.events), 0)::int8 AS value \
-             FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) \
-             LEFT JOIN event_counts_daily c ON c.tenant_id = $1 AND c.day BETWEEN b.s AND b.e \
-               AND ($4::text IS NULL OR c.name = $4) \
-             GROUP BY b.idx ORDER BY b.idx"
-            .to_string(),
-    }
-}
+/// Per span of whole days: distinct users (the days' totals less the repeat visits whose
+/// previous day is inside the span too), new users, and event counts.
+const ROLLUP_SQL: &str = "SELECT b.idx, \
+   (coalesce((SELECT sum(a.users) FROM daily_activity a \
+              WHERE a.tenant_id = $1 AND a.day BETWEEN b.s AND b.e), 0) \
+    - coalesce((SELECT sum(t.users) FROM active_transitions t \
+                WHERE t.tenant_id = $1 AND t.day BETWEEN b.s AND b.e AND t.prev_day >= b.s), 0))::int8 AS users, \
+   coalesce((SELECT sum(a.new_users) FROM daily_activity a \
+             WHERE a.tenant_id = $1 AND a.day BETWEEN b.s AND b.e), 0)::int8 AS new_users, \
+   coalesce((SELECT sum(c.events) FROM event_counts_daily c \
+             WHERE c.tenant_id = $1 AND c.day BETWEEN b.s AND b.e \
+               AND ($4::text IS NULL OR c.name = $4)), 0)::int8 AS events \
+ FROM unnest($2::date[], $3::date[]) WITH ORDINALITY AS b(s, e, idx) ORDER BY b.idx";
 
 fn rollup_query<'a>(
     prefix: &str,
-    measure: Measure,
     tenant: Uuid,
     starts: &'a [NaiveDate],
     ends: &'a [NaiveDate],
     name: Option<&'a str>,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-    diesel::sql_query(format!("{prefix}{}", rollup_sql(measure)))
+    diesel::sql_query(format!("{prefix}{ROLLUP_SQL}"))
         .into_boxed()
         .bind::<SqlUuid, _>(tenant)
         .bind::<Array<Date>, _>(starts)
@@ -182,16 +202,9 @@ pub async fn explain_rollup(
         .map(|b| b.full_days.unwrap_or_else(no_days))
         .unzip();
     let mut plans = Vec::new();
-    let rows: Vec<PlanRow> = rollup_query(
-        "EXPLAIN (FORMAT JSON) ",
-        measure,
-        tenant,
-        &starts,
-        &ends,
-        name,
-    )
-    .load(conn)
-    .await?;
+    let rows: Vec<PlanRow> = rollup_query("EXPLAIN (FORMAT JSON) ", tenant, &starts, &ends, name)
+        .load(conn)
+        .await?;
     plans.extend(rows.into_iter().map(|r| r.plan));
     for span in &spans {
         let edges = span.edges(window.tz);

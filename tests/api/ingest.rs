@@ -202,6 +202,7 @@ async fn rollups(t: &TestApp) -> Vec<String> {
         "SELECT user_id || ' ' || day::text FROM user_days ORDER BY 1",
         "SELECT day::text || ' ' || prev_day::text || ' ' || users FROM active_transitions WHERE users <> 0 ORDER BY 1",
         "SELECT user_id || ' ' || first_seen::text || ' ' || last_seen::text FROM end_users ORDER BY 1",
+        "SELECT day::text || ' ' || users || ' ' || new_users FROM daily_activity WHERE users <> 0 OR new_users <> 0 ORDER BY 1",
     ] {
         for row in pg.query(sql, &[]).await.unwrap() {
             out.push(row.get::<_, String>(0));
