@@ -76,6 +76,32 @@ impl Kv {
         }
     }
 
+    /// `get_blob` for several keys in one round trip.
+    pub async fn get_blobs(&self, keys: &[String]) -> AppResult<Vec<Option<Arc<Vec<u8>>>>> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let mut cmd = redis::cmd("MGET");
+                for k in keys {
+                    cmd.arg(format!("{prefix}{k}"));
+                }
+                let values: Vec<Option<Vec<u8>>> =
+                    cmd.query_async(&mut *conn).await.map_err(redis_err)?;
+                Ok(values.into_iter().map(|v| v.map(Arc::new)).collect())
+            }
+            Kv::Memory(m) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    out.push(m.blobs.get(k).await);
+                }
+                Ok(out)
+            }
+        }
+    }
+
     pub async fn set_blob(&self, key: &str, value: Vec<u8>) -> AppResult<()> {
         match self {
             Kv::Redis { pool, prefix } => {

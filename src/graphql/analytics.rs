@@ -7,7 +7,6 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use crate::auth::guards::principal;
-use crate::db::tenants::TenantRow;
 use crate::error::AppError;
 use crate::graphql::app;
 use crate::metrics::engagement::{self, Measure};
@@ -174,21 +173,26 @@ fn series_key<'a>(
     )
 }
 
-/// The plain series from the cache, and the ones missing from one rollup query.
+/// The plain series from the cache (one round trip), and the ones missing from one rollup
+/// query in one transaction.
 async fn prefetch(
-    conn: &mut crate::db::Conn,
+    db: &crate::db::Db,
     kv: Option<&crate::kv::Kv>,
     tenant: Uuid,
     version: i64,
     window: &Window,
     wanted: &[Measure],
-    none: &EventFilter,
 ) -> Result<Vec<(Measure, metrics::Series)>, AppError> {
+    let none = EventFilter::default();
+    let keys: Vec<SeriesKey> = wanted
+        .iter()
+        .map(|&m| series_key(window, m, &none, &None))
+        .collect();
+    let cached: Vec<Option<metrics::Series>> = cache::lookup_many(kv, tenant, version, &keys).await;
     let mut found = Vec::with_capacity(wanted.len());
     let mut missing = Vec::new();
-    for &measure in wanted {
-        let key = series_key(window, measure, none, &None);
-        match cache::lookup(kv, tenant, version, &key).await {
+    for (&measure, hit) in wanted.iter().zip(cached) {
+        match hit {
             Some(series) => found.push((measure, series)),
             None => missing.push(measure),
         }
@@ -196,24 +200,32 @@ async fn prefetch(
     if missing.is_empty() {
         return Ok(found);
     }
-    let computed = if engagement::uses_rollups(window, Measure::ActiveUsers, none, None) {
-        engagement::from_rollups(conn, tenant, window, &missing, None).await?
-    } else {
-        let mut out = Vec::new();
-        for &m in &missing {
-            out.push((
-                m,
-                engagement::series(conn, tenant, window, m, none, None).await?,
-            ));
-        }
-        out
-    };
+    let (none_ref, missing_ref) = (&none, &missing);
+    let computed = db
+        .tenant(tenant, |conn| {
+            async move {
+                if engagement::uses_rollups(window, Measure::ActiveUsers, none_ref, None) {
+                    engagement::from_rollups(conn, tenant, window, missing_ref, None).await
+                } else {
+                    let mut out = Vec::new();
+                    for &m in missing_ref {
+                        out.push((
+                            m,
+                            engagement::series(conn, tenant, window, m, none_ref, None).await?,
+                        ));
+                    }
+                    Ok(out)
+                }
+            }
+            .scope_boxed()
+        })
+        .await?;
     for (measure, series) in &computed {
         cache::store(
             kv,
             tenant,
             version,
-            &series_key(window, *measure, none, &None),
+            &series_key(window, *measure, &none, &None),
             series,
         )
         .await;
@@ -417,24 +429,18 @@ impl AnalyticsQuery {
         let tenant = principal(ctx).reading_tenant()?;
         let wanted = plain_series_requested(ctx);
         let kv = cache_of(ctx);
-        // One transaction reads the tenant's zone and data version and computes the plain
-        // series the dashboard asks for; each would otherwise pay for a transaction of its own.
-        let (window, version, prefetched) = app(ctx)
-            .db
-            .tenant(tenant, |conn| {
-                async move {
-                    let row = TenantRow::find(conn, tenant).await?;
-                    let version = cache::data_version(conn, tenant).await?;
-                    let tz: Tz = row.timezone.parse().unwrap_or(Tz::UTC);
-                    let window = Window::new(range.from, range.to, granularity, tz)?;
-                    let none = EventFilter::default();
-                    let prefetched =
-                        prefetch(conn, kv, tenant, version, &window, &wanted, &none).await?;
-                    Ok((window, version, prefetched))
-                }
-                .scope_boxed()
+        let db = &app(ctx).db;
+        // The zone and data version first, outside any transaction: a dashboard load that the
+        // metric cache answers then costs no transaction at all.
+        let context = db
+            .outside_tenants(|conn| {
+                async move { cache::TenantContext::get(conn, tenant).await }.scope_boxed()
             })
             .await?;
+        let version = context.data_version;
+        let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
+        let window = Window::new(range.from, range.to, granularity, tz)?;
+        let prefetched = prefetch(db, kv, tenant, version, &window, &wanted).await?;
         Ok(Analytics {
             tenant,
             window,

@@ -19,6 +19,28 @@ struct Version {
     data_version: i64,
 }
 
+/// A tenant's time zone and data version, read outside any transaction.
+#[derive(diesel::QueryableByName)]
+pub struct TenantContext {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub timezone: String,
+    #[diesel(sql_type = BigInt)]
+    pub data_version: i64,
+}
+
+impl TenantContext {
+    pub async fn get(conn: &mut Conn, tenant: Uuid) -> AppResult<TenantContext> {
+        diesel::sql_query("SELECT * FROM fahwa_tenant_context($1)")
+            .bind::<SqlUuid, _>(tenant)
+            .get_result(conn)
+            .await
+            .map_err(|e| match e {
+                diesel::result::Error::NotFound => crate::error::AppError::NotFound("tenant"),
+                other => other.into(),
+            })
+    }
+}
+
 pub async fn data_version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
     let v: Option<Version> =
         diesel::sql_query("SELECT data_version FROM tenant_usage WHERE tenant_id = $1")
@@ -59,6 +81,38 @@ pub async fn lookup<T: DeserializeOwned, Q: Serialize>(
     }
     metrics::counter!("fahwa_metric_cache_total", "result" => "miss").increment(1);
     None
+}
+
+/// Several look-ups in one round trip; `None` where missing.
+pub async fn lookup_many<T: DeserializeOwned, Q: Serialize>(
+    kv: Option<&Kv>,
+    tenant: Uuid,
+    version: i64,
+    queries: &[Q],
+) -> Vec<Option<T>> {
+    let Some(kv) = kv else {
+        return queries.iter().map(|_| None).collect();
+    };
+    let keys: Vec<String> = queries
+        .iter()
+        .map(|q| cache_key(tenant, version, q))
+        .collect();
+    let found = match kv.get_blobs(&keys).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, "metric cache read failed");
+            keys.iter().map(|_| None).collect()
+        }
+    };
+    found
+        .into_iter()
+        .map(|bytes| {
+            let value = bytes.and_then(|b| serde_json::from_slice(&b).ok());
+            let result = if value.is_some() { "hit" } else { "miss" };
+            metrics::counter!("fahwa_metric_cache_total", "result" => result).increment(1);
+            value
+        })
+        .collect()
 }
 
 pub async fn store<T: Serialize, Q: Serialize>(

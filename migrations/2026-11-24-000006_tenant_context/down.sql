@@ -1,0 +1,1 @@
+DROP FUNCTION fahwa_tenant_context(uuid);
