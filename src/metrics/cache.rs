@@ -13,12 +13,6 @@ use crate::db::Conn;
 use crate::error::AppResult;
 use crate::kv::Kv;
 
-#[derive(diesel::QueryableByName)]
-struct Version {
-    #[diesel(sql_type = BigInt)]
-    data_version: i64,
-}
-
 /// A tenant's time zone and data version, read outside any transaction.
 #[derive(diesel::QueryableByName)]
 pub struct TenantContext {
@@ -39,20 +33,6 @@ impl TenantContext {
                 other => other.into(),
             })
     }
-}
-
-pub async fn data_version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
-    let v: Option<Version> =
-        diesel::sql_query("SELECT data_version FROM tenant_usage WHERE tenant_id = $1")
-            .bind::<SqlUuid, _>(tenant)
-            .get_result(conn)
-            .await
-            .map(Some)
-            .or_else(|e| match e {
-                diesel::result::Error::NotFound => Ok(None),
-                other => Err(other),
-            })?;
-    Ok(v.map_or(0, |v| v.data_version))
 }
 
 fn cache_key<Q: Serialize>(tenant: Uuid, version: i64, query: &Q) -> String {
