@@ -93,6 +93,7 @@ pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> 
                         tenant.slug
                     )));
                 }
+                let events = crate::events::rollups::delete_event_data(conn, tenant_id).await?;
                 TenantRow::delete(conn, tenant_id).await?;
                 set_scope(conn, Scope::Anonymous).await?;
                 audit::record(
@@ -104,7 +105,7 @@ pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> 
                         action: "tenant.delete",
                         target_type: Some("Tenant"),
                         target_id: Some(tenant_id.to_string()),
-                        details: json!({ "slug": tenant.slug, "name": tenant.name }),
+                        details: json!({ "slug": tenant.slug, "name": tenant.name, "events": events }),
                     },
                 )
                 .await?;

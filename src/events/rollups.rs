@@ -66,3 +66,19 @@ pub fn rebuild_in_background(app: &App, tenant: Uuid) {
         }
     });
 }
+
+#[derive(diesel::QueryableByName)]
+struct Removed {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    removed: i64,
+}
+
+/// Deletes the tenant's events and everything derived from them; returns how many events.
+pub async fn delete_event_data(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
+    lock_tenant_writes(conn, tenant).await?;
+    let r: Removed = diesel::sql_query("SELECT fahwa_delete_event_data($1) AS removed")
+        .bind::<SqlUuid, _>(tenant)
+        .get_result(conn)
+        .await?;
+    Ok(r.removed)
+}

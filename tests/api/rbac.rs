@@ -506,6 +506,17 @@ async fn only_an_owner_deletes_the_tenant() {
     let owner = t.sign_up("doomed").await;
     let admin = t.member(&owner, "doomed", "ADMIN").await;
     let other = t.sign_up("survivor").await;
+    let sent = t
+        .op(
+            Some(&owner.access),
+            "ingest.graphql",
+            "IngestEvents",
+            json!({ "events": [
+            { "name": "login", "userId": "u1" }, { "name": "login", "userId": "u2" }
+        ] }),
+        )
+        .await;
+    assert_eq!(sent["data"]["ingestEvents"]["accepted"], 2, "{sent}");
     let delete = "mutation($s: String!) { deleteTenant(confirmSlug: $s) }";
     let by_admin = t
         .gql(Some(&admin.access), delete, json!({ "s": "doomed" }))
@@ -532,6 +543,24 @@ async fn only_an_owner_deletes_the_tenant() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+    for table in [
+        "events",
+        "end_users",
+        "user_days",
+        "active_transitions",
+        "event_counts_daily",
+        "daily_activity",
+    ] {
+        let rows: i64 = pg
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE tenant_id = $1::text::uuid"),
+                &[&owner.tenant_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 0, "{table} keeps rows of a deleted tenant");
+    }
     let audit: String = pg
         .query_one(
             "SELECT action FROM audit_log WHERE target_id = $1 AND tenant_id IS NULL",
