@@ -198,9 +198,8 @@ WITH input AS (
   ON CONFLICT (tenant_id, day, name) DO UPDATE SET events = c.events + excluded.events
 ), users AS (
   INSERT INTO end_users AS u (tenant_id, user_id, first_seen, last_seen, properties)
-  SELECT $1, user_id, min(occurred_at), max(occurred_at),
-         (array_agg(properties ORDER BY occurred_at DESC))[1]
-  FROM ins GROUP BY user_id ORDER BY user_id
+  SELECT DISTINCT ON (user_id) $1, user_id, min(occurred_at) OVER w, max(occurred_at) OVER w, properties
+  FROM ins WINDOW w AS (PARTITION BY user_id) ORDER BY user_id, occurred_at DESC
   ON CONFLICT (tenant_id, user_id) DO UPDATE SET
     first_seen = least(u.first_seen, excluded.first_seen),
     last_seen = greatest(u.last_seen, excluded.last_seen),
