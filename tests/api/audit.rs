@@ -114,14 +114,7 @@ async fn each_mutation_writes_one_record() {
         .as_str()
         .unwrap()
         .to_string();
-    let rotated = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": refresh }),
-        )
-        .await;
+    let rotated = t.refresh(&refresh).await;
     expected.push("session.refresh");
     let new_refresh = rotated["data"]["refreshSession"]["refreshToken"]
         .as_str()

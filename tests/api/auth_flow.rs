@@ -177,14 +177,7 @@ async fn throttling_works_without_redis_too() {
 async fn refresh_rotates_and_reuse_ends_the_session() {
     let t = TestApp::spawn().await;
     let s = t.sign_up("acme").await;
-    let first = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": s.refresh }),
-        )
-        .await;
+    let first = t.refresh(&s.refresh).await;
     let rotated = session_from(&first, "refreshSession", &s.email);
     assert_ne!(rotated.refresh, s.refresh);
     let me = t
@@ -193,23 +186,9 @@ async fn refresh_rotates_and_reuse_ends_the_session() {
     assert_eq!(me["data"]["me"]["id"], s.user_id.as_str());
 
     // The old token again: theft suspected, the whole family ends.
-    let reuse = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": s.refresh }),
-        )
-        .await;
+    let reuse = t.refresh(&s.refresh).await;
     assert_eq!(codes(&reuse), ["UNAUTHENTICATED"]);
-    let after = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": rotated.refresh }),
-        )
-        .await;
+    let after = t.refresh(&rotated.refresh).await;
     assert_eq!(
         codes(&after),
         ["UNAUTHENTICATED"],
@@ -219,14 +198,7 @@ async fn refresh_rotates_and_reuse_ends_the_session() {
     // Another session of the same member is unaffected.
     let other = t.log_in("acme", &s.email, PASSWORD).await;
     let other = session_from(&other, "logIn", &s.email);
-    let ok = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": other.refresh }),
-        )
-        .await;
+    let ok = t.refresh(&other.refresh).await;
     assert!(ok["errors"].is_null(), "{ok}");
 }
 
@@ -243,14 +215,7 @@ async fn log_out_ends_the_session() {
         )
         .await;
     assert_eq!(out["data"]["logOut"], true);
-    let refresh = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": s.refresh }),
-        )
-        .await;
+    let refresh = t.refresh(&s.refresh).await;
     assert_eq!(codes(&refresh), ["UNAUTHENTICATED"]);
     let unknown = t
         .op(

@@ -259,6 +259,17 @@ impl TestApp {
         session_from(&resp, "signUp", &email)
     }
 
+    /// The contract's RefreshSession with `token`.
+    pub async fn refresh(&self, token: &str) -> Value {
+        self.op(
+            None,
+            "auth.graphql",
+            "RefreshSession",
+            json!({ "refreshToken": token }),
+        )
+        .await
+    }
+
     pub async fn log_in(&self, slug: &str, email: &str, password: &str) -> Value {
         self.op(
             None,

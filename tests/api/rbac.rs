@@ -333,14 +333,7 @@ async fn removal_and_role_changes_end_sessions_at_once() {
         )
         .await;
     assert_eq!(removed["data"]["removeMember"], true, "{removed}");
-    let refresh = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": team.viewer.refresh }),
-        )
-        .await;
+    let refresh = t.refresh(&team.viewer.refresh).await;
     assert_eq!(codes(&refresh), ["UNAUTHENTICATED"]);
     let login = t.log_in("acme", &team.viewer.email, PASSWORD).await;
     assert_eq!(codes(&login), ["UNAUTHENTICATED"]);
@@ -354,14 +347,7 @@ async fn removal_and_role_changes_end_sessions_at_once() {
         )
         .await;
     assert!(changed["errors"].is_null(), "{changed}");
-    let refresh = t
-        .op(
-            None,
-            "auth.graphql",
-            "RefreshSession",
-            json!({ "refreshToken": team.analyst.refresh }),
-        )
-        .await;
+    let refresh = t.refresh(&team.analyst.refresh).await;
     assert_eq!(codes(&refresh), ["UNAUTHENTICATED"]);
     // Logging in again gives a token with the new role.
     let again = t.log_in("acme", &team.analyst.email, PASSWORD).await;
