@@ -100,6 +100,7 @@ pub async fn sign_up(caller: &Caller<'_>, input: SignUp) -> AppResult<SessionGra
             timezone: "UTC".into(),
             currency: "USD".into(),
             created_at: Utc::now(),
+            retention_months: None,
         };
         let result = create_tenant_with_owner(caller, tenant, &name, &email, &password_hash).await;
         match result {

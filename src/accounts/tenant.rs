@@ -15,7 +15,11 @@ pub struct UpdateTenant {
     pub name: Option<String>,
     pub timezone: Option<String>,
     pub currency: Option<String>,
+    /// `Some(None)` keeps events forever.
+    pub retention_months: Option<Option<i32>>,
 }
+
+pub const MAX_RETENTION_MONTHS: i32 = 120;
 
 pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<TenantRow> {
     let actor = caller.principal.member_at_least(Role::Admin)?.clone();
@@ -35,6 +39,14 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
             .as_deref()
             .map(|c| validate::currency(c, "input.currency"))
             .transpose()?,
+        retention_months: match input.retention_months {
+            Some(Some(m)) if !(1..=MAX_RETENTION_MONTHS).contains(&m) => {
+                return Err(AppError::bad_input(format!(
+                    "input.retentionMonths: must be 1 to {MAX_RETENTION_MONTHS}, or null to keep everything"
+                )));
+            }
+            other => other,
+        },
     };
     let meta = caller.meta;
     let tenant_id = actor.tenant_id;
@@ -56,8 +68,8 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
                         target_type: Some("Tenant"),
                         target_id: Some(tenant_id.to_string()),
                         details: json!({
-                            "before": { "name": before.name, "timezone": before.timezone, "currency": before.currency },
-                            "after": { "name": after.name, "timezone": after.timezone, "currency": after.currency },
+                            "before": { "name": before.name, "timezone": before.timezone, "currency": before.currency, "retentionMonths": before.retention_months },
+                            "after": { "name": after.name, "timezone": after.timezone, "currency": after.currency, "retentionMonths": after.retention_months },
                         }),
                     },
                 )

@@ -68,6 +68,11 @@ enum Command {
         #[command(flatten)]
         options: crate::bench::BenchOptions,
     },
+    /// Apply every tenant's event retention now (the server also does it daily)
+    Retention {
+        #[command(flatten)]
+        flags: ConfigFlags,
+    },
     /// Print the GraphQL schema (SDL); `schema.graphql` holds its output
     PrintSchema,
     /// Create a platform operator (or make an existing member one)
@@ -152,6 +157,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init(crate::config::LogFormat::Text);
             crate::bench::run(config, options).await
         }
+        Command::Retention { flags } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(config.log_format);
+            let app = App::build(config).await?;
+            let r = crate::events::retention::apply(&app.db, chrono::Utc::now()).await?;
+            println!(
+                "retention: {} events deleted from {} tenants, {} partitions dropped",
+                r.events_deleted, r.tenants_trimmed, r.partitions_dropped
+            );
+            Ok(())
+        }
         Command::CreateOperator {
             flags,
             email,
@@ -188,7 +204,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     http::serve(app, listener, http::shutdown_signal()).await
 }
 
-/// Keeps event partitions a few months ahead, so ingestion never waits on DDL.
+/// Keeps event partitions a few months ahead, so ingestion never waits on DDL, and applies the
+/// tenants' retention. Safe on every instance at once: both are idempotent and take locks.
 fn spawn_partition_upkeep(app: &App) {
     let db = app.db.clone();
     tokio::spawn(async move {
@@ -199,6 +216,16 @@ fn spawn_partition_upkeep(app: &App) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(created = n, "created event partitions"),
                 Err(e) => tracing::warn!(error = %e, "could not create event partitions"),
+            }
+            match crate::events::retention::apply(&db, chrono::Utc::now()).await {
+                Ok(r) if r.events_deleted > 0 || r.partitions_dropped > 0 => tracing::info!(
+                    events = r.events_deleted,
+                    tenants = r.tenants_trimmed,
+                    partitions = r.partitions_dropped,
+                    "applied retention"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not apply retention"),
             }
         }
     });

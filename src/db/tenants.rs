@@ -19,6 +19,8 @@ pub struct TenantRow {
     pub timezone: String,
     pub currency: String,
     pub created_at: DateTime<Utc>,
+    /// Months of events kept; `None` keeps them all.
+    pub retention_months: Option<i32>,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -27,6 +29,8 @@ pub struct TenantChanges {
     pub name: Option<String>,
     pub timezone: Option<String>,
     pub currency: Option<String>,
+    /// `Some(None)` clears it.
+    pub retention_months: Option<Option<i32>>,
 }
 
 #[derive(QueryableByName)]
@@ -74,7 +78,11 @@ impl TenantRow {
     }
 
     pub async fn update(conn: &mut Conn, id: Uuid, changes: &TenantChanges) -> AppResult<()> {
-        if changes.name.is_none() && changes.timezone.is_none() && changes.currency.is_none() {
+        if changes.name.is_none()
+            && changes.timezone.is_none()
+            && changes.currency.is_none()
+            && changes.retention_months.is_none()
+        {
             return Ok(());
         }
         diesel::update(tenants::table.find(id))
@@ -110,6 +118,14 @@ impl TenantRow {
             );
         }
         Ok(query.load(conn).await?)
+    }
+
+    /// Every tenant's retention (operator scope).
+    pub async fn retentions(conn: &mut Conn) -> AppResult<Vec<(Uuid, Option<i32>)>> {
+        Ok(tenants::table
+            .select((tenants::id, tenants::retention_months))
+            .load(conn)
+            .await?)
     }
 
     pub async fn count(conn: &mut Conn) -> AppResult<i64> {

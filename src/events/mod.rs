@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod partitions;
+pub mod retention;
 pub mod rollups;
 
 pub use ingest::{IngestOutcome, NewEvent, ingest_events};

@@ -265,3 +265,77 @@ async fn concurrent_late_batches_keep_rollups_exact() {
     );
     assert!(incremental.len() > 50, "{}", incremental.len());
 }
+
+#[tokio::test]
+async fn retention_deletes_old_months_and_their_partitions() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let ingest = key(&t, &owner.access, "INGEST").await;
+    let now: chrono::DateTime<chrono::Utc> = "2026-11-24T12:00:00Z".parse().unwrap();
+    let months = [
+        "2026-03-15",
+        "2026-06-15",
+        "2026-09-15",
+        "2026-10-15",
+        "2026-11-10",
+    ];
+    let events: Vec<Value> = months
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| (0..3).map(move |u| json!({ "name": "login", "userId": format!("u{u}-{i}"), "occurredAt": format!("{d}T12:00:00Z") })))
+        .collect();
+    let (status, body) = rest(&t, &ingest, json!({ "events": events })).await;
+    assert_eq!(status, 200, "{body}");
+
+    let bad = t
+        .op(
+            Some(&owner.access),
+            "tenant.graphql",
+            "UpdateTenant",
+            json!({ "input": { "retentionMonths": 0 } }),
+        )
+        .await;
+    assert_eq!(codes(&bad), ["BAD_USER_INPUT"]);
+    let set = t
+        .gql(
+            Some(&owner.access),
+            "mutation { updateTenant(input: { retentionMonths: 2 }) { retentionMonths } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(set["data"]["updateTenant"]["retentionMonths"], 2, "{set}");
+
+    let report = fahwa::events::retention::apply(&t.app.db, now)
+        .await
+        .unwrap();
+    // Two months before November: September onwards stays.
+    assert_eq!(report.events_deleted, 6);
+    assert_eq!(report.tenants_trimmed, 1);
+    assert!(report.partitions_dropped >= 2, "{report:?}");
+    assert_eq!(stored(&t).await, 9);
+    let pg = t.pg().await;
+    let old: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM event_counts_daily WHERE day < '2026-09-01'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(old, 0, "rollups were rebuilt from what remains");
+    let parts: Vec<String> = pg
+        .query("SELECT relname::text FROM pg_class WHERE relname IN ('events_2026_03', 'events_2026_06', 'events_2026_09')", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(parts, ["events_2026_09"]);
+
+    // A tenant that keeps everything keeps every partition.
+    t.sign_up("forever").await;
+    let again = fahwa::events::retention::apply(&t.app.db, now)
+        .await
+        .unwrap();
+    assert_eq!(again, fahwa::events::retention::RetentionReport::default());
+}

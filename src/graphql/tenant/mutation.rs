@@ -1,4 +1,4 @@
-use async_graphql::{Context, ID, InputObject, Object, Result};
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 
 use super::types::{ApiKey, CreatedApiKey, Tenant, User};
 use crate::accounts::{api_keys, members, tenant};
@@ -21,6 +21,8 @@ pub struct UpdateTenantInput {
     pub timezone: Option<String>,
     /// ISO 4217 code, e.g. `EUR`.
     pub currency: Option<String>,
+    /// Months of events to keep (1 to 120); `null` keeps everything.
+    pub retention_months: MaybeUndefined<i32>,
 }
 
 #[derive(InputObject)]
@@ -68,6 +70,11 @@ impl TenantMutation {
                 name: input.name,
                 timezone: input.timezone,
                 currency: input.currency,
+                retention_months: match input.retention_months {
+                    MaybeUndefined::Undefined => None,
+                    MaybeUndefined::Null => Some(None),
+                    MaybeUndefined::Value(m) => Some(Some(m)),
+                },
             },
         )
         .await?;

@@ -114,6 +114,11 @@ impl Tenant {
         self.0.created_at
     }
 
+    /// Months of events kept; `null` keeps everything.
+    async fn retention_months(&self) -> Option<i32> {
+        self.0.retention_months
+    }
+
     /// Active members in the order they joined.
     #[graphql(complexity = "page_cost(first) * child_complexity + 2")]
     async fn members(

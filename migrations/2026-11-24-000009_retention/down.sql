@@ -1,0 +1,1 @@
+DROP FUNCTION fahwa_drop_event_partitions_before(timestamptz);
