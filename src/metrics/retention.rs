@@ -64,11 +64,12 @@ pub async fn retention(
            SELECT eu.user_id, width_bucket((eu.first_seen AT TIME ZONE $5)::date, $2::date[]) AS c \
            FROM end_users eu WHERE eu.tenant_id = $1 AND eu.first_seen >= $3 AND eu.first_seen < $4 \
          ), activity AS ( \
-           SELECT c.c, width_bucket(ud.day, $2::date[]) - c.c AS k, ud.user_id \
-           FROM cohort c JOIN user_days ud ON ud.tenant_id = $1 AND ud.user_id = c.user_id \
-           WHERE ud.day < $6 \
+           SELECT DISTINCT c.c, width_bucket(ud.day, $2::date[]) - c.c AS k, c.user_id \
+           FROM cohort c CROSS JOIN LATERAL ( \
+             SELECT day FROM user_days ud WHERE ud.tenant_id = $1 AND ud.user_id = c.user_id \
+               AND ud.day >= ($2::date[])[1] AND ud.day < $6) ud \
          ) \
-         SELECT c AS cohort, k, count(DISTINCT user_id)::int8 AS users FROM activity \
+         SELECT c AS cohort, k, count(*)::int8 AS users FROM activity \
          WHERE k >= 0 AND k < $7 GROUP BY c, k",
     )
     .bind::<SqlUuid, _>(tenant)
