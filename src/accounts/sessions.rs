@@ -186,8 +186,9 @@ pub async fn log_in(
 ) -> AppResult<SessionGrant> {
     let app = caller.app;
     let meta = caller.meta;
-    let email = email.trim().to_lowercase();
-    let slug = tenant_slug.trim().to_lowercase();
+    // Longer values cannot match an account; cutting them keeps throttle keys and audit rows small.
+    let email: String = email.trim().to_lowercase().chars().take(254).collect();
+    let slug: String = tenant_slug.trim().to_lowercase().chars().take(63).collect();
     let throttle = LoginThrottle::new(&app.kv, &slug, &email, meta.ip.as_deref());
     throttle.check().await?;
 
@@ -210,11 +211,13 @@ pub async fn log_in(
         None => None,
     };
     // Verify even when there is no such member, so both failures take the same time.
-    let ok = password::verify(
-        password_given,
-        member.as_ref().map(|m| m.password_hash.as_str()),
-    )
-    .await;
+    // No password longer than any we accept can match; it is refused without hashing it.
+    let ok = password_given.len() <= password::MAX_LENGTH
+        && password::verify(
+            password_given,
+            member.as_ref().map(|m| m.password_hash.as_str()),
+        )
+        .await;
 
     let (Some(tenant_id), Some(member), true) = (tenant_id, member, ok) else {
         throttle.record_failure().await?;

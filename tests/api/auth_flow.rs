@@ -289,3 +289,23 @@ async fn bad_tokens_are_unauthenticated() {
     let anonymous = t.op(None, "auth.graphql", "Me", json!({})).await;
     assert_eq!(codes(&anonymous), ["UNAUTHENTICATED"]);
 }
+
+#[tokio::test]
+async fn oversized_log_in_fields_are_refused_cheaply() {
+    let t = TestApp::spawn().await;
+    t.sign_up("acme").await;
+    let huge = "x".repeat(100_000);
+    let resp = t.log_in("acme", "owner@acme.example.com", &huge).await;
+    assert_eq!(codes(&resp), ["UNAUTHENTICATED"]);
+    let resp = t.log_in(&huge, &huge, PASSWORD).await;
+    assert_eq!(codes(&resp), ["UNAUTHENTICATED"]);
+    let row = t
+        .pg()
+        .await
+        .query_one("SELECT count(*), max(length(details->>'email'))::int8 FROM audit_log WHERE action = 'session.login_failed'", &[])
+        .await
+        .unwrap();
+    let (failures, longest): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(failures, 2, "both attempts are audited");
+    assert!(longest <= 254, "audit rows keep a bounded email: {longest}");
+}
