@@ -14,15 +14,13 @@ use futures_util::pin_mut;
 use scoped_futures::ScopedFutureExt;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::secrets;
 use crate::config::Config;
 use crate::db::api_keys::{ApiKeyRow, NewApiKey};
-use crate::db::schema::tenant_usage;
+use crate::db::tenants::TenantRow;
 use crate::seed::{Model, SeedOptions};
 use load::LoadResult;
 use server::Server;
@@ -155,7 +153,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
         server.stop().await;
     }
 
-    let naive = naive_comparison(&app, &url, tenant, end, &key, &opts).await?;
+    let naive = naive_comparison(&url, tenant, end, &key, &opts).await?;
     let ingestion = if opts.ingest_events > 0 {
         ingestion(&app, &url, &opts).await?
     } else {
@@ -193,16 +191,7 @@ async fn events_total(app: &App, tenant: Uuid) -> anyhow::Result<i64> {
     Ok(app
         .db
         .tenant(tenant, |conn| {
-            async move {
-                use diesel::prelude::*;
-                use diesel_async::RunQueryDsl;
-                Ok(tenant_usage::table
-                    .find(tenant)
-                    .select(tenant_usage::events_total)
-                    .first(conn)
-                    .await?)
-            }
-            .scope_boxed()
+            async move { TenantRow::events_total(conn, tenant).await }.scope_boxed()
         })
         .await?)
 }
@@ -286,7 +275,6 @@ async fn owner_client(
 
 /// The Engagement numbers computed the plain way, over the raw events.
 async fn naive_comparison(
-    _app: &App,
     url: &str,
     tenant: Uuid,
     end: DateTime<Utc>,
@@ -412,20 +400,7 @@ async fn ingestion(app: &App, url: &str, opts: &BenchOptions) -> anyhow::Result<
     let (mut client, driver) = owner_client(url).await?;
     let started = Instant::now();
     let tx = client.transaction().await?;
-    let sink = tx
-        .copy_in("COPY events (tenant_id, name, user_id, occurred_at, received_at, properties) FROM STDIN BINARY")
-        .await?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::UUID,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TIMESTAMPTZ,
-            Type::TIMESTAMPTZ,
-            Type::JSONB,
-        ],
-    );
+    let writer = crate::seed::copy_writer(&tx).await?;
     pin_mut!(writer);
     for e in &rows {
         writer

@@ -7,6 +7,7 @@ use crate::App;
 use crate::accounts::sessions::{self, SignUpOwner};
 use crate::auth::{Role, password};
 use crate::db::members::{MemberRow, NewMember};
+use crate::db::tenants::TenantRow;
 
 pub const DEMO_SLUG: &str = "demo";
 
@@ -77,17 +78,7 @@ pub async fn ensure(app: &App) -> anyhow::Result<()> {
     let events: i64 = app
         .db
         .tenant(tenant_id, |conn| {
-            async move {
-                use crate::db::schema::tenant_usage;
-                use diesel::prelude::*;
-                use diesel_async::RunQueryDsl;
-                Ok(tenant_usage::table
-                    .find(tenant_id)
-                    .select(tenant_usage::events_total)
-                    .first(conn)
-                    .await?)
-            }
-            .scope_boxed()
+            async move { TenantRow::events_total(conn, tenant_id).await }.scope_boxed()
         })
         .await?;
     if events == 0 {

@@ -25,7 +25,7 @@ use futures_util::FutureExt;
 use scoped_futures::ScopedBoxFuture;
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 
 pub type PgPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub type Conn = AsyncPgConnection;
@@ -172,12 +172,4 @@ pub fn is_unique_violation(err: &diesel::result::Error, constraint: &str) -> boo
             info
         ) if info.constraint_name() == Some(constraint)
     )
-}
-
-impl From<AppError> for diesel::result::Error {
-    // Only so that `?` works inside diesel-async's own transaction closures if one is ever used;
-    // the information is kept in the message.
-    fn from(err: AppError) -> Self {
-        diesel::result::Error::QueryBuilderError(err.to_string().into())
-    }
 }

@@ -120,6 +120,15 @@ impl TenantRow {
         Ok(query.load(conn).await?)
     }
 
+    /// Events stored for one tenant (the counter ingestion keeps).
+    pub async fn events_total(conn: &mut Conn, id: Uuid) -> AppResult<i64> {
+        Ok(tenant_usage::table
+            .find(id)
+            .select(tenant_usage::events_total)
+            .first(conn)
+            .await?)
+    }
+
     /// Every tenant's retention (operator scope).
     pub async fn retentions(conn: &mut Conn) -> AppResult<Vec<(Uuid, Option<i32>)>> {
         Ok(tenants::table

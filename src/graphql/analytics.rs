@@ -139,18 +139,26 @@ pub struct Analytics {
     prefetched: Vec<(Measure, metrics::Series)>,
 }
 
-type SeriesKey<'a> = (
-    (
-        &'static str,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        Granularity,
-        &'static str,
-    ),
-    Measure,
-    &'a EventFilter,
-    &'a Option<String>,
+/// What identifies a query's kind and range in the metric cache.
+type RangeKey = (
+    &'static str,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Granularity,
+    &'static str,
 );
+
+fn range_key(what: &'static str, window: &Window) -> RangeKey {
+    (
+        what,
+        window.from,
+        window.to,
+        window.granularity,
+        window.tz.name(),
+    )
+}
+
+type SeriesKey<'a> = (RangeKey, Measure, &'a EventFilter, &'a Option<String>);
 
 /// What identifies a series in the metric cache.
 fn series_key<'a>(
@@ -159,18 +167,7 @@ fn series_key<'a>(
     filter: &'a EventFilter,
     breakdown: &'a Option<String>,
 ) -> SeriesKey<'a> {
-    (
-        (
-            "series",
-            window.from,
-            window.to,
-            window.granularity,
-            window.tz.name(),
-        ),
-        measure,
-        filter,
-        breakdown,
-    )
+    (range_key("series", window), measure, filter, breakdown)
 }
 
 /// The plain series from the cache (one round trip), and the ones missing from one rollup
@@ -260,26 +257,6 @@ fn cache_of<'a>(ctx: &Context<'a>) -> Option<&'a crate::kv::Kv> {
 }
 
 impl Analytics {
-    /// What identifies this query's range in the metric cache.
-    fn key(
-        &self,
-        what: &'static str,
-    ) -> (
-        &'static str,
-        DateTime<Utc>,
-        DateTime<Utc>,
-        Granularity,
-        &'static str,
-    ) {
-        (
-            what,
-            self.window.from,
-            self.window.to,
-            self.window.granularity,
-            self.window.tz.name(),
-        )
-    }
-
     async fn series(
         &self,
         ctx: &Context<'_>,
@@ -356,7 +333,7 @@ impl Analytics {
     async fn retention(&self, ctx: &Context<'_>, periods: i32) -> Result<Retention> {
         let (tenant, window) = (self.tenant, &self.window);
         let kv = cache_of(ctx);
-        let key = &(self.key("retention"), periods);
+        let key = &(range_key("retention", &self.window), periods);
         let db = &app(ctx).db;
         let cohorts = cache::cached(kv, tenant, self.version, key, async || {
             db.tenant(tenant, |conn| {
@@ -387,7 +364,11 @@ impl Analytics {
     ) -> Result<Funnel> {
         let (tenant, from, to) = (self.tenant, self.window.from, self.window.to);
         let kv = cache_of(ctx);
-        let key = &(self.key("funnel"), &steps, conversion_window_hours);
+        let key = &(
+            range_key("funnel", &self.window),
+            &steps,
+            conversion_window_hours,
+        );
         let steps = &steps;
         let db = &app(ctx).db;
         let steps = cache::cached(kv, tenant, self.version, key, async || {

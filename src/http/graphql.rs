@@ -2,9 +2,9 @@
 
 use std::net::SocketAddr;
 
+use async_graphql::BatchRequest;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, Data};
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
 use axum::body::Bytes;
@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{HttpState, REQUEST_ID, authenticate, error_response};
+use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
 use crate::graphql::request_data;
 
@@ -44,12 +45,17 @@ pub(super) fn request_meta(
     }
 }
 
-async fn data_for(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> Data {
+/// Who sent the request, worked out once (a batch shares it) and where from.
+async fn caller_of(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> (Principal, RequestMeta) {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let principal = authenticate(&state.app, authorization).await;
-    request_data(&state.app, principal, request_meta(state, headers, peer))
+    (principal, request_meta(state, headers, peer))
 }
 
 pub async fn graphql_post(
@@ -85,7 +91,8 @@ pub async fn graphql_post(
     };
     match batch {
         BatchRequest::Single(mut request) => {
-            request.data = data_for(&state, &headers, peer).await;
+            let (principal, meta) = caller_of(&state, &headers, peer).await;
+            request.data = request_data(&state.app, principal, meta);
             Json(state.schema.execute(request).await).into_response()
         }
         BatchRequest::Batch(requests) => {
@@ -96,9 +103,11 @@ pub async fn graphql_post(
                     &format!("a batch may hold at most {MAX_BATCH} operations"),
                 );
             }
+            let (principal, meta) = caller_of(&state, &headers, peer).await;
             let mut responses = Vec::with_capacity(requests.len());
             for mut request in requests {
-                request.data = data_for(&state, &headers, peer).await;
+                // Fresh loaders per operation; one authentication for the batch.
+                request.data = request_data(&state.app, principal.clone(), meta.clone());
                 responses.push(state.schema.execute(request).await);
             }
             Json(responses).into_response()
@@ -137,7 +146,8 @@ pub async fn graphql_get(
             );
         }
     }
-    request.data = data_for(&state, &headers, peer).await;
+    let (principal, meta) = caller_of(&state, &headers, peer).await;
+    request.data = request_data(&state.app, principal, meta);
     Json(state.schema.execute(request).await).into_response()
 }
 

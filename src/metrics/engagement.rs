@@ -104,6 +104,17 @@ pub async fn series(
     }
 }
 
+/// Every bucket, then the whole range as one more span, with their whole-day bounds.
+fn spans_of(window: &Window) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<NaiveDate>) {
+    let mut spans: Vec<Bucket> = window.buckets.clone();
+    spans.push(window.whole());
+    let (starts, ends) = spans
+        .iter()
+        .map(|b| b.full_days.unwrap_or_else(no_days))
+        .unzip();
+    (spans, starts, ends)
+}
+
 /// Several measures from one rollup query (the dashboard asks for all three at once).
 pub async fn from_rollups(
     conn: &mut Conn,
@@ -112,13 +123,7 @@ pub async fn from_rollups(
     measures: &[Measure],
     name: Option<&str>,
 ) -> AppResult<Vec<(Measure, Series)>> {
-    // Every bucket, then the whole range as one more span.
-    let mut spans: Vec<Bucket> = window.buckets.clone();
-    spans.push(window.whole());
-    let (starts, ends): (Vec<NaiveDate>, Vec<NaiveDate>) = spans
-        .iter()
-        .map(|b| b.full_days.unwrap_or_else(no_days))
-        .unzip();
+    let (spans, starts, ends) = spans_of(window);
     let rows: Vec<SpanRow> = rollup_query(false, tenant, &starts, &ends, name)
         .load(conn)
         .await?;
@@ -237,12 +242,7 @@ pub async fn explain_rollup(
     measure: Measure,
     name: Option<&str>,
 ) -> AppResult<Vec<serde_json::Value>> {
-    let mut spans: Vec<Bucket> = window.buckets.clone();
-    spans.push(window.whole());
-    let (starts, ends): (Vec<NaiveDate>, Vec<NaiveDate>) = spans
-        .iter()
-        .map(|b| b.full_days.unwrap_or_else(no_days))
-        .unzip();
+    let (spans, starts, ends) = spans_of(window);
     let mut plans = Vec::new();
     let rows: Vec<PlanRow> = rollup_query(true, tenant, &starts, &ends, name)
         .load(conn)

@@ -119,6 +119,28 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
 
 /// Streams the model's events into `events` with binary COPY. COPY cannot run under row-level
 /// security, so this uses the connecting (owner) role, as migrations do.
+/// A binary COPY into `events` (tenant, name, user, occurred_at, received_at, properties).
+/// COPY cannot run under row-level security, so `tx` must belong to the owner role.
+pub async fn copy_writer(
+    tx: &tokio_postgres::Transaction<'_>,
+) -> anyhow::Result<BinaryCopyInWriter> {
+    let sink = tx
+        .copy_in("COPY events (tenant_id, name, user_id, occurred_at, received_at, properties) FROM STDIN BINARY")
+        .await
+        .context("COPY into events was refused (it needs the database owner role)")?;
+    Ok(BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TIMESTAMPTZ,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+        ],
+    ))
+}
+
 /// Writes the events of every `workers`-th user, starting with user `worker`.
 async fn copy_events(
     url: &str,
@@ -133,21 +155,7 @@ async fn copy_events(
         .context("cannot connect to PostgreSQL")?;
     let driver = tokio::spawn(connection);
     let tx = client.transaction().await?;
-    let sink = tx
-        .copy_in("COPY events (tenant_id, name, user_id, occurred_at, received_at, properties) FROM STDIN BINARY")
-        .await
-        .context("COPY into events was refused (seeding needs the database owner role)")?;
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::UUID,
-            Type::TEXT,
-            Type::TEXT,
-            Type::TIMESTAMPTZ,
-            Type::TIMESTAMPTZ,
-            Type::JSONB,
-        ],
-    );
+    let writer = copy_writer(&tx).await?;
     pin_mut!(writer);
     let mut n = 0u64;
     let mut unreported = 0u64;

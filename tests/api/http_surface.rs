@@ -249,3 +249,51 @@ async fn websocket_speaks_both_protocols_and_checks_the_token() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_runs_each_operation_as_its_caller() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let batch = json!([
+        { "query": "{ me { role } }" },
+        { "query": "{ tenant { slug } }" },
+        { "query": "{ auditLog(first: 1) { edges { node { action } } } }" },
+    ]);
+    let resp: Value = t
+        .client
+        .post(format!("{}/api/v1/graphql", t.base))
+        .bearer_auth(&s.access)
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let answers = resp.as_array().unwrap();
+    assert_eq!(answers.len(), 3, "{resp}");
+    assert_eq!(answers[0]["data"]["me"]["role"], "OWNER");
+    assert_eq!(answers[1]["data"]["tenant"]["slug"], "acme");
+    assert_eq!(
+        answers[2]["data"]["auditLog"]["edges"][0]["node"]["action"],
+        "tenant.sign_up"
+    );
+    let anonymous: Value = t
+        .client
+        .post(format!("{}/api/v1/graphql", t.base))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        anonymous
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| codes(a) == ["UNAUTHENTICATED"]),
+        "{anonymous}"
+    );
+}

@@ -64,5 +64,6 @@ async fn operator_tenant_list_counts_are_batched() {
     assert_eq!(nodes.len(), 11);
     let t3 = nodes.iter().find(|e| e["node"]["slug"] == "t3").unwrap();
     assert_eq!(t3["node"]["memberCount"], 2);
+    assert!(few > 0, "the statement counter counts");
     assert_eq!(few, many, "2 tenants took {few} statements, 11 took {many}");
 }
