@@ -172,8 +172,9 @@ const ROLLUP_BODY: &str = "SELECT b.idx, \
                AND (p.n IS NULL OR c.name = p.n)), 0)::int8 AS events \
  FROM p, unnest(p.s, p.e) WITH ORDINALITY AS b(s, e, idx) ORDER BY b.idx";
 
-/// The rollup statement as a query diesel prepares once per connection (raw `sql_query` text is
-/// never cached, and planning was a third of this statement's time).
+/// The rollup statement as a query diesel prepares once per connection. Raw `sql_query` text is
+/// never cached, and planning was about a fifth of this statement's time (EXPLAIN ANALYZE at 10M
+/// events: 0.8–0.9 ms planning against 3–4 ms execution).
 struct RollupQuery<'a> {
     explain: bool,
     tenant: Uuid,
