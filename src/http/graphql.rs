@@ -20,11 +20,7 @@ use crate::graphql::request_data;
 
 const MAX_BATCH: usize = 10;
 
-pub(super) fn request_meta(
-    state: &HttpState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> RequestMeta {
+fn request_meta(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
     let header = |name: &str| {
         headers
             .get(name)
@@ -46,7 +42,7 @@ pub(super) fn request_meta(
 }
 
 /// Who sent the request, worked out once (a batch shares it) and where from.
-async fn caller_of(
+pub(super) async fn caller_of(
     state: &HttpState,
     headers: &HeaderMap,
     peer: SocketAddr,
