@@ -259,6 +259,15 @@ impl TestApp {
         session_from(&resp, "signUp", &email)
     }
 
+    /// A GET to a path of the server.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The contract's RefreshSession with `token`.
     pub async fn refresh(&self, token: &str) -> Value {
         self.op(

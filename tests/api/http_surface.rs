@@ -10,36 +10,15 @@ use crate::harness::{TestApp, codes};
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let t = TestApp::spawn().await;
-    let health = t
-        .client
-        .get(format!("{}/healthz", t.base))
-        .send()
-        .await
-        .unwrap();
+    let health = t.get("/healthz").await;
     assert_eq!(health.status(), 200);
-    let ready: Value = t
-        .client
-        .get(format!("{}/readyz", t.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = t.get("/readyz").await.json().await.unwrap();
     assert_eq!(
         ready,
         json!({ "status": "ok", "postgres": "ok", "redis": "ok" })
     );
     t.sign_up("acme").await;
-    let metrics = t
-        .client
-        .get(format!("{}/metrics", t.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.get("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(
             "fahwa_http_requests_total{method=\"POST\",route=\"/api/v1/graphql\",status=\"200\"}"
@@ -53,27 +32,14 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn readiness_reports_a_missing_redis() {
     let config_app = TestApp::spawn_with(false).await;
-    let ready: Value = config_app
-        .client
-        .get(format!("{}/readyz", config_app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = config_app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["redis"], "not configured");
 }
 
 #[tokio::test]
 async fn the_playground_loads_every_asset_from_the_server() {
     let t = TestApp::spawn().await;
-    let page = t
-        .client
-        .get(format!("{}/playground", t.base))
-        .send()
-        .await
-        .unwrap();
+    let page = t.get("/playground").await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(
@@ -86,12 +52,7 @@ async fn the_playground_loads_every_asset_from_the_server() {
         .collect();
     assert!(assets.len() >= 6, "{assets:?}");
     for asset in assets {
-        let resp = t
-            .client
-            .get(format!("{}{asset}", t.base))
-            .send()
-            .await
-            .unwrap();
+        let resp = t.get(asset).await;
         assert_eq!(resp.status(), 200, "{asset}");
         let ty = resp.headers()["content-type"].to_str().unwrap().to_string();
         assert!(
@@ -106,12 +67,7 @@ async fn the_playground_loads_every_asset_from_the_server() {
             "{asset} loads from a CDN"
         );
     }
-    let missing = t
-        .client
-        .get(format!("{}/playground/assets/nope.js", t.base))
-        .send()
-        .await
-        .unwrap();
+    let missing = t.get("/playground/assets/nope.js").await;
     assert_eq!(missing.status(), 404);
 }
 
@@ -191,12 +147,7 @@ async fn bad_requests_get_clear_codes() {
             .contains("Bearer")
     );
 
-    let nowhere = t
-        .client
-        .get(format!("{}/nope", t.base))
-        .send()
-        .await
-        .unwrap();
+    let nowhere = t.get("/nope").await;
     assert_eq!(nowhere.status(), 404);
 }
 
