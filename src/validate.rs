@@ -27,6 +27,33 @@ pub fn name(value: &str, field: &str) -> AppResult<String> {
     Ok(trimmed.to_string())
 }
 
+pub const MAX_TRACKED_PROPERTIES: usize = 5;
+
+/// Up to five distinct property keys, each 1 to 200 bytes of printable text.
+pub fn tracked_properties(keys: Vec<String>, field: &str) -> AppResult<Vec<String>> {
+    if keys.len() > MAX_TRACKED_PROPERTIES {
+        return Err(AppError::bad_input(format!(
+            "{field}: at most {MAX_TRACKED_PROPERTIES} keys, got {}",
+            keys.len()
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(keys.len());
+    for (i, key) in keys.into_iter().enumerate() {
+        if key.is_empty() || key.len() > 200 || key.chars().any(char::is_control) {
+            return Err(AppError::bad_input(format!(
+                "{field}[{i}]: must be 1 to 200 bytes of printable text"
+            )));
+        }
+        if out.contains(&key) {
+            return Err(AppError::bad_input(format!(
+                "{field}[{i}]: '{key}' is listed twice"
+            )));
+        }
+        out.push(key);
+    }
+    Ok(out)
+}
+
 pub fn slug(value: &str, field: &str) -> AppResult<String> {
     let ok = (2..=63).contains(&value.len())
         && value

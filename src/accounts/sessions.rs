@@ -101,6 +101,8 @@ pub async fn sign_up(caller: &Caller<'_>, input: SignUp) -> AppResult<SessionGra
             currency: "USD".into(),
             created_at: Utc::now(),
             retention_months: None,
+            tracked_properties: Vec::new(),
+            rollup_properties: Vec::new(),
         };
         let result = create_tenant_with_owner(caller, tenant, &name, &email, &password_hash).await;
         match result {

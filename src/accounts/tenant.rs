@@ -17,6 +17,7 @@ pub struct UpdateTenant {
     pub currency: Option<String>,
     /// `Some(None)` keeps events forever.
     pub retention_months: Option<Option<i32>>,
+    pub tracked_properties: Option<Vec<String>>,
 }
 
 pub const MAX_RETENTION_MONTHS: i32 = 120;
@@ -47,6 +48,10 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
             }
             other => other,
         },
+        tracked_properties: input
+            .tracked_properties
+            .map(|keys| validate::tracked_properties(keys, "input.trackedProperties"))
+            .transpose()?,
     };
     let meta = caller.meta;
     let tenant_id = actor.tenant_id;
@@ -68,8 +73,8 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
                         target_type: Some("Tenant"),
                         target_id: Some(tenant_id.to_string()),
                         details: json!({
-                            "before": { "name": before.name, "timezone": before.timezone, "currency": before.currency, "retentionMonths": before.retention_months },
-                            "after": { "name": after.name, "timezone": after.timezone, "currency": after.currency, "retentionMonths": after.retention_months },
+                            "before": { "name": before.name, "timezone": before.timezone, "currency": before.currency, "retentionMonths": before.retention_months, "trackedProperties": before.tracked_properties },
+                            "after": { "name": after.name, "timezone": after.timezone, "currency": after.currency, "retentionMonths": after.retention_months, "trackedProperties": after.tracked_properties },
                         }),
                     },
                 )
@@ -79,8 +84,9 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
             .scope_boxed()
         })
         .await?;
-    if before.timezone != after.timezone {
-        // Days are local: every rollup moves to the new zone's days.
+    if before.timezone != after.timezone || before.tracked_properties != after.tracked_properties {
+        // Days are local: every rollup moves to the new zone's days. Tracked keys change what
+        // the segment rollup holds.
         crate::events::rollups::rebuild_in_background(caller.app, tenant_id);
     }
     Ok(after)

@@ -217,6 +217,10 @@ async fn ensure_seeded(app: &App, opts: &BenchOptions) -> anyhow::Result<Uuid> {
         events: opts.events,
         days: opts.days,
         seed: opts.seed,
+        track: crate::seed::DEFAULT_TRACKED
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let report = crate::seed::seed(app, &seed_opts).await?;

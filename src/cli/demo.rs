@@ -88,6 +88,10 @@ pub async fn ensure(app: &App) -> anyhow::Result<()> {
             events: 200_000,
             days: 90,
             seed: 42,
+            track: crate::seed::DEFAULT_TRACKED
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             progress: false,
         };
         let report = crate::seed::seed(app, &opts).await?;

@@ -60,6 +60,9 @@ enum Command {
         /// Random seed: the same seed gives the same data
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Property keys the tenant tracks, comma-separated (empty for none)
+        #[arg(long, value_delimiter = ',', default_value = "plan,country,platform")]
+        track: Vec<String>,
     },
     /// Measure latency, throughput and memory against a seeded database (see README)
     Bench {
@@ -126,6 +129,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             events,
             days,
             seed,
+            track,
         } => {
             let config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
@@ -136,6 +140,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 events,
                 days,
                 seed,
+                track: track.into_iter().filter(|k| !k.is_empty()).collect(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = crate::seed::seed(&app, &opts).await?;

@@ -113,6 +113,8 @@ diesel::table! {
         currency -> Text,
         created_at -> Timestamptz,
         retention_months -> Nullable<Int4>,
+        tracked_properties -> Array<Text>,
+        rollup_properties -> Array<Text>,
     }
 }
 

@@ -21,6 +21,10 @@ pub struct TenantRow {
     pub created_at: DateTime<Utc>,
     /// Months of events kept; `None` keeps them all.
     pub retention_months: Option<i32>,
+    /// Property keys the tenant asks the rollups to keep.
+    pub tracked_properties: Vec<String>,
+    /// Property keys the rollups hold now (set by each rebuild).
+    pub rollup_properties: Vec<String>,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -31,6 +35,7 @@ pub struct TenantChanges {
     pub currency: Option<String>,
     /// `Some(None)` clears it.
     pub retention_months: Option<Option<i32>>,
+    pub tracked_properties: Option<Vec<String>>,
 }
 
 #[derive(QueryableByName)]
@@ -82,6 +87,7 @@ impl TenantRow {
             && changes.timezone.is_none()
             && changes.currency.is_none()
             && changes.retention_months.is_none()
+            && changes.tracked_properties.is_none()
         {
             return Ok(());
         }

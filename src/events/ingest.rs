@@ -173,7 +173,7 @@ struct Added {
 /// tenant cannot deadlock.
 ///
 /// Inserts the new events (skipping client ids already stored) and updates the per-day counts
-/// and end users from exactly the rows inserted; returns the (user, local day) pairs touched.
+/// and end users from exactly the rows inserted, and the segment rollup by tracked keys; returns the (user, local day) pairs touched.
 const INSERT_EVENTS: &str = r#"
 WITH input AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
@@ -189,9 +189,17 @@ WITH input AS (
   WHERE i.client_id IS NULL OR i.client_id IN (SELECT client_id FROM fresh_ids)
   RETURNING name, user_id, occurred_at, properties
 ), tz AS (
-  SELECT timezone FROM tenants WHERE id = $1
+  SELECT timezone, rollup_properties FROM tenants WHERE id = $1
 ), localized AS (
-  SELECT ins.*, (ins.occurred_at AT TIME ZONE tz.timezone)::date AS day FROM ins, tz
+  SELECT ins.*, (ins.occurred_at AT TIME ZONE tz.timezone)::date AS day,
+         fahwa_dims(ins.properties, tz.rollup_properties) AS dims
+  FROM ins, tz
+), segments AS (
+  INSERT INTO segment_days AS s (tenant_id, day, name, dims, user_id, events)
+  SELECT $1, day, name, dims, user_id, count(*) FROM localized
+  GROUP BY day, name, dims, user_id ORDER BY day, name, fahwa_dims_key(dims), user_id
+  ON CONFLICT (tenant_id, day, name, fahwa_dims_key(dims), user_id)
+  DO UPDATE SET events = s.events + excluded.events
 ), daily AS (
   INSERT INTO event_counts_daily AS c (tenant_id, day, name, events)
   SELECT $1, day, name, count(*) FROM localized GROUP BY day, name ORDER BY day, name

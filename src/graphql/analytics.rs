@@ -137,6 +137,8 @@ pub struct Analytics {
     version: i64,
     /// Unfiltered series the query asks for, computed in the request's first transaction.
     prefetched: Vec<(Measure, metrics::Series)>,
+    /// Property keys the segment rollup holds.
+    tracked: Vec<String>,
 }
 
 /// What identifies a query's kind and range in the metric cache.
@@ -208,7 +210,8 @@ async fn prefetch(
                     for &m in missing_ref {
                         out.push((
                             m,
-                            engagement::series(conn, tenant, window, m, none_ref, None).await?,
+                            engagement::series(conn, tenant, window, &[], m, none_ref, None)
+                                .await?,
                         ));
                     }
                     Ok(out)
@@ -274,12 +277,21 @@ impl Analytics {
         let kv = cache_of(ctx);
         let key = series_key(window, measure, &filter, &breakdown);
         let (filter, breakdown, key) = (&filter, &breakdown, &key);
+        let tracked = &self.tracked;
         let db = &app(ctx).db;
         let series = cache::cached(kv, tenant, self.version, key, async || {
             db.tenant(tenant, |conn| {
                 async move {
-                    engagement::series(conn, tenant, window, measure, filter, breakdown.as_deref())
-                        .await
+                    engagement::series(
+                        conn,
+                        tenant,
+                        window,
+                        tracked,
+                        measure,
+                        filter,
+                        breakdown.as_deref(),
+                    )
+                    .await
                 }
                 .scope_boxed()
             })
@@ -427,6 +439,7 @@ impl AnalyticsQuery {
             window,
             version,
             prefetched,
+            tracked: context.rollup_properties,
         })
     }
 }

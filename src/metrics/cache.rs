@@ -13,13 +13,16 @@ use crate::db::Conn;
 use crate::error::AppResult;
 use crate::kv::Kv;
 
-/// A tenant's time zone and data version, read outside any transaction.
+/// A tenant's time zone, data version and tracked keys, read outside any transaction.
 #[derive(diesel::QueryableByName)]
 pub struct TenantContext {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub timezone: String,
     #[diesel(sql_type = BigInt)]
     pub data_version: i64,
+    /// Property keys the segment rollup holds, in its order.
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    pub rollup_properties: Vec<String>,
 }
 
 impl TenantContext {

@@ -2,8 +2,9 @@
 //!
 //! Whole local days come from the rollups: `active_transitions` answers "distinct users active in
 //! days [a, b]" as the users whose previous active day is before `a`, and `event_counts_daily`
-//! holds counts. The parts of a range that cut a day, hourly buckets, and property filters are
-//! read from the events themselves. Every number is exact.
+//! holds counts. Filters and breakdowns on tracked keys, and active users of one event name, come
+//! from the segment rollup (`segments`). The parts of a range that cut a day, hourly buckets, and
+//! other property filters are read from the events themselves. Every number is exact.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
@@ -50,14 +51,15 @@ impl SpanRow {
     }
 }
 
+/// One bucket's (1-based `idx`) value for one group.
 #[derive(diesel::QueryableByName)]
-struct RawRow {
+pub(super) struct RawRow {
     #[diesel(sql_type = Integer)]
-    idx: i32,
+    pub idx: i32,
     #[diesel(sql_type = Nullable<Text>)]
-    grp: Option<String>,
+    pub grp: Option<String>,
     #[diesel(sql_type = BigInt)]
-    value: i64,
+    pub value: i64,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -67,7 +69,7 @@ struct Count {
 }
 
 /// An empty day span (start after end) that PostgreSQL can represent.
-fn no_days() -> (NaiveDate, NaiveDate) {
+pub(super) fn no_days() -> (NaiveDate, NaiveDate) {
     let d = |y| NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or_default();
     (d(9999), d(1))
 }
@@ -86,11 +88,13 @@ pub fn uses_rollups(
         && (measure != Measure::ActiveUsers || filter.name.is_none())
 }
 
-/// The series of one measure. `breakdown` splits events by a property's value.
+/// The series of one measure. `breakdown` splits events by a property's value; `tracked` is
+/// the property keys the segment rollup holds.
 pub async fn series(
     conn: &mut Conn,
     tenant: Uuid,
     window: &Window,
+    tracked: &[String],
     measure: Measure,
     filter: &EventFilter,
     breakdown: Option<&str>,
@@ -99,6 +103,8 @@ pub async fn series(
         let mut all =
             from_rollups(conn, tenant, window, &[measure], filter.name.as_deref()).await?;
         Ok(all.remove(0).1)
+    } else if super::segments::serves(tracked, measure, filter, breakdown) {
+        super::segments::series(conn, tenant, window, tracked, measure, filter, breakdown).await
     } else {
         raw_series(conn, tenant, window, measure, filter, breakdown).await
     }
@@ -228,10 +234,10 @@ fn rollup_query<'a>(
 }
 
 #[derive(diesel::QueryableByName)]
-struct PlanRow {
+pub(super) struct PlanRow {
     #[diesel(sql_type = diesel::sql_types::Json)]
     #[diesel(column_name = "QUERY PLAN")]
-    plan: serde_json::Value,
+    pub plan: serde_json::Value,
 }
 
 /// The plans of the statements a rollup-served series runs (for tests that keep dashboards off
@@ -393,6 +399,14 @@ async fn raw_series(
         .get_result(conn)
         .await?;
 
+    Ok(Series {
+        total: total.n as f64,
+        points: points_of(window, &rows, breakdown.is_some()),
+    })
+}
+
+/// Every bucket once per group seen (or once, without groups), zero where no row says otherwise.
+pub(super) fn points_of(window: &Window, rows: &[RawRow], grouped: bool) -> Vec<Point> {
     let mut groups: Vec<Option<String>> = rows.iter().map(|r| r.grp.clone()).collect();
     groups.sort();
     groups.dedup();
@@ -409,12 +423,9 @@ async fn raw_series(
             points.push(Point {
                 bucket: b.label,
                 value: value as f64,
-                group: if breakdown.is_some() { g.clone() } else { None },
+                group: if grouped { g.clone() } else { None },
             });
         }
     }
-    Ok(Series {
-        total: total.n as f64,
-        points,
-    })
+    points
 }

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod engagement;
 pub mod funnel;
 pub mod retention;
+pub mod segments;
 pub mod window;
 
 use chrono::{DateTime, Utc};

@@ -19,7 +19,11 @@ pub use model::{Model, SeedEvent};
 use crate::accounts::sessions::{self, SignUpOwner};
 use crate::app::App;
 use crate::db::Scope;
+use crate::db::tenants::{TenantChanges, TenantRow};
 use crate::events::{partitions, rollups};
+
+/// The properties the generator writes that dashboards filter and split by.
+pub const DEFAULT_TRACKED: [&str; 3] = ["plan", "country", "platform"];
 
 #[derive(Debug, Clone)]
 pub struct SeedOptions {
@@ -28,6 +32,8 @@ pub struct SeedOptions {
     pub events: u64,
     pub days: u32,
     pub seed: u64,
+    /// Property keys the tenant tracks (kept by the rollups for fast filters and breakdowns).
+    pub track: Vec<String>,
     /// Draw a progress bar (off in tests and when stderr is not a terminal).
     pub progress: bool,
 }
@@ -59,7 +65,20 @@ pub async fn ensure_tenant(app: &App, slug: &str) -> anyhow::Result<Uuid> {
 pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
     anyhow::ensure!(opts.users > 0, "--users must be at least 1");
     anyhow::ensure!((1..=3650).contains(&opts.days), "--days must be 1 to 3650");
+    let track = crate::validate::tracked_properties(opts.track.clone(), "--track")?;
     let tenant = ensure_tenant(app, &opts.tenant).await?;
+    app.db
+        .tenant(tenant, |conn| {
+            async move {
+                let changes = TenantChanges {
+                    tracked_properties: Some(track),
+                    ..TenantChanges::default()
+                };
+                TenantRow::update(conn, tenant, &changes).await
+            }
+            .scope_boxed()
+        })
+        .await?;
     let end = Utc::now()
         .duration_trunc(Duration::days(1))
         .unwrap_or_else(|_| Utc::now());

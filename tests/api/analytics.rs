@@ -307,7 +307,7 @@ async fn send(t: &TestApp, key: &str, batch: &[(Option<String>, Ev)]) -> Value {
 
 type Keep<'a> = &'a dyn Fn(&Ev) -> bool;
 
-const QUERY: &str = r#"query($range: TimeRangeInput!, $g: Granularity!, $name: EventFilter, $plan: EventFilter) {
+const QUERY: &str = r#"query($range: TimeRangeInput!, $g: Granularity!, $name: EventFilter, $plan: EventFilter, $proLogin: EventFilter) {
   analytics(range: $range, granularity: $g) {
     activeUsers { total points { bucket value } }
     newUsers { total points { bucket value } }
@@ -315,7 +315,11 @@ const QUERY: &str = r#"query($range: TimeRangeInput!, $g: Granularity!, $name: E
     loginUsers: activeUsers(filter: $name) { total points { bucket value } }
     loginEvents: events(filter: $name) { total points { bucket value } }
     proEvents: events(filter: $plan) { total points { bucket value } }
+    proUsers: activeUsers(filter: $plan) { total points { bucket value } }
+    proLoginUsers: activeUsers(filter: $proLogin) { total points { bucket value } }
+    proLoginEvents: events(filter: $proLogin) { total points { bucket value } }
     byPlan: events(breakdownBy: "plan") { total points { bucket value group } }
+    loginByPlan: events(filter: $name, breakdownBy: "plan") { total points { bucket value group } }
   }
 }"#;
 
@@ -336,6 +340,9 @@ async fn compare(
                 "g": g.name(),
                 "name": { "name": "login" },
                 "plan": { "properties": [{ "key": "plan", "equals": "pro" }] },
+                "proLogin": { "name": "login", "properties": [
+                    { "key": "country", "equals": "PT" }, { "key": "plan", "equals": "pro" },
+                ] },
             }),
         )
         .await;
@@ -345,13 +352,17 @@ async fn compare(
     let all = |_: &Ev| true;
     let login = |e: &Ev| e.name == "login";
     let pro = |e: &Ev| e.plan.as_deref() == Some("pro");
-    let checks: [(&str, &str, Keep); 6] = [
+    let pro_login = |e: &Ev| pro(e) && login(e);
+    let checks: [(&str, &str, Keep); 9] = [
         ("activeUsers", "activeUsers", &all),
         ("newUsers", "newUsers", &all),
         ("events", "events", &all),
         ("loginUsers", "activeUsers", &login),
         ("loginEvents", "events", &login),
         ("proEvents", "events", &pro),
+        ("proUsers", "activeUsers", &pro),
+        ("proLoginUsers", "activeUsers", &pro_login),
+        ("proLoginEvents", "events", &pro_login),
     ];
     for (field, measure, keep) in checks {
         let (points, total) = brute.series(g, from, to, measure, keep);
@@ -367,16 +378,24 @@ async fn compare(
             "{field} {g:?} [{from}, {to}) total"
         );
     }
-    let mut want: BTreeMap<(NaiveDateTime, Option<String>), f64> = BTreeMap::new();
-    for e in brute.in_range(from, to) {
-        *want.entry((label(g, e.at), e.plan.clone())).or_default() += 1.0;
+    for (field, keep) in [("byPlan", &all as Keep), ("loginByPlan", &login)] {
+        let mut want: BTreeMap<(NaiveDateTime, Option<String>), f64> = BTreeMap::new();
+        for e in brute.in_range(from, to).filter(|e| keep(e)) {
+            *want.entry((label(g, e.at), e.plan.clone())).or_default() += 1.0;
+        }
+        let total: f64 = want.values().sum();
+        let got: BTreeMap<(NaiveDateTime, Option<String>), f64> = server_points(&a[field], g)
+            .into_iter()
+            .filter(|(_, v, _)| *v != 0.0)
+            .map(|(l, v, grp)| ((l, grp), v))
+            .collect();
+        assert_eq!(got, want, "{field} {g:?}");
+        assert_eq!(
+            a[field]["total"].as_f64().unwrap(),
+            total,
+            "{field} {g:?} total"
+        );
     }
-    let got: BTreeMap<(NaiveDateTime, Option<String>), f64> = server_points(&a["byPlan"], g)
-        .into_iter()
-        .filter(|(_, v, _)| *v != 0.0)
-        .map(|(l, v, grp)| ((l, grp), v))
-        .collect();
-    assert_eq!(got, want, "byPlan {g:?}");
 }
 
 async fn compare_cohorts_and_funnel(
@@ -457,17 +476,51 @@ async fn stored_events(t: &TestApp, tenant: &str) -> Vec<Ev> {
 
 #[tokio::test]
 async fn engagement_metrics_match_brute_force() {
+    metrics_match_brute_force(&[]).await;
+}
+
+/// The same numbers when filters and breakdowns come from the segment rollup.
+#[tokio::test]
+async fn tracked_dimensions_match_brute_force() {
+    metrics_match_brute_force(&["country", "plan"]).await;
+}
+
+const TRACKED: &str = "mutation($input: UpdateTenantInput!) { updateTenant(input: $input) { trackedProperties trackedPropertiesReady } }";
+
+/// Waits for the background rebuild that a change of tracked keys starts.
+async fn wait_for_rollups(t: &TestApp, s: &Session) {
+    for _ in 0..100 {
+        let r = t
+            .gql(
+                Some(&s.access),
+                "{ tenant { trackedPropertiesReady } }",
+                json!({}),
+            )
+            .await;
+        if r["data"]["tenant"]["trackedPropertiesReady"] == true {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the rollups were not rebuilt for the tracked keys");
+}
+
+async fn metrics_match_brute_force(tracked: &[&str]) {
     let t = TestApp::spawn().await;
     let s = t.sign_up("acme").await;
     let tz = t
-        .op(
+        .gql(
             Some(&s.access),
-            "tenant.graphql",
-            "UpdateTenant",
-            json!({ "input": { "timezone": "America/Los_Angeles" } }),
+            TRACKED,
+            json!({ "input": { "timezone": "America/Los_Angeles", "trackedProperties": tracked } }),
         )
         .await;
     assert!(tz["errors"].is_null(), "{tz}");
+    assert_eq!(
+        tz["data"]["updateTenant"]["trackedProperties"],
+        json!(tracked)
+    );
+    wait_for_rollups(&t, &s).await;
     let key = t
         .op(
             Some(&s.access),
@@ -675,15 +728,7 @@ async fn a_new_time_zone_moves_every_day_bucket() {
     let events: Vec<Value> = (0..6)
         .map(|i| json!({ "name": "login", "userId": format!("u{i}"), "occurredAt": format!("2026-11-0{}T20:00:00Z", 1 + i % 3) }))
         .collect();
-    let r = t
-        .op(
-            Some(&s.access),
-            "ingest.graphql",
-            "IngestEvents",
-            json!({ "events": events }),
-        )
-        .await;
-    assert!(r["errors"].is_null(), "{r}");
+    t.ingest_ok(&s.access, events).await;
     let utc_days = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-05T00:00:00Z").await;
     let values = |v: &Value| -> Vec<f64> {
         v["activeUsers"]["points"]
@@ -715,4 +760,81 @@ async fn a_new_time_zone_moves_every_day_bucket() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("rollups were not rebuilt in Tokyo days: {got:?}");
+}
+
+async fn filtered_pro(t: &TestApp, access: &str) -> Value {
+    let r = t
+        .op(Some(access), "analytics.graphql", "FilteredActivity", json!({
+            "range": { "from": "2026-11-01T00:00:00Z", "to": "2026-11-04T00:00:00Z" }, "granularity": "WEEK",
+            "filter": { "properties": [{ "key": "plan", "equals": "pro" }] }, "breakdownBy": "plan",
+        }))
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    r["data"]["analytics"].clone()
+}
+
+#[tokio::test]
+async fn tracking_a_key_later_rebuilds_the_rollups_and_bad_keys_are_refused() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let events: Vec<Value> = (0..12)
+        .map(|i| json!({ "name": "login", "userId": format!("u{}", i % 6), "occurredAt": format!("2026-11-0{}T10:00:00Z", 1 + i % 3),
+                         "properties": { "plan": if i % 6 < 4 { "pro" } else { "free" } } }))
+        .collect();
+    t.ingest_ok(&s.access, events).await;
+    let from_events = filtered_pro(&t, &s.access).await;
+    assert_eq!(from_events["activeUsers"]["total"], 4.0, "{from_events}");
+    assert_eq!(from_events["events"]["total"], 8.0, "{from_events}");
+
+    let r = t
+        .gql(
+            Some(&s.access),
+            TRACKED,
+            json!({ "input": { "trackedProperties": ["plan"] } }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    wait_for_rollups(&t, &s).await;
+    let row = t
+        .pg()
+        .await
+        .query_one(
+            "SELECT count(*), sum(events)::int8 FROM segment_days WHERE dims = '{pro}'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, events): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(
+        (rows, events),
+        (4, 8),
+        "each pro user's two logins on one day, kept by plan"
+    );
+    assert_eq!(
+        filtered_pro(&t, &s.access).await,
+        from_events,
+        "the same numbers from the rollup"
+    );
+
+    for (keys, needle) in [
+        (json!(["a", "b", "c", "d", "e", "f"]), "at most 5"),
+        (json!(["plan", "plan"]), "twice"),
+        (json!([""]), "trackedProperties[0]"),
+    ] {
+        let r = t
+            .gql(
+                Some(&s.access),
+                TRACKED,
+                json!({ "input": { "trackedProperties": keys } }),
+            )
+            .await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{r}"
+        );
+        assert!(
+            r["errors"][0]["message"].as_str().unwrap().contains(needle),
+            "{r}"
+        );
+    }
 }

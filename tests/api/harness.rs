@@ -240,6 +240,20 @@ impl TestApp {
         req.send().await.unwrap().json().await.unwrap()
     }
 
+    /// Sends the contract's IngestEvents and insists that it succeeded.
+    pub async fn ingest_ok(&self, token: &str, events: Vec<Value>) -> Value {
+        let r = self
+            .op(
+                Some(token),
+                "ingest.graphql",
+                "IngestEvents",
+                json!({ "events": events }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+        r
+    }
+
     pub async fn sign_up(&self, slug: &str) -> Session {
         let email = format!("owner@{slug}.example.com");
         let resp = self

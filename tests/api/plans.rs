@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use fahwa::metrics::engagement::{Measure, explain_rollup};
-use fahwa::metrics::{Granularity, Window};
+use fahwa::metrics::{EventFilter, Granularity, Window, segments};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{Value, json};
 
@@ -64,15 +64,7 @@ async fn dashboard_queries_do_not_scan_raw_events() {
     let events: Vec<Value> = (0..300)
         .map(|i| json!({ "name": "login", "userId": format!("u{}", i % 40), "occurredAt": format!("2026-10-{:02}T12:00:00Z", 1 + i % 28) }))
         .collect();
-    let r = t
-        .op(
-            Some(&s.access),
-            "ingest.graphql",
-            "IngestEvents",
-            json!({ "events": events }),
-        )
-        .await;
-    assert!(r["errors"].is_null(), "{r}");
+    t.ingest_ok(&s.access, events).await;
     t.pg().await.batch_execute("ANALYZE").await.unwrap();
     let tenant: uuid::Uuid = s.tenant_id.parse().unwrap();
 
@@ -109,4 +101,79 @@ async fn dashboard_queries_do_not_scan_raw_events() {
     .await;
     assert!(cut.iter().skip(1).any(|rels| touches_events(rels)));
     assert!(!touches_events(&cut[0]));
+}
+
+#[tokio::test]
+async fn filters_on_tracked_keys_do_not_scan_raw_events() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let tenant: uuid::Uuid = s.tenant_id.parse().unwrap();
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({ "name": if i % 2 == 0 { "login" } else { "page_view" }, "userId": format!("u{}", i % 40),
+                         "occurredAt": format!("2026-10-{:02}T12:00:00Z", 1 + i % 28),
+                         "properties": { "plan": if i % 3 == 0 { "pro" } else { "free" }, "country": "PT" } }))
+        .collect();
+    t.ingest_ok(&s.access, events).await;
+    t.pg().await.batch_execute("ANALYZE").await.unwrap();
+    let tracked = vec!["plan".to_string(), "country".to_string()];
+    let filter = EventFilter {
+        name: Some("login".into()),
+        properties: vec![("plan".into(), "pro".into())],
+    };
+    let explain = |from: &'static str, to: &'static str, g: Granularity, measure: Measure| {
+        let (tracked, filter, db) = (&tracked, &filter, &t.app.db);
+        async move {
+            let window = Window::new(
+                from.parse().unwrap(),
+                to.parse().unwrap(),
+                g,
+                chrono_tz::Tz::UTC,
+            )
+            .unwrap();
+            let window = &window;
+            let plan = db
+                .tenant(tenant, |conn| {
+                    async move {
+                        segments::explain(
+                            conn,
+                            tenant,
+                            window,
+                            tracked,
+                            measure,
+                            filter,
+                            Some("country"),
+                        )
+                        .await
+                    }
+                    .scope_boxed()
+                })
+                .await
+                .unwrap();
+            let mut rels = Vec::new();
+            relations(&plan, &mut rels);
+            rels
+        }
+    };
+    for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
+        for measure in [Measure::ActiveUsers, Measure::Events] {
+            let rels = explain("2026-09-01T00:00:00Z", "2026-11-01T00:00:00Z", g, measure).await;
+            assert!(
+                !touches_events(&rels),
+                "{g:?} {measure:?} reads raw events: {rels:?}"
+            );
+            assert!(rels.iter().any(|r| r == "segment_days"), "{rels:?}");
+        }
+    }
+    // A range that cuts days reads its edges, and only those, from the events.
+    let rels = explain(
+        "2026-10-03T06:00:00Z",
+        "2026-10-20T18:00:00Z",
+        Granularity::Day,
+        Measure::ActiveUsers,
+    )
+    .await;
+    assert!(
+        touches_events(&rels) && rels.iter().any(|r| r == "segment_days"),
+        "{rels:?}"
+    );
 }

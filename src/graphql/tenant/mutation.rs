@@ -23,6 +23,10 @@ pub struct UpdateTenantInput {
     pub currency: Option<String>,
     /// Months of events to keep (1 to 120); `null` keeps everything.
     pub retention_months: MaybeUndefined<i32>,
+    /// Event property keys (at most 5) that rollups keep, so that filters and breakdowns on
+    /// them are as fast as unfiltered metrics. Changing them rebuilds the rollups in the
+    /// background; until then such filters are answered from the events (still exact).
+    pub tracked_properties: Option<Vec<String>>,
 }
 
 #[derive(InputObject)]
@@ -75,6 +79,7 @@ impl TenantMutation {
                     MaybeUndefined::Null => Some(None),
                     MaybeUndefined::Value(m) => Some(Some(m)),
                 },
+                tracked_properties: input.tracked_properties,
             },
         )
         .await?;

@@ -119,6 +119,17 @@ impl Tenant {
         self.0.retention_months
     }
 
+    /// Event property keys the rollups keep for fast filters and breakdowns.
+    async fn tracked_properties(&self) -> &[String] {
+        &self.0.tracked_properties
+    }
+
+    /// Whether the rollups already hold `trackedProperties` (a change rebuilds them in the
+    /// background).
+    async fn tracked_properties_ready(&self) -> bool {
+        self.0.tracked_properties == self.0.rollup_properties
+    }
+
     /// Active members in the order they joined.
     #[graphql(complexity = "page_cost(first) * child_complexity + 2")]
     async fn members(
