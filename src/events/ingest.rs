@@ -1,12 +1,12 @@
-//! Ingestion: a batch is validated whole, then written in one transaction with its rollups, so it
-//! is stored whole or not at all, and every metric sees it the moment the call returns.
+//! Ingestion: a batch is validated whole, then written in one transaction with its rollup deltas,
+//! so it is stored whole or not at all. The deltas reach the rollups in a flush (see
+//! `rollups::flush`) that any read runs first when deltas are pending, so every metric sees the
+//! batch the moment the call returns.
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use diesel::sql_types::{
-    Array, BigInt, Date, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
-};
+use chrono::{DateTime, Duration, Utc};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use serde::Deserialize;
@@ -156,24 +156,11 @@ fn validate(events: Vec<NewEvent>, now: DateTime<Utc>) -> AppResult<Columns> {
 struct Written {
     #[diesel(sql_type = BigInt)]
     inserted: i64,
-    #[diesel(sql_type = Array<Text>)]
-    users: Vec<String>,
-    #[diesel(sql_type = Array<Date>)]
-    days: Vec<NaiveDate>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Added {
-    #[diesel(sql_type = Integer)]
-    #[allow(dead_code)]
-    added: i32,
-}
-
-/// Rows that other batches may upsert too are written in key order, so concurrent batches of one
-/// tenant cannot deadlock.
-///
-/// Inserts the new events (skipping client ids already stored) and updates the per-day counts
-/// and end users from exactly the rows inserted, and the segment rollup by tracked keys; returns the (user, local day) pairs touched.
+/// Inserts the new events (skipping client ids already stored) and, from exactly the rows
+/// inserted, the batch's deltas for the rollups: events per (local day, name, tracked values,
+/// user), and each user's first and last event. Plain inserts: nothing another batch writes.
 const INSERT_EVENTS: &str = r#"
 WITH input AS (
   SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[])
@@ -190,35 +177,17 @@ WITH input AS (
   RETURNING name, user_id, occurred_at, properties
 ), tz AS (
   SELECT timezone, rollup_properties FROM tenants WHERE id = $1
-), localized AS (
-  SELECT ins.*, (ins.occurred_at AT TIME ZONE tz.timezone)::date AS day,
-         fahwa_dims(ins.properties, tz.rollup_properties) AS dims
-  FROM ins, tz
 ), segments AS (
-  INSERT INTO segment_days AS s (tenant_id, day, name, dims, user_id, events)
-  SELECT $1, day, name, dims, user_id, count(*) FROM localized
-  GROUP BY day, name, dims, user_id ORDER BY day, name, fahwa_dims_key(dims), user_id
-  ON CONFLICT (tenant_id, day, name, fahwa_dims_key(dims), user_id)
-  DO UPDATE SET events = s.events + excluded.events
-), daily AS (
-  INSERT INTO event_counts_daily AS c (tenant_id, day, name, events)
-  SELECT $1, day, name, count(*) FROM localized GROUP BY day, name ORDER BY day, name
-  ON CONFLICT (tenant_id, day, name) DO UPDATE SET events = c.events + excluded.events
+  INSERT INTO pending_segments (tenant_id, day, name, dims, user_id, events)
+  SELECT $1, (ins.occurred_at AT TIME ZONE tz.timezone)::date, ins.name,
+         fahwa_dims(ins.properties, tz.rollup_properties), ins.user_id, count(*)
+  FROM ins, tz GROUP BY 2, 3, 4, 5
 ), users AS (
-  INSERT INTO end_users AS u (tenant_id, user_id, first_seen, last_seen, properties)
+  INSERT INTO pending_users (tenant_id, user_id, first_seen, last_seen, properties)
   SELECT DISTINCT ON (user_id) $1, user_id, min(occurred_at) OVER w, max(occurred_at) OVER w, properties
   FROM ins WINDOW w AS (PARTITION BY user_id) ORDER BY user_id, occurred_at DESC
-  ON CONFLICT (tenant_id, user_id) DO UPDATE SET
-    first_seen = least(u.first_seen, excluded.first_seen),
-    last_seen = greatest(u.last_seen, excluded.last_seen),
-    properties = CASE WHEN excluded.last_seen >= u.last_seen THEN excluded.properties ELSE u.properties END
-), pairs AS (
-  SELECT DISTINCT user_id, day FROM localized
 )
-SELECT (SELECT count(*) FROM ins) AS inserted,
-       coalesce(array_agg(user_id), '{}') AS users,
-       coalesce(array_agg(day), '{}') AS days
-FROM pairs
+SELECT count(*) AS inserted FROM ins
 "#;
 
 pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppResult<IngestOutcome> {
@@ -236,7 +205,7 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                super::rollups::lock_for_ingest(conn, tenant_id, &cols.users).await?;
+                super::rollups::lock_for_ingest(conn, tenant_id).await?;
                 partitions::ensure(conn, min, max).await?;
                 let written: Written = diesel::sql_query(INSERT_EVENTS)
                     .bind::<SqlUuid, _>(tenant_id)
@@ -247,23 +216,6 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
                     .bind::<Array<Jsonb>, _>(&cols.properties)
                     .get_result(conn)
                     .await?;
-                if !written.users.is_empty() {
-                    let _: Added = diesel::sql_query(
-                        "SELECT fahwa_record_activity($1, $2, $3) AS added",
-                    )
-                    .bind::<SqlUuid, _>(tenant_id)
-                    .bind::<Array<Text>, _>(&written.users)
-                    .bind::<Array<Date>, _>(&written.days)
-                    .get_result(conn)
-                    .await?;
-                }
-                diesel::sql_query(
-                    "UPDATE tenant_usage SET events_total = events_total + $2, data_version = data_version + 1 WHERE tenant_id = $1",
-                )
-                .bind::<SqlUuid, _>(tenant_id)
-                .bind::<BigInt, _>(written.inserted)
-                .execute(conn)
-                .await?;
                 audit::record(
                     conn,
                     meta,
@@ -279,6 +231,14 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
                         }),
                     },
                 )
+                .await?;
+                // Last: every batch of the tenant updates this row, and holds it until commit.
+                diesel::sql_query(
+                    "UPDATE tenant_usage SET events_total = events_total + $2, data_version = data_version + 1 WHERE tenant_id = $1",
+                )
+                .bind::<SqlUuid, _>(tenant_id)
+                .bind::<BigInt, _>(written.inserted)
+                .execute(conn)
                 .await?;
                 Ok(written.inserted)
             }

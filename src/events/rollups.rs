@@ -19,22 +19,81 @@ pub async fn lock_tenant_writes(conn: &mut Conn, tenant: Uuid) -> AppResult<()> 
     Ok(())
 }
 
-/// What an ingest batch holds until it commits: the tenant's write lock shared (so rebuilds
-/// wait), and one lock per end user of the batch, taken in order. Batches about different users
-/// run in parallel; two batches about one user take turns, which keeps that user's days and
-/// transitions exact.
-pub async fn lock_for_ingest(conn: &mut Conn, tenant: Uuid, users: &[String]) -> AppResult<()> {
-    diesel::sql_query(
-        "SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text, 42)), \
-                (SELECT count(pg_advisory_xact_lock(h)) FROM ( \
-                   SELECT DISTINCT hashtextextended($1::text || ':' || u, 43) AS h \
-                   FROM unnest($2::text[]) AS u ORDER BY 1) s)",
-    )
-    .bind::<SqlUuid, _>(tenant)
-    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(users)
-    .execute(conn)
-    .await?;
+/// What an ingest batch holds until it commits: the tenant's write lock shared, so that a
+/// rebuild waits for it (and it for a rebuild); batches do not wait for each other.
+pub async fn lock_for_ingest(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text, 42))")
+        .bind::<SqlUuid, _>(tenant)
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Merged {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    merged: i32,
+}
+
+/// Merges the tenant's pending ingestion deltas into the rollups (in the caller's transaction).
+/// With `wait`, waits for a flush already under way; without, returns `None` at once then.
+/// Returns how many delta rows were merged.
+pub async fn flush(conn: &mut Conn, tenant: Uuid, wait: bool) -> AppResult<Option<i32>> {
+    let m: Merged = diesel::sql_query("SELECT fahwa_flush_rollups($1, $2) AS merged")
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<diesel::sql_types::Bool, _>(wait)
+        .get_result(conn)
+        .await?;
+    Ok((m.merged >= 0).then_some(m.merged))
+}
+
+#[derive(diesel::QueryableByName)]
+struct PendingTenant {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Flushes every tenant with pending deltas (the background flusher's pass; without `wait`, a
+/// tenant being flushed elsewhere is skipped); returns how many delta rows were merged.
+pub async fn flush_all(db: &Db, wait: bool) -> AppResult<i64> {
+    let tenants: Vec<PendingTenant> = db
+        .outside_tenants(|conn| {
+            async move {
+                Ok(diesel::sql_query("SELECT fahwa_pending_tenants() AS id")
+                    .load(conn)
+                    .await?)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let mut merged = 0i64;
+    for t in tenants {
+        let id = t.id;
+        let n = db
+            .tenant(id, |conn| {
+                async move { flush(conn, id, wait).await }.scope_boxed()
+            })
+            .await?;
+        merged += i64::from(n.unwrap_or(0));
+    }
+    Ok(merged)
+}
+
+/// Keeps the rollups within a fraction of a second of ingestion even when nobody reads, so that
+/// reads rarely find much to merge. Safe on every instance: a tenant being flushed is skipped.
+pub fn spawn_flusher(db: Db) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match flush_all(&db, false).await {
+                Ok(0) => {}
+                Ok(n) => metrics::counter!("fahwa_rollup_deltas_merged_total").increment(n as u64),
+                Err(e) => tracing::warn!(error = %e, "rollup flush failed"),
+            }
+        }
+    });
 }
 
 /// Recomputes the tenant's rollups from its events in one transaction: readers see the old

@@ -430,6 +430,13 @@ impl AnalyticsQuery {
                 async move { cache::TenantContext::get(conn, tenant).await }.scope_boxed()
             })
             .await?;
+        if context.pending {
+            // Batches already acknowledged must count: merge their deltas before reading.
+            db.tenant(tenant, |conn| {
+                async move { crate::events::rollups::flush(conn, tenant, true).await }.scope_boxed()
+            })
+            .await?;
+        }
         let version = context.data_version;
         let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
         let window = Window::new(range.from, range.to, granularity, tz)?;

@@ -97,6 +97,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Part of serving: reads flush pending rollup deltas themselves, this keeps them few.
+    crate::events::rollups::spawn_flusher(app.db.clone());
     let router = router(app);
     axum::serve(
         listener,

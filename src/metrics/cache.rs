@@ -23,6 +23,9 @@ pub struct TenantContext {
     /// Property keys the segment rollup holds, in its order.
     #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
     pub rollup_properties: Vec<String>,
+    /// Whether ingestion deltas wait to be merged into the rollups.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    pub pending: bool,
 }
 
 impl TenantContext {

@@ -6,12 +6,12 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
-use diesel::sql_types::{Array, Date, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Date, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::engagement::{Measure, RawRow, no_days, points_of};
-use super::window::{Bucket, Window};
+use super::window::Window;
 use super::{EventFilter, Series};
 use crate::db::Conn;
 use crate::error::AppResult;
@@ -29,51 +29,66 @@ pub fn serves(
         && breakdown.is_none_or(|b| tracked.iter().any(|t| t == b))
 }
 
-/// A span's whole local days and up to two cut edges (empty intervals when absent).
-struct SpanBounds {
-    first_day: Vec<NaiveDate>,
-    last_day: Vec<NaiveDate>,
-    edge_from: [Vec<DateTime<Utc>>; 2],
-    edge_to: [Vec<DateTime<Utc>>; 2],
-    any_edge: bool,
+/// Where each bucket's numbers come from: its whole local days (buckets that have any, in
+/// order) and its cut edges (non-empty intervals), each tagged with the bucket's 1-based index.
+struct Sources {
+    day_from: Vec<NaiveDate>,
+    day_to: Vec<NaiveDate>,
+    day_bucket: Vec<i32>,
+    edge_from: Vec<DateTime<Utc>>,
+    edge_to: Vec<DateTime<Utc>>,
+    edge_bucket: Vec<i32>,
 }
 
-fn bounds(spans: &[Bucket], window: &Window) -> SpanBounds {
-    let mut b = SpanBounds {
-        first_day: Vec::with_capacity(spans.len()),
-        last_day: Vec::with_capacity(spans.len()),
-        edge_from: [Vec::new(), Vec::new()],
-        edge_to: [Vec::new(), Vec::new()],
-        any_edge: false,
-    };
-    for span in spans {
-        let (s, e) = span.full_days.unwrap_or_else(no_days);
-        b.first_day.push(s);
-        b.last_day.push(e);
-        let edges = span.edges(window.tz);
-        b.any_edge |= !edges.is_empty();
-        for k in 0..2 {
-            let (lo, hi) = edges.get(k).copied().unwrap_or((span.start, span.start));
-            b.edge_from[k].push(lo);
-            b.edge_to[k].push(hi);
+impl Sources {
+    fn of(window: &Window) -> Sources {
+        let mut out = Sources {
+            day_from: Vec::new(),
+            day_to: Vec::new(),
+            day_bucket: Vec::new(),
+            edge_from: Vec::new(),
+            edge_to: Vec::new(),
+            edge_bucket: Vec::new(),
+        };
+        for (i, bucket) in window.buckets.iter().enumerate() {
+            let idx = i as i32 + 1;
+            if let Some((s, e)) = bucket.full_days {
+                out.day_from.push(s);
+                out.day_to.push(e);
+                out.day_bucket.push(idx);
+            }
+            for (lo, hi) in bucket.edges(window.tz) {
+                out.edge_from.push(lo);
+                out.edge_to.push(hi);
+                out.edge_bucket.push(idx);
+            }
+        }
+        out
+    }
+
+    /// The first and last whole day of all buckets (an empty span when there are none).
+    fn day_range(&self) -> (NaiveDate, NaiveDate) {
+        match (self.day_from[..].first(), self.day_to[..].last()) {
+            (Some(&s), Some(&e)) => (s, e),
+            _ => no_days(),
         }
     }
-    b
 }
 
-/// The statement: rollup rows of whole days, plus event rows of the edges when there are any,
-/// counted per span and group. Tracked positions are written into the text (they are indexes
-/// into the tenant's own key list); every value is a bound parameter.
+/// The statement: rollup rows of whole days, each placed in its bucket by `width_bucket` over
+/// the buckets' first days, plus event rows of the edges, counted per bucket and group and once
+/// over everything (the total: distinct users do not add up). Tracked positions are written
+/// into the text (indexes into the tenant's own key list); every value is a bound parameter.
 fn statement(
     tracked: &[String],
     measure: Measure,
     filter: &EventFilter,
     breakdown: Option<&str>,
-    with_edges: bool,
+    sources: &Sources,
 ) -> String {
     let position = |k: &str| tracked.iter().position(|t| t == k).map_or(0, |i| i + 1);
-    // $1 tenant, $2..$7 span bounds, then the name, the filter values and the breakdown key.
-    let mut next = 8;
+    // $1 tenant, $2..$9 sources, then the name, the filter values and keys, the breakdown key.
+    let mut next = 10;
     let mut rollup_where = String::new();
     let mut event_where = String::new();
     if filter.name.is_some() {
@@ -97,43 +112,52 @@ fn statement(
         Measure::ActiveUsers => "count(DISTINCT m.user_id)",
         _ => "sum(m.events)",
     };
-    let edges = if with_edges {
-        format!(
-            " UNION ALL SELECT b.idx, {event_group}, e.user_id, 1::int8 FROM b JOIN events e \
-               ON e.tenant_id = $1 AND ((e.occurred_at >= b.lo1 AND e.occurred_at < b.hi1) \
-                                     OR (e.occurred_at >= b.lo2 AND e.occurred_at < b.hi2)) \
+    let mut parts = Vec::new();
+    if !sources.day_bucket.is_empty() {
+        parts.push(format!(
+            "SELECT ($4::int4[])[w.p] AS idx, {rollup_group} AS grp, r.user_id, r.events::int8 AS events \
+             FROM segment_days r CROSS JOIN LATERAL (SELECT width_bucket(r.day, $2::date[]) AS p) w \
+             WHERE r.tenant_id = $1 AND r.day BETWEEN $8 AND $9 AND r.day <= ($3::date[])[w.p]{rollup_where}"
+        ));
+    }
+    if !sources.edge_bucket.is_empty() {
+        parts.push(format!(
+            "SELECT x.idx, {event_group}, e.user_id, 1::int8 \
+             FROM unnest($5::timestamptz[], $6::timestamptz[], $7::int4[]) AS x(lo, hi, idx) \
+             JOIN events e ON e.tenant_id = $1 AND e.occurred_at >= x.lo AND e.occurred_at < x.hi \
              WHERE true{event_where}"
-        )
-    } else {
-        String::new()
-    };
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("SELECT NULL::int4, NULL::text, NULL::text, NULL::int8 WHERE false".into());
+    }
     format!(
-        "WITH b AS (SELECT * FROM unnest($2::date[], $3::date[], $4::timestamptz[], \
-                    $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) \
-                    WITH ORDINALITY AS b(s, e, lo1, hi1, lo2, hi2, idx)), \
-         m AS (SELECT b.idx, {rollup_group} AS grp, r.user_id, r.events::int8 AS events \
-               FROM b JOIN segment_days r ON r.tenant_id = $1 AND r.day BETWEEN b.s AND b.e \
-               WHERE true{rollup_where}{edges}) \
-         SELECT m.idx::int4 AS idx, m.grp, {value}::int8 AS value FROM m GROUP BY 1, 2"
+        "WITH m(idx, grp, user_id, events) AS ({}) \
+         SELECT coalesce(m.idx, 0)::int4 AS idx, m.grp, coalesce({value}, 0)::int8 AS value \
+         FROM m GROUP BY GROUPING SETS ((m.idx, m.grp), ())",
+        parts.join(" UNION ALL ")
     )
 }
 
 fn query<'a>(
     sql: String,
     tenant: Uuid,
-    b: &'a SpanBounds,
+    sources: &'a Sources,
     filter: &'a EventFilter,
     breakdown: Option<&'a str>,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    let (first, last) = sources.day_range();
     let mut q = diesel::sql_query(sql)
         .into_boxed()
         .bind::<SqlUuid, _>(tenant)
-        .bind::<Array<Date>, _>(&b.first_day)
-        .bind::<Array<Date>, _>(&b.last_day)
-        .bind::<Array<Timestamptz>, _>(&b.edge_from[0])
-        .bind::<Array<Timestamptz>, _>(&b.edge_to[0])
-        .bind::<Array<Timestamptz>, _>(&b.edge_from[1])
-        .bind::<Array<Timestamptz>, _>(&b.edge_to[1]);
+        .bind::<Array<Date>, _>(&sources.day_from)
+        .bind::<Array<Date>, _>(&sources.day_to)
+        .bind::<Array<Integer>, _>(&sources.day_bucket)
+        .bind::<Array<Timestamptz>, _>(&sources.edge_from)
+        .bind::<Array<Timestamptz>, _>(&sources.edge_to)
+        .bind::<Array<Integer>, _>(&sources.edge_bucket)
+        .bind::<Date, _>(first)
+        .bind::<Date, _>(last);
     if let Some(name) = &filter.name {
         q = q.bind::<Text, _>(name.as_str());
     }
@@ -146,25 +170,6 @@ fn query<'a>(
     q
 }
 
-/// The bounds of the spans a measure needs, and the statement over them. The spans are every
-/// bucket, and for distinct users the whole range as one more (event counts add up; distinct
-/// users do not).
-fn prepare(
-    window: &Window,
-    tracked: &[String],
-    measure: Measure,
-    filter: &EventFilter,
-    breakdown: Option<&str>,
-) -> (SpanBounds, String) {
-    let mut spans = window.buckets.clone();
-    if measure == Measure::ActiveUsers {
-        spans.push(window.whole());
-    }
-    let b = bounds(&spans, window);
-    let sql = statement(tracked, measure, filter, breakdown, b.any_edge);
-    (b, sql)
-}
-
 pub async fn series(
     conn: &mut Conn,
     tenant: Uuid,
@@ -174,23 +179,16 @@ pub async fn series(
     filter: &EventFilter,
     breakdown: Option<&str>,
 ) -> AppResult<Series> {
-    let (b, sql) = prepare(window, tracked, measure, filter, breakdown);
-    let rows: Vec<RawRow> = query(sql, tenant, &b, filter, breakdown).load(conn).await?;
-    let buckets = window.buckets.len();
-    let total = match measure {
-        Measure::ActiveUsers => rows
-            .iter()
-            .filter(|r| r.idx as usize == buckets + 1)
-            .map(|r| r.value)
-            .sum::<i64>(),
-        _ => rows.iter().map(|r| r.value).sum(),
-    };
-    let in_buckets: Vec<RawRow> = rows
-        .into_iter()
-        .filter(|r| r.idx as usize <= buckets)
-        .collect();
+    let sources = Sources::of(window);
+    let sql = statement(tracked, measure, filter, breakdown, &sources);
+    let (total, in_buckets): (Vec<RawRow>, Vec<RawRow>) =
+        query(sql, tenant, &sources, filter, breakdown)
+            .load::<RawRow>(conn)
+            .await?
+            .into_iter()
+            .partition(|r| r.idx == 0);
     Ok(Series {
-        total: total as f64,
+        total: total.iter().map(|r| r.value).sum::<i64>() as f64,
         points: points_of(window, &in_buckets, breakdown.is_some()),
     })
 }
@@ -205,9 +203,12 @@ pub async fn explain(
     filter: &EventFilter,
     breakdown: Option<&str>,
 ) -> AppResult<serde_json::Value> {
-    let (b, sql) = prepare(window, tracked, measure, filter, breakdown);
-    let sql = format!("EXPLAIN (FORMAT JSON) {sql}");
-    let row: super::engagement::PlanRow = query(sql, tenant, &b, filter, breakdown)
+    let sources = Sources::of(window);
+    let sql = format!(
+        "EXPLAIN (FORMAT JSON) {}",
+        statement(tracked, measure, filter, breakdown, &sources)
+    );
+    let row: super::engagement::PlanRow = query(sql, tenant, &sources, filter, breakdown)
         .get_result(conn)
         .await?;
     Ok(row.plan)

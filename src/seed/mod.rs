@@ -127,6 +127,7 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
 
     let rolled = Instant::now();
     rollups::rebuild(&app.db, tenant).await?;
+    analyze(&app.config.database_url).await?;
     let rollup_secs = rolled.elapsed().as_secs_f64();
     Ok(SeedReport {
         tenant_id: tenant,
@@ -161,6 +162,23 @@ pub async fn copy_writer(
 }
 
 /// Writes the events of every `workers`-th user, starting with user `worker`.
+/// Fresh statistics after a bulk load, so that the first dashboards get good plans (autovacuum
+/// would catch up later). Runs as the database owner: only an owner may analyze.
+async fn analyze(url: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to PostgreSQL")?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(
+            "ANALYZE events, segment_days, event_counts_daily, user_days, active_transitions, \
+             daily_activity, end_users",
+        )
+        .await?;
+    driver.abort();
+    Ok(())
+}
+
 async fn copy_events(
     url: &str,
     tenant: Uuid,

@@ -240,6 +240,13 @@ impl TestApp {
         req.send().await.unwrap().json().await.unwrap()
     }
 
+    /// Merges every pending ingestion delta into the rollups (what a read does first).
+    pub async fn flush(&self) {
+        fahwa::events::rollups::flush_all(&self.app.db, true)
+            .await
+            .unwrap();
+    }
+
     /// Sends the contract's IngestEvents and insists that it succeeded.
     pub async fn ingest_ok(&self, token: &str, events: Vec<Value>) -> Value {
         let r = self

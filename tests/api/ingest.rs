@@ -183,6 +183,7 @@ async fn a_full_batch_of_ten_thousand_is_accepted() {
         (status, resp),
         (200, json!({ "accepted": 10_000, "duplicates": 0 }))
     );
+    t.flush().await;
     let users: i64 = t
         .pg()
         .await
@@ -195,6 +196,7 @@ async fn a_full_batch_of_ten_thousand_is_accepted() {
 
 /// The rollups of a tenant as text, in a fixed order (zero rows are equivalent to no row).
 async fn rollups(t: &TestApp) -> Vec<String> {
+    t.flush().await;
     let pg = t.pg().await;
     let mut out = Vec::new();
     for sql in [
@@ -203,6 +205,7 @@ async fn rollups(t: &TestApp) -> Vec<String> {
         "SELECT day::text || ' ' || prev_day::text || ' ' || users FROM active_transitions WHERE users <> 0 ORDER BY 1",
         "SELECT user_id || ' ' || first_seen::text || ' ' || last_seen::text FROM end_users ORDER BY 1",
         "SELECT day::text || ' ' || users || ' ' || new_users FROM daily_activity WHERE users <> 0 OR new_users <> 0 ORDER BY 1",
+        "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || user_id || ' ' || events FROM segment_days ORDER BY 1",
     ] {
         for row in pg.query(sql, &[]).await.unwrap() {
             out.push(row.get::<_, String>(0));
@@ -220,7 +223,7 @@ async fn concurrent_late_batches_keep_rollups_exact() {
     let ingest = key(&t, &owner.access, "INGEST").await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     // Every batch holds the same users on days of its own: each one adds new days to every user
-    // while the others do too, the case the per-user locks exist for.
+    // while the others do too, and flushes merge the deltas meanwhile.
     let batches: Vec<Value> = (0..16)
         .map(|b| {
             let events: Vec<Value> = (0..300)
@@ -241,7 +244,13 @@ async fn concurrent_late_batches_keep_rollups_exact() {
         })
         .collect();
     let sends = batches.iter().map(|body| rest(&t, &ingest, body.clone()));
-    let results = futures_util::future::join_all(sends).await;
+    let flushes = async {
+        for _ in 0..8 {
+            t.flush().await;
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let (results, ()) = tokio::join!(futures_util::future::join_all(sends), flushes);
     let mut accepted = 0;
     for (status, body) in &results {
         assert_eq!(*status, 200, "{body}");

@@ -536,6 +536,9 @@ async fn only_an_owner_deletes_the_tenant() {
         "active_transitions",
         "event_counts_daily",
         "daily_activity",
+        "segment_days",
+        "pending_segments",
+        "pending_users",
     ] {
         let rows: i64 = pg
             .query_one(
