@@ -1,7 +1,9 @@
 //! Series filtered or broken down by tracked property keys, and active users filtered by event
-//! name, from the segment rollup: `segment_days` holds, per local day, event name, values of the
-//! tracked keys and end user, the number of events. Whole days of a span come from it; the cut
-//! edges of a span (and hourly buckets) from the events. Every number is exact.
+//! name, from the segment rollups. Active users of one tracked key's value come from that
+//! segment's transitions (`segment_transitions`), like unfiltered ones; other active-user filters
+//! count distinct users over `segment_days` (per local day, event name, tracked values and user:
+//! the events); event counts sum `segment_counts_daily`. Whole days of a span come from these;
+//! the cut edges of a span (and hourly buckets) from the events. Every number is exact.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::pg::Pg;
@@ -114,9 +116,14 @@ fn statement(
     };
     let mut parts = Vec::new();
     if !sources.day_bucket.is_empty() {
+        // Event counts need no users: the per-day counts are far fewer rows.
+        let (table, user) = match measure {
+            Measure::ActiveUsers => ("segment_days", "r.user_id"),
+            _ => ("segment_counts_daily", "NULL::text"),
+        };
         parts.push(format!(
-            "SELECT ($4::int4[])[w.p] AS idx, {rollup_group} AS grp, r.user_id, r.events::int8 AS events \
-             FROM segment_days r CROSS JOIN LATERAL (SELECT width_bucket(r.day, $2::date[]) AS p) w \
+            "SELECT ($4::int4[])[w.p] AS idx, {rollup_group} AS grp, {user}, r.events::int8 AS events \
+             FROM {table} r CROSS JOIN LATERAL (SELECT width_bucket(r.day, $2::date[]) AS p) w \
              WHERE r.tenant_id = $1 AND r.day BETWEEN $8 AND $9 AND r.day <= ($3::date[])[w.p]{rollup_where}"
         ));
     }
@@ -170,6 +177,102 @@ fn query<'a>(
     q
 }
 
+/// Distinct users with events of one tracked key's value, from that segment's transitions (as
+/// the unfiltered series: users active in days [a, b] are those whose previous active day in the
+/// segment is before a), plus the edges' users not already active in the span's whole days.
+/// Every bucket is a span, and the whole range one more.
+const SEGMENT_USERS: &str = "WITH sp AS (SELECT * FROM unnest($2::date[], $3::date[], \
+      $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) \
+      WITH ORDINALITY AS sp(s, e, lo1, hi1, lo2, hi2, idx)), \
+   g AS (SELECT $8::text || ':' || md5($9::text) AS seg) \
+ SELECT sp.idx::int4 AS idx, NULL::text AS grp, (coalesce((SELECT sum(t.users) \
+     FROM segment_transitions t WHERE t.tenant_id = $1 AND t.seg = g.seg \
+       AND t.day BETWEEN sp.s AND sp.e AND t.prev_day < sp.s), 0){edges})::int8 AS value \
+ FROM sp, g";
+
+const SEGMENT_EDGE_USERS: &str = " + (SELECT count(DISTINCT e.user_id) FROM events e \
+     WHERE e.tenant_id = $1 AND e.properties ->> $10 = $9 \
+       AND ((e.occurred_at >= sp.lo1 AND e.occurred_at < sp.hi1) \
+         OR (e.occurred_at >= sp.lo2 AND e.occurred_at < sp.hi2)) \
+       AND NOT EXISTS (SELECT 1 FROM segment_user_days u WHERE u.tenant_id = $1 \
+         AND u.seg = g.seg AND u.user_id = e.user_id AND u.day BETWEEN sp.s AND sp.e))";
+
+/// The spans of `window` (buckets, then the whole range) as whole-day bounds and up to two edges
+/// each (empty intervals when absent); whether any span has an edge.
+struct Spans {
+    first_day: Vec<NaiveDate>,
+    last_day: Vec<NaiveDate>,
+    edges: [Vec<DateTime<Utc>>; 4],
+    any_edge: bool,
+}
+
+impl Spans {
+    fn of(window: &Window) -> Spans {
+        let mut out = Spans {
+            first_day: Vec::new(),
+            last_day: Vec::new(),
+            edges: Default::default(),
+            any_edge: false,
+        };
+        let whole = window.whole();
+        for span in window.buckets.iter().chain(std::iter::once(&whole)) {
+            let (s, e) = span.full_days.unwrap_or_else(no_days);
+            out.first_day.push(s);
+            out.last_day.push(e);
+            let edges = span.edges(window.tz);
+            out.any_edge |= !edges.is_empty();
+            for k in 0..2 {
+                let (lo, hi) = edges.get(k).copied().unwrap_or((span.start, span.start));
+                out.edges[2 * k].push(lo);
+                out.edges[2 * k + 1].push(hi);
+            }
+        }
+        out
+    }
+}
+
+/// Whether the segment transitions answer this series: active users of one tracked key's value.
+fn one_segment(tracked: &[String], measure: Measure, filter: &EventFilter) -> bool {
+    measure == Measure::ActiveUsers
+        && filter.name.is_none()
+        && filter.properties.len() == 1
+        && tracked.contains(&filter.properties[0].0)
+}
+
+fn segment_users_query<'a>(
+    explain: bool,
+    tenant: Uuid,
+    spans: &'a Spans,
+    tracked: &[String],
+    filter: &'a EventFilter,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    let (key, value) = &filter.properties[0];
+    let position = tracked.iter().position(|t| t == key).map_or(0, |i| i + 1);
+    let edges = if spans.any_edge {
+        SEGMENT_EDGE_USERS
+    } else {
+        ""
+    };
+    let sql = SEGMENT_USERS.replace("{edges}", edges);
+    let prefix = if explain {
+        "EXPLAIN (FORMAT JSON) "
+    } else {
+        ""
+    };
+    diesel::sql_query(format!("{prefix}{sql}"))
+        .into_boxed()
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Array<Date>, _>(&spans.first_day)
+        .bind::<Array<Date>, _>(&spans.last_day)
+        .bind::<Array<Timestamptz>, _>(&spans.edges[0])
+        .bind::<Array<Timestamptz>, _>(&spans.edges[1])
+        .bind::<Array<Timestamptz>, _>(&spans.edges[2])
+        .bind::<Array<Timestamptz>, _>(&spans.edges[3])
+        .bind::<Text, _>(position.to_string())
+        .bind::<Text, _>(value.as_str())
+        .bind::<Text, _>(key.as_str())
+}
+
 pub async fn series(
     conn: &mut Conn,
     tenant: Uuid,
@@ -179,6 +282,22 @@ pub async fn series(
     filter: &EventFilter,
     breakdown: Option<&str>,
 ) -> AppResult<Series> {
+    if one_segment(tracked, measure, filter) {
+        let spans = Spans::of(window);
+        let mut rows: Vec<RawRow> = segment_users_query(false, tenant, &spans, tracked, filter)
+            .load(conn)
+            .await?;
+        let buckets = window.buckets.len();
+        let total = rows
+            .iter()
+            .find(|r| r.idx as usize == buckets + 1)
+            .map_or(0, |r| r.value);
+        rows.retain(|r| r.idx as usize <= buckets);
+        return Ok(Series {
+            total: total as f64,
+            points: points_of(window, &rows, false),
+        });
+    }
     let sources = Sources::of(window);
     let sql = statement(tracked, measure, filter, breakdown, &sources);
     let (total, in_buckets): (Vec<RawRow>, Vec<RawRow>) =
@@ -203,6 +322,14 @@ pub async fn explain(
     filter: &EventFilter,
     breakdown: Option<&str>,
 ) -> AppResult<serde_json::Value> {
+    if one_segment(tracked, measure, filter) {
+        let spans = Spans::of(window);
+        let row: super::engagement::PlanRow =
+            segment_users_query(true, tenant, &spans, tracked, filter)
+                .get_result(conn)
+                .await?;
+        return Ok(row.plan);
+    }
     let sources = Sources::of(window);
     let sql = format!(
         "EXPLAIN (FORMAT JSON) {}",

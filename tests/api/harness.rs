@@ -240,6 +240,38 @@ impl TestApp {
         req.send().await.unwrap().json().await.unwrap()
     }
 
+    /// Sets the tenant's tracked property keys (and time zone, when given) and waits for the
+    /// background rebuild that follows.
+    pub async fn track(&self, token: &str, keys: &[&str], timezone: Option<&str>) {
+        let mut input = json!({ "trackedProperties": keys });
+        if let Some(tz) = timezone {
+            input["timezone"] = json!(tz);
+        }
+        let r = self
+            .gql(
+                Some(token),
+                "mutation($input: UpdateTenantInput!) { updateTenant(input: $input) { trackedProperties } }",
+                json!({ "input": input }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+        assert_eq!(r["data"]["updateTenant"]["trackedProperties"], json!(keys));
+        for _ in 0..100 {
+            let r = self
+                .gql(
+                    Some(token),
+                    "{ tenant { trackedPropertiesReady } }",
+                    json!({}),
+                )
+                .await;
+            if r["data"]["tenant"]["trackedPropertiesReady"] == true {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the rollups were not rebuilt for the tracked keys");
+    }
+
     /// Merges every pending ingestion delta into the rollups (what a read does first).
     pub async fn flush(&self) {
         fahwa::events::rollups::flush_all(&self.app.db, true)

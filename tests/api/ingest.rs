@@ -206,6 +206,9 @@ async fn rollups(t: &TestApp) -> Vec<String> {
         "SELECT user_id || ' ' || first_seen::text || ' ' || last_seen::text FROM end_users ORDER BY 1",
         "SELECT day::text || ' ' || users || ' ' || new_users FROM daily_activity WHERE users <> 0 OR new_users <> 0 ORDER BY 1",
         "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || user_id || ' ' || events FROM segment_days ORDER BY 1",
+        "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || events FROM segment_counts_daily ORDER BY 1",
+        "SELECT seg || ' ' || user_id || ' ' || day::text FROM segment_user_days ORDER BY 1",
+        "SELECT seg || ' ' || day::text || ' ' || prev_day::text || ' ' || users FROM segment_transitions WHERE users <> 0 ORDER BY 1",
     ] {
         for row in pg.query(sql, &[]).await.unwrap() {
             out.push(row.get::<_, String>(0));
@@ -221,6 +224,7 @@ async fn concurrent_late_batches_keep_rollups_exact() {
     let t = TestApp::spawn().await;
     let owner = t.sign_up("acme").await;
     let ingest = key(&t, &owner.access, "INGEST").await;
+    t.track(&owner.access, &["plan"], None).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(11);
     // Every batch holds the same users on days of its own: each one adds new days to every user
     // while the others do too, and flushes merge the deltas meanwhile.
@@ -231,10 +235,12 @@ async fn concurrent_late_batches_keep_rollups_exact() {
                     let day = 1 + b * 3 + rng.random_range(0..3);
                     let hour = rng.random_range(0..24);
                     let name = ["login", "page_view"][rng.random_range(0..2)];
+                    let plan = ["free", "pro"][rng.random_range(0..2)];
                     json!({
                         "id": format!("b{}-{}", b % 12, i),
                         "name": name,
                         "userId": format!("u{}", i % 10),
+                        "properties": { "plan": plan },
                         "occurredAt": (chrono::DateTime::parse_from_rfc3339("2026-08-01T00:00:00Z").unwrap()
                             + chrono::Duration::days(day) + chrono::Duration::hours(hour)).to_rfc3339(),
                     })

@@ -161,8 +161,59 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
                 !touches_events(&rels),
                 "{g:?} {measure:?} reads raw events: {rels:?}"
             );
-            assert!(rels.iter().any(|r| r == "segment_days"), "{rels:?}");
+            let source = if measure == Measure::Events {
+                "segment_counts_daily"
+            } else {
+                "segment_days"
+            };
+            assert!(rels.iter().any(|r| r == source), "{rels:?}");
         }
+    }
+    // Active users of one tracked value come from that segment's transitions.
+    let one = EventFilter {
+        name: None,
+        properties: vec![("plan".into(), "pro".into())],
+    };
+    for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
+        let window = Window::new(
+            "2026-09-01T00:00:00Z".parse().unwrap(),
+            "2026-11-01T00:00:00Z".parse().unwrap(),
+            g,
+            chrono_tz::Tz::UTC,
+        )
+        .unwrap();
+        let (window, tracked, one) = (&window, &tracked, &one);
+        let plan = t
+            .app
+            .db
+            .tenant(tenant, |conn| {
+                async move {
+                    segments::explain(
+                        conn,
+                        tenant,
+                        window,
+                        tracked,
+                        Measure::ActiveUsers,
+                        one,
+                        None,
+                    )
+                    .await
+                }
+                .scope_boxed()
+            })
+            .await
+            .unwrap();
+        let mut rels = Vec::new();
+        relations(&plan, &mut rels);
+        assert_eq!(
+            rels.iter().filter(|r| *r == "segment_transitions").count(),
+            1,
+            "{rels:?}"
+        );
+        assert!(
+            !touches_events(&rels) && !rels.iter().any(|r| r == "segment_days"),
+            "{rels:?}"
+        );
     }
     // A range that cuts days reads its edges, and only those, from the events.
     let rels = explain(

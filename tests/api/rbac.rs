@@ -537,6 +537,9 @@ async fn only_an_owner_deletes_the_tenant() {
         "event_counts_daily",
         "daily_activity",
         "segment_days",
+        "segment_counts_daily",
+        "segment_user_days",
+        "segment_transitions",
         "pending_segments",
         "pending_users",
     ] {
