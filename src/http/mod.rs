@@ -97,8 +97,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    // Part of serving: reads flush pending rollup deltas themselves, this keeps them few.
-    crate::events::rollups::spawn_flusher(app.db.clone());
+    // Part of serving: reads flush pending rollup deltas themselves, this keeps them few. Its
+    // own connection, so that it neither waits for nor crowds out requests.
+    crate::events::rollups::spawn_flusher(crate::db::Db::new(&app.config.database_url, 1));
     let router = router(app);
     axum::serve(
         listener,
