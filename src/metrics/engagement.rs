@@ -164,13 +164,14 @@ pub async fn from_rollups(
 }
 
 /// Per span of whole days: distinct users (the days' totals less the repeat visits whose
-/// previous day is inside the span too), new users, and event counts. Each parameter appears once
+/// previous day is inside the span too; a one-day span has none, and skips the look-up), new
+/// users, and event counts. Each parameter appears once
 /// (in `p`), so that diesel can number them as it writes them.
 const ROLLUP_BODY: &str = "SELECT b.idx, \
    (coalesce((SELECT sum(a.users) FROM daily_activity a \
               WHERE a.tenant_id = p.t AND a.day BETWEEN b.s AND b.e), 0) \
     - coalesce((SELECT sum(t.users) FROM active_transitions t \
-                WHERE t.tenant_id = p.t AND t.day BETWEEN b.s AND b.e AND t.prev_day >= b.s), 0))::int8 AS users, \
+                WHERE b.s < b.e AND t.tenant_id = p.t AND t.day BETWEEN b.s AND b.e AND t.prev_day >= b.s), 0))::int8 AS users, \
    coalesce((SELECT sum(a.new_users) FROM daily_activity a \
              WHERE a.tenant_id = p.t AND a.day BETWEEN b.s AND b.e), 0)::int8 AS new_users, \
    coalesce((SELECT sum(c.events) FROM event_counts_daily c \
