@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::db::{Conn, Db};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 
 /// Excludes every other writer of the tenant's events and rollups (a rebuild), until the end of
 /// the transaction.
@@ -19,14 +19,33 @@ pub async fn lock_tenant_writes(conn: &mut Conn, tenant: Uuid) -> AppResult<()> 
     Ok(())
 }
 
+/// How long a batch waits for a rebuild of its tenant's rollups (which can take minutes for a
+/// large tenant) before it is refused as busy: the client retries, and nothing is half-stored.
+const INGEST_LOCK_WAIT: &str = "3s";
+
 /// What an ingest batch holds until it commits: the tenant's write lock shared, so that a
-/// rebuild waits for it (and it for a rebuild); batches do not wait for each other.
+/// rebuild waits for it (and it for a rebuild); batches do not wait for each other. The wait is
+/// bounded by `INGEST_LOCK_WAIT` (the nesting fixes the order of the three calls).
 pub async fn lock_for_ingest(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text, 42))")
-        .bind::<SqlUuid, _>(tenant)
-        .execute(conn)
-        .await?;
-    Ok(())
+    let locked = diesel::sql_query(format!(
+        "SELECT set_config('lock_timeout', '0', true) FROM ( \
+           SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text, 42)) FROM ( \
+             SELECT set_config('lock_timeout', '{INGEST_LOCK_WAIT}', true)) a) b"
+    ))
+    .bind::<SqlUuid, _>(tenant)
+    .execute(conn)
+    .await;
+    match locked {
+        Ok(_) => Ok(()),
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("lock timeout") =>
+        {
+            Err(AppError::Busy {
+                retry_after_secs: 10,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[derive(diesel::QueryableByName)]

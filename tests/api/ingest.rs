@@ -354,3 +354,42 @@ async fn retention_deletes_old_months_and_their_partitions() {
         .unwrap();
     assert_eq!(again, fahwa::events::retention::RetentionReport::default());
 }
+
+#[tokio::test]
+async fn a_batch_waiting_on_a_rebuild_is_refused_as_busy_and_stores_nothing() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let ingest = key(&t, &owner.access, "INGEST").await;
+    let body = json!({ "events": [{ "name": "login", "userId": "u1" }] });
+    // Hold the tenant's write lock as a rebuild does, for longer than a batch waits.
+    let mut pg = t.pg().await;
+    let rebuild = pg.transaction().await.unwrap();
+    rebuild
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))",
+            &[&owner.tenant_id],
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (status, resp) = rest(&t, &ingest, body.clone()).await;
+    assert_eq!(status, 503, "{resp}");
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{resp}"
+    );
+    assert_eq!(
+        resp["errors"][0]["extensions"]["retryAfterSeconds"], 10,
+        "{resp}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(stored(&t).await, 0);
+    rebuild.rollback().await.unwrap();
+    // A rejected batch left no lock setting behind: the retry goes through.
+    let (status, resp) = rest(&t, &ingest, body).await;
+    assert_eq!(
+        (status, resp["accepted"].clone()),
+        (200, json!(1)),
+        "{resp}"
+    );
+}
