@@ -2,7 +2,8 @@
 //! name, from the segment rollups. Active users of one tracked key's value come from that
 //! segment's transitions (`segment_transitions`), like unfiltered ones; other active-user filters
 //! count distinct users over `segment_days` (per local day, event name, tracked values and user:
-//! the events); event counts sum `segment_counts_daily`. Whole days of a span come from these;
+//! the events); event counts sum `segment_counts_all` (per day and tracked values), or
+//! `segment_counts_daily` (per name too) when an event name is filtered. Whole days of a span come from these;
 //! the cut edges of a span (and hourly buckets) from the events. Every number is exact.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -119,6 +120,7 @@ fn statement(
         // Event counts need no users: the per-day counts are far fewer rows.
         let (table, user) = match measure {
             Measure::ActiveUsers => ("segment_days", "r.user_id"),
+            _ if filter.name.is_none() => ("segment_counts_all", "NULL::text"),
             _ => ("segment_counts_daily", "NULL::text"),
         };
         parts.push(format!(

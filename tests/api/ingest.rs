@@ -207,6 +207,7 @@ async fn rollups(t: &TestApp) -> Vec<String> {
         "SELECT day::text || ' ' || users || ' ' || new_users FROM daily_activity WHERE users <> 0 OR new_users <> 0 ORDER BY 1",
         "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || user_id || ' ' || events FROM segment_days ORDER BY 1",
         "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || events FROM segment_counts_daily ORDER BY 1",
+        "SELECT day::text || ' ' || dims::text || ' ' || events FROM segment_counts_all ORDER BY 1",
         "SELECT seg || ' ' || user_id || ' ' || day::text FROM segment_user_days ORDER BY 1",
         "SELECT seg || ' ' || day::text || ' ' || prev_day::text || ' ' || users FROM segment_transitions WHERE users <> 0 ORDER BY 1",
     ] {

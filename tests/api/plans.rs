@@ -214,6 +214,30 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
             !touches_events(&rels) && !rels.iter().any(|r| r == "segment_days"),
             "{rels:?}"
         );
+        // Their event counts, without an event name, from the counts over all names.
+        let plan = t
+            .app
+            .db
+            .tenant(tenant, |conn| {
+                async move {
+                    segments::explain(
+                        conn,
+                        tenant,
+                        window,
+                        tracked,
+                        Measure::Events,
+                        one,
+                        Some("country"),
+                    )
+                    .await
+                }
+                .scope_boxed()
+            })
+            .await
+            .unwrap();
+        let mut rels = Vec::new();
+        relations(&plan, &mut rels);
+        assert_eq!(rels, ["segment_counts_all"], "{g:?}");
     }
     // A range that cuts days reads its edges, and only those, from the events.
     let rels = explain(

@@ -538,6 +538,7 @@ async fn only_an_owner_deletes_the_tenant() {
         "daily_activity",
         "segment_days",
         "segment_counts_daily",
+        "segment_counts_all",
         "segment_user_days",
         "segment_transitions",
         "pending_segments",
