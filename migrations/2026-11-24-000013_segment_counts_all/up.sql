@@ -34,8 +34,12 @@ BEGIN
     day date, name text, dims text[], user_id text, events integer
   ) ON COMMIT DELETE ROWS;
   DELETE FROM fahwa_flush_deltas;
+  -- At most `fahwa.flush_piece` (default 100,000) delta rows per call, so that a backlog is
+  -- merged in bounded pieces; callers call again until a call merges nothing.
   WITH gone AS (
-    DELETE FROM pending_segments WHERE tenant_id = p_tenant
+    DELETE FROM pending_segments WHERE ctid = ANY (ARRAY(
+      SELECT ctid FROM pending_segments WHERE tenant_id = p_tenant
+      LIMIT coalesce(nullif(current_setting('fahwa.flush_piece', true), '')::integer, 100000)))
     RETURNING day, name, dims, user_id, events
   )
   INSERT INTO fahwa_flush_deltas

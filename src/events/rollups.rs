@@ -55,15 +55,23 @@ struct Merged {
 }
 
 /// Merges the tenant's pending ingestion deltas into the rollups (in the caller's transaction).
-/// With `wait`, waits for a flush already under way; without, returns `None` at once then.
-/// Returns how many delta rows were merged.
-pub async fn flush(conn: &mut Conn, tenant: Uuid, wait: bool) -> AppResult<Option<i32>> {
-    let m: Merged = diesel::sql_query("SELECT fahwa_flush_rollups($1, $2) AS merged")
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<diesel::sql_types::Bool, _>(wait)
-        .get_result(conn)
-        .await?;
-    Ok((m.merged >= 0).then_some(m.merged))
+/// Each call of `fahwa_flush_rollups` merges a bounded piece, so this calls until one merges
+/// nothing. With `wait`, waits for a flush already under way; without, returns `None` at once
+/// then. Returns how many delta rows were merged.
+pub async fn flush(conn: &mut Conn, tenant: Uuid, wait: bool) -> AppResult<Option<i64>> {
+    let mut total = 0i64;
+    loop {
+        let m: Merged = diesel::sql_query("SELECT fahwa_flush_rollups($1, $2) AS merged")
+            .bind::<SqlUuid, _>(tenant)
+            .bind::<diesel::sql_types::Bool, _>(wait)
+            .get_result(conn)
+            .await?;
+        match m.merged {
+            n if n < 0 => return Ok(None),
+            0 => return Ok(Some(total)),
+            n => total += i64::from(n),
+        }
+    }
 }
 
 #[derive(diesel::QueryableByName)]
@@ -93,7 +101,7 @@ pub async fn flush_all(db: &Db, wait: bool) -> AppResult<i64> {
                 async move { flush(conn, id, wait).await }.scope_boxed()
             })
             .await?;
-        merged += i64::from(n.unwrap_or(0));
+        merged += n.unwrap_or(0);
     }
     Ok(merged)
 }

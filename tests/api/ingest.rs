@@ -394,3 +394,66 @@ async fn a_batch_waiting_on_a_rebuild_is_refused_as_busy_and_stores_nothing() {
         "{resp}"
     );
 }
+
+#[tokio::test]
+async fn a_backlog_is_merged_in_bounded_pieces() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    t.track(&owner.access, &["plan"], None).await;
+    let ingest = key(&t, &owner.access, "INGEST").await;
+    // The background flusher must not take the deltas first: hold its lock while sending.
+    let mut pg = t.pg().await;
+    let hold = pg.transaction().await.unwrap();
+    hold.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 44))",
+        &[&owner.tenant_id],
+    )
+    .await
+    .unwrap();
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let (name, plan) = (["login", "page_view"][i % 2], ["free", "pro"][i % 3 % 2]);
+            json!({ "name": name, "userId": format!("u{}", i % 9),
+                    "occurredAt": format!("2026-10-{:02}T08:00:00Z", 1 + i % 13),
+                    "properties": { "plan": plan } })
+        })
+        .collect();
+    let (status, body) = rest(&t, &ingest, json!({ "events": events })).await;
+    assert_eq!(status, 200, "{body}");
+    hold.rollback().await.unwrap();
+
+    let flush = "SELECT fahwa_flush_rollups($1::text::uuid, true)";
+    let pieces = t.pg().await;
+    pieces
+        .batch_execute("SET fahwa.flush_piece = 7")
+        .await
+        .unwrap();
+    let mut merged = Vec::new();
+    loop {
+        let n: i32 = pieces
+            .query_one(flush, &[&owner.tenant_id])
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            break;
+        }
+        merged.push(n);
+    }
+    // At most one delta row per event, and more than one piece's worth.
+    assert!(
+        merged.len() >= 2 && merged.iter().all(|&n| n <= 7),
+        "{merged:?}"
+    );
+    assert!(merged.iter().map(|&n| i64::from(n)).sum::<i64>() <= 40);
+    let incremental = rollups(&t).await;
+    t.pg()
+        .await
+        .execute(
+            "SELECT fahwa_rebuild_rollups($1::text::uuid)",
+            &[&owner.tenant_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(incremental, rollups(&t).await, "pieces add up to a rebuild");
+}
