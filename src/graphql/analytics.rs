@@ -1,6 +1,6 @@
 //! Engagement analytics (contract `analytics.graphql`).
 
-use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
+use async_graphql::{Context, InputObject, InputType, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use scoped_futures::ScopedFutureExt;
@@ -135,8 +135,8 @@ pub struct Analytics {
     window: Window,
     /// The tenant's data version when the request began: the metric cache's key.
     version: i64,
-    /// Unfiltered series the query asks for, computed in the request's first transaction.
-    prefetched: Vec<(Measure, metrics::Series)>,
+    /// The series the query asks for, computed in the request's first transaction.
+    prefetched: Vec<(Wanted, metrics::Series)>,
     /// Property keys the segment rollup holds.
     tracked: Vec<String>,
 }
@@ -172,83 +172,140 @@ fn series_key<'a>(
     (range_key("series", window), measure, filter, breakdown)
 }
 
-/// The plain series from the cache (one round trip), and the ones missing from one rollup
-/// query in one transaction.
+/// A series a query asks for: the measure, its filter and its breakdown key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Wanted {
+    measure: Measure,
+    filter: EventFilter,
+    breakdown: Option<String>,
+}
+
+impl Wanted {
+    fn key<'a>(&'a self, window: &Window) -> SeriesKey<'a> {
+        series_key(window, self.measure, &self.filter, &self.breakdown)
+    }
+
+    fn plain(&self) -> bool {
+        self.filter == EventFilter::default() && self.breakdown.is_none()
+    }
+}
+
+/// The requested series from the cache (one round trip), and the ones missing in one
+/// transaction: the plain ones from one rollup statement, the others one statement each.
 async fn prefetch(
     db: &crate::db::Db,
     kv: Option<&crate::kv::Kv>,
     tenant: Uuid,
     version: i64,
     window: &Window,
-    wanted: &[Measure],
-) -> Result<Vec<(Measure, metrics::Series)>, AppError> {
-    let none = EventFilter::default();
-    let keys: Vec<SeriesKey> = wanted
-        .iter()
-        .map(|&m| series_key(window, m, &none, &None))
-        .collect();
+    tracked: &[String],
+    wanted: Vec<Wanted>,
+) -> Result<Vec<(Wanted, metrics::Series)>, AppError> {
+    let keys: Vec<SeriesKey> = wanted.iter().map(|w| w.key(window)).collect();
     let cached: Vec<Option<metrics::Series>> = cache::lookup_many(kv, tenant, version, &keys).await;
     let mut found = Vec::with_capacity(wanted.len());
     let mut missing = Vec::new();
-    for (&measure, hit) in wanted.iter().zip(cached) {
+    for (w, hit) in wanted.into_iter().zip(cached) {
         match hit {
-            Some(series) => found.push((measure, series)),
-            None => missing.push(measure),
+            Some(series) => found.push((w, series)),
+            None => missing.push(w),
         }
     }
     if missing.is_empty() {
         return Ok(found);
     }
-    let (none_ref, missing_ref) = (&none, &missing);
+    let missing_ref = &missing;
     let computed = db
         .tenant(tenant, |conn| {
             async move {
-                if engagement::uses_rollups(window, Measure::ActiveUsers, none_ref, None) {
-                    engagement::from_rollups(conn, tenant, window, missing_ref, None).await
-                } else {
-                    let mut out = Vec::new();
-                    for &m in missing_ref {
-                        out.push((
-                            m,
-                            engagement::series(conn, tenant, window, &[], m, none_ref, None)
-                                .await?,
-                        ));
-                    }
-                    Ok(out)
+                let none = EventFilter::default();
+                let plain: Vec<Measure> = missing_ref
+                    .iter()
+                    .filter(|w| w.plain())
+                    .map(|w| w.measure)
+                    .collect();
+                let mut out: Vec<metrics::Series> = Vec::with_capacity(missing_ref.len());
+                let mut from_one_statement = Vec::new();
+                if !plain.is_empty()
+                    && engagement::uses_rollups(window, Measure::ActiveUsers, &none, None)
+                {
+                    from_one_statement =
+                        engagement::from_rollups(conn, tenant, window, &plain, None).await?;
                 }
+                for w in missing_ref {
+                    let done = from_one_statement
+                        .iter()
+                        .position(|(m, _)| w.plain() && *m == w.measure);
+                    let series = match done {
+                        Some(i) => from_one_statement.swap_remove(i).1,
+                        None => {
+                            engagement::series(
+                                conn,
+                                tenant,
+                                window,
+                                tracked,
+                                w.measure,
+                                &w.filter,
+                                w.breakdown.as_deref(),
+                            )
+                            .await?
+                        }
+                    };
+                    out.push(series);
+                }
+                Ok(out)
             }
             .scope_boxed()
         })
         .await?;
-    for (measure, series) in &computed {
-        cache::store(
-            kv,
-            tenant,
-            version,
-            &series_key(window, *measure, &none, &None),
-            series,
-        )
-        .await;
+    for (w, series) in missing.iter().zip(&computed) {
+        cache::store(kv, tenant, version, &w.key(window), series).await;
     }
-    found.extend(computed);
+    found.extend(missing.into_iter().zip(computed));
     Ok(found)
 }
 
-/// The unfiltered series among the selected fields (`activeUsers { ... }` without arguments).
-fn plain_series_requested(ctx: &Context<'_>) -> Vec<Measure> {
-    let mut out = Vec::new();
+/// The engagement series among the selected fields, with their arguments (variables applied).
+/// A field whose arguments do not parse is left to its resolver, which reports the error.
+fn series_requested(ctx: &Context<'_>) -> Vec<Wanted> {
+    let mut out: Vec<Wanted> = Vec::new();
     for field in ctx.field().selection_set() {
-        if !field.arguments().is_ok_and(|a| a.is_empty()) {
-            continue;
-        }
         let measure = match field.name() {
             "activeUsers" => Measure::ActiveUsers,
             "newUsers" => Measure::NewUsers,
             "events" => Measure::Events,
             _ => continue,
         };
-        if !out.contains(&measure) {
-            out.push(measure);
+        let Ok(arguments) = field.arguments() else {
+            continue;
+        };
+        let mut wanted = Wanted {
+            measure,
+            filter: EventFilter::default(),
+            breakdown: None,
+        };
+        let mut understood = true;
+        for (name, value) in arguments {
+            match (name.as_str(), value) {
+                ("filter", async_graphql::Value::Null) => {}
+                ("filter", value) => match EventFilterInput::parse(Some(value))
+                    .ok()
+                    .map(EventFilterInput::into_filter)
+                {
+                    Some(Ok(filter)) => wanted.filter = filter,
+                    _ => understood = false,
+                },
+                ("breakdownBy", async_graphql::Value::Null) => {}
+                ("breakdownBy", async_graphql::Value::String(key))
+                    if check_key(&key, "breakdownBy").is_ok() =>
+                {
+                    wanted.breakdown = Some(key)
+                }
+                _ => understood = false,
+            }
+        }
+        if understood && !out.contains(&wanted) {
+            out.push(wanted);
         }
     }
     out
@@ -267,9 +324,10 @@ impl Analytics {
         filter: EventFilter,
         breakdown: Option<String>,
     ) -> Result<MetricSeries> {
-        if filter == EventFilter::default()
-            && breakdown.is_none()
-            && let Some((_, s)) = self.prefetched.iter().find(|(m, _)| *m == measure)
+        if let Some((_, s)) = self
+            .prefetched
+            .iter()
+            .find(|(w, _)| w.measure == measure && w.filter == filter && w.breakdown == breakdown)
         {
             return Ok(s.clone().into());
         }
@@ -420,7 +478,7 @@ impl AnalyticsQuery {
         granularity: Granularity,
     ) -> Result<Analytics> {
         let tenant = principal(ctx).reading_tenant()?;
-        let wanted = plain_series_requested(ctx);
+        let wanted = series_requested(ctx);
         let kv = cache_of(ctx);
         let db = &app(ctx).db;
         // The zone and data version first, outside any transaction: a dashboard load that the
@@ -440,13 +498,14 @@ impl AnalyticsQuery {
         let version = context.data_version;
         let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
         let window = Window::new(range.from, range.to, granularity, tz)?;
-        let prefetched = prefetch(db, kv, tenant, version, &window, &wanted).await?;
+        let tracked = context.rollup_properties;
+        let prefetched = prefetch(db, kv, tenant, version, &window, &tracked, wanted).await?;
         Ok(Analytics {
             tenant,
             window,
             version,
             prefetched,
-            tracked: context.rollup_properties,
+            tracked,
         })
     }
 }

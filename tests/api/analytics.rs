@@ -599,6 +599,46 @@ async fn empty_tenants_get_zero_buckets_and_bad_ranges_are_refused() {
         }))
         .await;
     assert_eq!(crate::harness::codes(&hours), ["BAD_USER_INPUT"]);
+
+    // A bad filter is named at its own field; the good field beside it still answers.
+    let many: Vec<Value> = (0..11)
+        .map(|i| json!({ "key": format!("k{i}"), "equals": "x" }))
+        .collect();
+    let bad = t
+        .op(Some(&s.access), "analytics.graphql", "FilteredActivity", json!({
+            "range": { "from": "2026-11-01T00:00:00Z", "to": "2026-11-08T00:00:00Z" }, "granularity": "DAY",
+            "filter": { "properties": many }, "breakdownBy": "",
+        }))
+        .await;
+    assert_eq!(
+        crate::harness::codes(&bad),
+        ["BAD_USER_INPUT", "BAD_USER_INPUT"],
+        "{bad}"
+    );
+    let messages: Vec<&str> = bad["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages.iter().any(|m| m.contains("filter.properties")),
+        "{bad}"
+    );
+    let mixed = t
+        .gql(
+            Some(&s.access),
+            r#"{ analytics(range: { from: "2026-11-01T00:00:00Z", to: "2026-11-08T00:00:00Z" }, granularity: DAY) {
+                 ok: events(filter: { name: "login" }) { total } bad: events(breakdownBy: "") { total } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(crate::harness::codes(&mixed), ["BAD_USER_INPUT"], "{mixed}");
+    assert_eq!(
+        mixed["errors"][0]["path"],
+        json!(["analytics", "bad"]),
+        "{mixed}"
+    );
 }
 
 async fn engagement(t: &TestApp, s: &Session, from: &str, to: &str) -> Value {
