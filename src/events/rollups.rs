@@ -93,17 +93,29 @@ pub async fn flush_all(db: &Db, wait: bool) -> AppResult<i64> {
             .scope_boxed()
         })
         .await?;
+    // One tenant whose flush fails must not hold back the others: each is tried, and the last
+    // failure is returned after all.
     let mut merged = 0i64;
+    let mut failed = None;
     for t in tenants {
         let id = t.id;
-        let n = db
+        let result = db
             .tenant(id, |conn| {
                 async move { flush(conn, id, wait).await }.scope_boxed()
             })
-            .await?;
-        merged += n.unwrap_or(0);
+            .await;
+        match result {
+            Ok(n) => merged += n.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "rollup flush failed");
+                failed = Some(e);
+            }
+        }
     }
-    Ok(merged)
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(merged),
+    }
 }
 
 /// Keeps the rollups within a fraction of a second of ingestion even when nobody reads, so that
@@ -117,7 +129,7 @@ pub fn spawn_flusher(db: Db) {
             match flush_all(&db, false).await {
                 Ok(0) => {}
                 Ok(n) => metrics::counter!("fahwa_rollup_deltas_merged_total").increment(n as u64),
-                Err(e) => tracing::warn!(error = %e, "rollup flush failed"),
+                Err(_) => {} // logged per tenant
             }
         }
     });
