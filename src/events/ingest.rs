@@ -180,7 +180,9 @@ WITH input AS (
 ), segments AS (
   INSERT INTO pending_segments (tenant_id, day, name, dims, user_id, events)
   SELECT $1, (ins.occurred_at AT TIME ZONE tz.timezone)::date, ins.name,
-         fahwa_dims(ins.properties, tz.rollup_properties), ins.user_id, count(*)
+         ARRAY(SELECT ins.properties ->> k FROM unnest(tz.rollup_properties)
+               WITH ORDINALITY AS u(k, o) ORDER BY o),
+         ins.user_id, count(*)
   FROM ins, tz GROUP BY 2, 3, 4, 5
 ), users AS (
   INSERT INTO pending_users (tenant_id, user_id, first_seen, last_seen, properties)
