@@ -3,8 +3,9 @@
 //! segment's transitions (`segment_transitions`), like unfiltered ones; other active-user filters
 //! count distinct users over `segment_days` (per local day, event name, tracked values and user:
 //! the events); event counts sum `segment_counts_all` (per day and tracked values), or
-//! `segment_counts_daily` (per name too) when an event name is filtered. Whole days of a span come from these;
-//! the cut edges of a span (and hourly buckets) from the events. Every number is exact.
+//! `segment_counts_daily` (per name too) when an event name is filtered. Whole days of a span
+//! come from these; the cut edges of a span (and hourly buckets) from the events. Every number
+//! is exact.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::pg::Pg;
