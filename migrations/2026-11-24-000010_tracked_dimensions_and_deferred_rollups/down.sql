@@ -11,6 +11,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
 $$;
 GRANT EXECUTE ON FUNCTION fahwa_tenant_context(uuid) TO fahwa_app;
 
+
 CREATE OR REPLACE FUNCTION fahwa_rebuild_rollups(p_tenant uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE tz text;
@@ -47,6 +48,7 @@ BEGIN
 END
 $$;
 
+
 CREATE OR REPLACE FUNCTION fahwa_delete_event_data(p_tenant uuid) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE removed bigint;
@@ -62,7 +64,73 @@ BEGIN
   RETURN removed;
 END
 $$;
-DROP FUNCTION fahwa_dims(jsonb, text[]);
+
+
+CREATE OR REPLACE FUNCTION fahwa_shift_transitions(p_tenant uuid, p_sign integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  WITH affected AS (
+    SELECT user_id, min(day) AS dmin FROM fahwa_new_days GROUP BY user_id
+  ), days AS (
+    SELECT ud.day,
+           coalesce((SELECT max(p.day) FROM user_days p
+                     WHERE p.tenant_id = p_tenant AND p.user_id = ud.user_id AND p.day < ud.day),
+                    '-infinity'::date) AS prev_day
+    FROM user_days ud JOIN affected a ON a.user_id = ud.user_id
+    WHERE ud.tenant_id = p_tenant AND ud.day >= a.dmin
+  ), counted AS (
+    SELECT day, prev_day, count(*)::integer AS n FROM days GROUP BY day, prev_day
+  ), transitions AS (
+    INSERT INTO active_transitions AS t (tenant_id, day, prev_day, users)
+    SELECT p_tenant, day, prev_day, p_sign * n FROM counted ORDER BY day, prev_day
+    ON CONFLICT (tenant_id, day, prev_day) DO UPDATE SET users = t.users + excluded.users
+  )
+  INSERT INTO daily_activity AS d (tenant_id, day, users, new_users)
+  SELECT p_tenant, day, p_sign * sum(n), p_sign * coalesce(sum(n) FILTER (WHERE prev_day = '-infinity'), 0)
+  FROM counted GROUP BY day ORDER BY day
+  ON CONFLICT (tenant_id, day) DO UPDATE SET
+    users = d.users + excluded.users, new_users = d.new_users + excluded.new_users;
+END
+$$;
+
+ALTER FUNCTION fahwa_shift_transitions(uuid, integer) SET plan_cache_mode = force_custom_plan;
+
+CREATE OR REPLACE FUNCTION fahwa_ensure_event_partitions(p_from timestamptz, p_to timestamptz) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+DECLARE
+  m date := date_trunc('month', p_from AT TIME ZONE 'UTC')::date;
+  last date := date_trunc('month', p_to AT TIME ZONE 'UTC')::date;
+  created integer := 0;
+  part text;
+BEGIN
+  WHILE m <= last LOOP
+    part := 'events_' || to_char(m, 'YYYY_MM');
+    IF to_regclass(part) IS NULL THEN
+      PERFORM pg_advisory_xact_lock(hashtext('fahwa_event_partitions'));
+      IF to_regclass(part) IS NULL THEN
+        EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
+          part, m::timestamp AT TIME ZONE 'UTC', (m + interval '1 month')::timestamp AT TIME ZONE 'UTC');
+        created := created + 1;
+      END IF;
+    END IF;
+    m := (m + interval '1 month')::date;
+  END LOOP;
+  RETURN created;
+END
+$$;
+
+
+DROP FUNCTION fahwa_pending_tenants();
+DROP FUNCTION fahwa_flush_rollups(uuid, boolean);
+DROP FUNCTION fahwa_record_segment_activity(uuid, text[], text[], date[]);
+DROP FUNCTION fahwa_shift_segment_transitions(uuid, integer);
+DROP FUNCTION fahwa_segments(text[]);
+DROP TABLE segment_counts_all;
+DROP TABLE segment_transitions;
+DROP TABLE segment_user_days;
+DROP TABLE segment_counts_daily;
+DROP TABLE pending_users;
+DROP TABLE pending_segments;
 DROP TABLE segment_days;
 DROP FUNCTION fahwa_dims_key(text[]);
 ALTER TABLE tenants DROP CONSTRAINT tenants_tracked_properties_max,
