@@ -111,7 +111,7 @@ pub async fn series(
 }
 
 /// Every bucket, then the whole range as one more span, with their whole-day bounds.
-fn spans_of(window: &Window) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<NaiveDate>) {
+pub(super) fn spans_of(window: &Window) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<NaiveDate>) {
     let mut spans: Vec<Bucket> = window.buckets.clone();
     spans.push(window.whole());
     let (starts, ends) = spans

@@ -14,7 +14,7 @@ use diesel::sql_types::{Array, Date, Integer, Text, Timestamptz, Uuid as SqlUuid
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::engagement::{Measure, RawRow, no_days, points_of};
+use super::engagement::{Measure, RawRow, no_days, points_of, spans_of};
 use super::window::Window;
 use super::{EventFilter, Series};
 use crate::db::Conn;
@@ -211,26 +211,24 @@ struct Spans {
 
 impl Spans {
     fn of(window: &Window) -> Spans {
-        let mut out = Spans {
-            first_day: Vec::new(),
-            last_day: Vec::new(),
-            edges: Default::default(),
-            any_edge: false,
-        };
-        let whole = window.whole();
-        for span in window.buckets.iter().chain(std::iter::once(&whole)) {
-            let (s, e) = span.full_days.unwrap_or_else(no_days);
-            out.first_day.push(s);
-            out.last_day.push(e);
-            let edges = span.edges(window.tz);
-            out.any_edge |= !edges.is_empty();
+        let (spans, first_day, last_day) = spans_of(window);
+        let mut edges: [Vec<DateTime<Utc>>; 4] = Default::default();
+        let mut any_edge = false;
+        for span in &spans {
+            let cut = span.edges(window.tz);
+            any_edge |= !cut.is_empty();
             for k in 0..2 {
-                let (lo, hi) = edges.get(k).copied().unwrap_or((span.start, span.start));
-                out.edges[2 * k].push(lo);
-                out.edges[2 * k + 1].push(hi);
+                let (lo, hi) = cut.get(k).copied().unwrap_or((span.start, span.start));
+                edges[2 * k].push(lo);
+                edges[2 * k + 1].push(hi);
             }
         }
-        out
+        Spans {
+            first_day,
+            last_day,
+            edges,
+            any_edge,
+        }
     }
 }
 
