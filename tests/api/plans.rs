@@ -103,6 +103,40 @@ async fn dashboard_queries_do_not_scan_raw_events() {
     assert!(!touches_events(&cut[0]));
 }
 
+const ALIGNED: (&str, &str) = ("2026-09-01T00:00:00Z", "2026-11-01T00:00:00Z");
+
+/// The relations the plan of one segment series reads: (tracked keys, measure, filter, breakdown).
+async fn segment_plan(
+    t: &TestApp,
+    tenant: uuid::Uuid,
+    (from, to): (&str, &str),
+    g: Granularity,
+    (tracked, measure, filter, breakdown): (&[String], Measure, &EventFilter, Option<&str>),
+) -> Vec<String> {
+    let window = Window::new(
+        from.parse().unwrap(),
+        to.parse().unwrap(),
+        g,
+        chrono_tz::Tz::UTC,
+    )
+    .unwrap();
+    let window = &window;
+    let plan = t
+        .app
+        .db
+        .tenant(tenant, |conn| {
+            async move {
+                segments::explain(conn, tenant, window, tracked, measure, filter, breakdown).await
+            }
+            .scope_boxed()
+        })
+        .await
+        .unwrap();
+    let mut rels = Vec::new();
+    relations(&plan, &mut rels);
+    rels
+}
+
 #[tokio::test]
 async fn filters_on_tracked_keys_do_not_scan_raw_events() {
     let t = TestApp::spawn().await;
@@ -120,43 +154,16 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
         name: Some("login".into()),
         properties: vec![("plan".into(), "pro".into())],
     };
-    let explain = |from: &'static str, to: &'static str, g: Granularity, measure: Measure| {
-        let (tracked, filter, db) = (&tracked, &filter, &t.app.db);
-        async move {
-            let window = Window::new(
-                from.parse().unwrap(),
-                to.parse().unwrap(),
-                g,
-                chrono_tz::Tz::UTC,
-            )
-            .unwrap();
-            let window = &window;
-            let plan = db
-                .tenant(tenant, |conn| {
-                    async move {
-                        segments::explain(
-                            conn,
-                            tenant,
-                            window,
-                            tracked,
-                            measure,
-                            filter,
-                            Some("country"),
-                        )
-                        .await
-                    }
-                    .scope_boxed()
-                })
-                .await
-                .unwrap();
-            let mut rels = Vec::new();
-            relations(&plan, &mut rels);
-            rels
-        }
-    };
     for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
         for measure in [Measure::ActiveUsers, Measure::Events] {
-            let rels = explain("2026-09-01T00:00:00Z", "2026-11-01T00:00:00Z", g, measure).await;
+            let rels = segment_plan(
+                &t,
+                tenant,
+                ALIGNED,
+                g,
+                (&tracked, measure, &filter, Some("country")),
+            )
+            .await;
             assert!(
                 !touches_events(&rels),
                 "{g:?} {measure:?} reads raw events: {rels:?}"
@@ -175,36 +182,14 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
         properties: vec![("plan".into(), "pro".into())],
     };
     for g in [Granularity::Day, Granularity::Week, Granularity::Month] {
-        let window = Window::new(
-            "2026-09-01T00:00:00Z".parse().unwrap(),
-            "2026-11-01T00:00:00Z".parse().unwrap(),
+        let rels = segment_plan(
+            &t,
+            tenant,
+            ALIGNED,
             g,
-            chrono_tz::Tz::UTC,
+            (&tracked, Measure::ActiveUsers, &one, None),
         )
-        .unwrap();
-        let (window, tracked, one) = (&window, &tracked, &one);
-        let plan = t
-            .app
-            .db
-            .tenant(tenant, |conn| {
-                async move {
-                    segments::explain(
-                        conn,
-                        tenant,
-                        window,
-                        tracked,
-                        Measure::ActiveUsers,
-                        one,
-                        None,
-                    )
-                    .await
-                }
-                .scope_boxed()
-            })
-            .await
-            .unwrap();
-        let mut rels = Vec::new();
-        relations(&plan, &mut rels);
+        .await;
         assert_eq!(
             rels.iter().filter(|r| *r == "segment_transitions").count(),
             1,
@@ -215,38 +200,20 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
             "{rels:?}"
         );
         // Their event counts, without an event name, from the counts over all names.
-        let plan = t
-            .app
-            .db
-            .tenant(tenant, |conn| {
-                async move {
-                    segments::explain(
-                        conn,
-                        tenant,
-                        window,
-                        tracked,
-                        Measure::Events,
-                        one,
-                        Some("country"),
-                    )
-                    .await
-                }
-                .scope_boxed()
-            })
-            .await
-            .unwrap();
-        let mut rels = Vec::new();
-        relations(&plan, &mut rels);
+        let rels = segment_plan(
+            &t,
+            tenant,
+            ALIGNED,
+            g,
+            (&tracked, Measure::Events, &one, Some("country")),
+        )
+        .await;
         assert_eq!(rels, ["segment_counts_all"], "{g:?}");
     }
     // A range that cuts days reads its edges, and only those, from the events.
-    let rels = explain(
-        "2026-10-03T06:00:00Z",
-        "2026-10-20T18:00:00Z",
-        Granularity::Day,
-        Measure::ActiveUsers,
-    )
-    .await;
+    let cut = ("2026-10-03T06:00:00Z", "2026-10-20T18:00:00Z");
+    let series = (&tracked[..], Measure::ActiveUsers, &filter, None);
+    let rels = segment_plan(&t, tenant, cut, Granularity::Day, series).await;
     assert!(
         touches_events(&rels) && rels.iter().any(|r| r == "segment_days"),
         "{rels:?}"
