@@ -219,6 +219,23 @@ async fn rollups(t: &TestApp) -> Vec<String> {
     out
 }
 
+/// The rollups as maintained incrementally equal a rebuild from the events; returns how many
+/// rows they hold.
+async fn assert_rollups_match_rebuild(t: &TestApp, tenant: &str) -> usize {
+    let incremental = rollups(t).await;
+    t.pg()
+        .await
+        .execute("SELECT fahwa_rebuild_rollups($1::text::uuid)", &[&tenant])
+        .await
+        .unwrap();
+    assert_eq!(
+        incremental,
+        rollups(t).await,
+        "incremental rollups differ from a rebuild"
+    );
+    incremental.len()
+}
+
 #[tokio::test]
 async fn concurrent_late_batches_keep_rollups_exact() {
     use rand::{Rng, SeedableRng};
@@ -265,21 +282,8 @@ async fn concurrent_late_batches_keep_rollups_exact() {
     }
     assert_eq!(accepted, stored(&t).await);
 
-    let incremental = rollups(&t).await;
-    t.pg()
-        .await
-        .execute(
-            "SELECT fahwa_rebuild_rollups($1::text::uuid)",
-            &[&owner.tenant_id],
-        )
-        .await
-        .unwrap();
-    let rebuilt = rollups(&t).await;
-    assert_eq!(
-        incremental, rebuilt,
-        "incremental rollups differ from a rebuild"
-    );
-    assert!(incremental.len() > 50, "{}", incremental.len());
+    let rows = assert_rollups_match_rebuild(&t, &owner.tenant_id).await;
+    assert!(rows > 50, "{rows}");
 }
 
 #[tokio::test]
@@ -446,14 +450,5 @@ async fn a_backlog_is_merged_in_bounded_pieces() {
         "{merged:?}"
     );
     assert!(merged.iter().map(|&n| i64::from(n)).sum::<i64>() <= 40);
-    let incremental = rollups(&t).await;
-    t.pg()
-        .await
-        .execute(
-            "SELECT fahwa_rebuild_rollups($1::text::uuid)",
-            &[&owner.tenant_id],
-        )
-        .await
-        .unwrap();
-    assert_eq!(incremental, rollups(&t).await, "pieces add up to a rebuild");
+    assert_rollups_match_rebuild(&t, &owner.tenant_id).await;
 }
