@@ -165,7 +165,7 @@ $$;
 
 -- Event counts per day and tracked values over all event names: a filter or breakdown on
 -- tracked keys without an event name (the common dashboard) sums one row per day and value
--- combination instead of one per event name too (about six times fewer rows in the bench data).
+-- combination instead of one per event name too (28,620 rows against 134,040 in the bench data).
 CREATE TABLE segment_counts_all (
   tenant_id uuid NOT NULL,
   day date NOT NULL,
@@ -281,7 +281,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
 $$;
 GRANT EXECUTE ON FUNCTION fahwa_tenant_context(uuid) TO fahwa_app;
 
--- Rebuilds also fill the segment rollups, hold the flush lock, and drop pending deltas.
+-- Rebuilds also fill the segment rollups, hold the flush lock, and drop pending deltas. The
+-- tracked values are an inline expression here and in ingestion: as a SQL function (an
+-- aggregate, never inlined) they cost 10.7 s per million events against 0.65 s inline (psql on
+-- the bench database).
 CREATE OR REPLACE FUNCTION fahwa_rebuild_rollups(p_tenant uuid) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
