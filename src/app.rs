@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::auth::key_grants::KeyGrants;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, redact_url};
 use crate::db::{Db, migrate};
@@ -18,6 +19,7 @@ pub struct AppInner {
     pub db: Db,
     pub kv: Kv,
     pub tokens: TokenKeys,
+    pub key_grants: KeyGrants,
 }
 
 impl Deref for App {
@@ -57,6 +59,7 @@ impl App {
             db,
             kv,
             tokens,
+            key_grants: KeyGrants::default(),
         })))
     }
 }

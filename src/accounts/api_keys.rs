@@ -96,5 +96,7 @@ pub async fn revoke(caller: &Caller<'_>, id: &str) -> AppResult<bool> {
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    caller.app.key_grants.forget_key(key_id);
+    Ok(true)
 }

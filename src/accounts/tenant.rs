@@ -131,5 +131,7 @@ pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> 
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    caller.app.key_grants.forget_tenant(tenant_id);
+    Ok(true)
 }

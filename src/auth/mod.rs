@@ -1,6 +1,7 @@
 //! Who the caller is and what they may do: roles, passwords, tokens, API keys, guards.
 
 pub mod guards;
+pub mod key_grants;
 pub mod password;
 pub mod principal;
 pub mod secrets;

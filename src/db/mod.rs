@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use diesel::connection::{Instrumentation, InstrumentationEvent};
 use diesel::sql_types::Text;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolableConnection, RecyclingMethod,
+};
 use diesel_async::{AnsiTransactionManager, AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_async::{SimpleAsyncConnection, TransactionManager};
 use futures_util::FutureExt;
@@ -77,6 +79,19 @@ impl Db {
             }
             .boxed()
         });
+        // bb8 checks every connection it hands out; the default check is a `SELECT 1` round
+        // trip, which doubled the statements of a cached dashboard answer. The driver's own
+        // closed flag (set when the server goes away) catches dead connections without one.
+        config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+            let broken = PoolableConnection::is_broken(conn);
+            async move {
+                match broken {
+                    true => Err(diesel::result::Error::BrokenTransactionManager),
+                    false => Ok(()),
+                }
+            }
+            .boxed()
+        }));
         let manager = AsyncDieselConnectionManager::new_with_config(url, config);
         let pool = bb8::Pool::builder()
             .max_size(size)

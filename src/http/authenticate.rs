@@ -33,17 +33,31 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Principal {
 
 async fn api_key(app: &App, secret: &str) -> Principal {
     let hash = secrets::digest(secret);
-    let found = app
-        .db
-        .outside_tenants(|conn| async move { KeyGrant::by_hash(conn, &hash).await }.scope_boxed())
-        .await;
+    let found = match app.key_grants.get(&hash).await {
+        Some(grant) => Ok(Some(grant)),
+        None => {
+            let lookup = hash.clone();
+            let found = app
+                .db
+                .outside_tenants(|conn| {
+                    async move { KeyGrant::by_hash(conn, &lookup).await }.scope_boxed()
+                })
+                .await;
+            if let Ok(Some(grant)) = &found {
+                app.key_grants.remember(hash.clone(), grant.clone()).await;
+            }
+            found
+        }
+    };
     match found {
-        Ok(Some(key)) if !key.revoked => {
+        Ok(Some(mut key)) if !key.revoked => {
             let stale = key
                 .last_used_at
                 .is_none_or(|t| (Utc::now() - t).num_seconds() >= LAST_USED_RESOLUTION_SECS);
             if stale {
                 touch_last_used(app, key.tenant_id, key.id).await;
+                key.last_used_at = Some(Utc::now());
+                app.key_grants.remember(hash, key.clone()).await;
             }
             Principal::ApiKey(ApiKeyPrincipal {
                 key_id: key.id,

@@ -17,7 +17,7 @@ use diesel::sql_types::{
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::window::{Bucket, Granularity, Window};
+use super::window::{Bucket, Granularity, Window, bucket_start_date};
 use super::{EventFilter, Point, Series};
 use crate::db::Conn;
 use crate::error::AppResult;
@@ -29,24 +29,72 @@ pub enum Measure {
     Events,
 }
 
+/// One aggregate of the rollup statement: `kind` says which, `period` the first day of the
+/// bucket's calendar period (none for the whole range).
 #[derive(diesel::QueryableByName)]
-struct SpanRow {
+struct RollupRow {
+    #[diesel(sql_type = Integer)]
+    kind: i32,
+    #[diesel(sql_type = Nullable<Date>)]
+    period: Option<NaiveDate>,
     #[diesel(sql_type = BigInt)]
-    idx: i64,
+    v1: i64,
     #[diesel(sql_type = BigInt)]
-    users: i64,
-    #[diesel(sql_type = BigInt)]
-    new_users: i64,
-    #[diesel(sql_type = BigInt)]
-    events: i64,
+    v2: i64,
 }
 
-impl SpanRow {
-    fn value(&self, measure: Measure) -> i64 {
+/// Whole-day numbers per span (the buckets, then the whole range last), assembled from the
+/// rollup statement's aggregates.
+struct DayTotals {
+    users: Vec<i64>,
+    new_users: Vec<i64>,
+    events: Vec<i64>,
+}
+
+impl DayTotals {
+    fn of(rows: &[RollupRow], window: &Window, spans: usize) -> DayTotals {
+        let whole = spans - 1;
+        let bucket_of: std::collections::HashMap<NaiveDate, usize> = window
+            .buckets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| Some((bucket_start_date(window.granularity, b.full_days?.0), i)))
+            .collect();
+        let mut out = DayTotals {
+            users: vec![0; spans],
+            new_users: vec![0; spans],
+            events: vec![0; spans],
+        };
+        for r in rows {
+            let at = match r.period {
+                None => whole,
+                Some(p) => match bucket_of.get(&p) {
+                    Some(&i) => i,
+                    None => continue,
+                },
+            };
+            match (r.kind, at == whole) {
+                // The whole range's users are its first visits (FIRST_VISITS) instead.
+                (ACTIVITY, in_whole) => {
+                    if !in_whole {
+                        out.users[at] += r.v1;
+                    }
+                    out.new_users[at] = r.v2;
+                }
+                (EVENTS, _) => out.events[at] = r.v1,
+                (REPEATS, _) => out.users[at] -= r.v1,
+                (FIRST_VISITS, _) => out.users[at] += r.v1,
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn value(&self, measure: Measure, at: usize) -> i64 {
         match measure {
-            Measure::ActiveUsers => self.users,
-            Measure::NewUsers => self.new_users,
-            Measure::Events => self.events,
+            Measure::ActiveUsers => self.users[at],
+            Measure::NewUsers => self.new_users[at],
+            Measure::Events => self.events[at],
         }
     }
 }
@@ -121,6 +169,33 @@ pub(super) fn spans_of(window: &Window) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<Nai
     (spans, starts, ends)
 }
 
+/// The whole days of a range (the buckets' days are contiguous within them) and the calendar
+/// unit of its buckets.
+struct DaySpans {
+    lo: NaiveDate,
+    hi: NaiveDate,
+    unit: &'static str,
+    /// Whether a bucket holds more than one day, so that repeat visits inside it count once.
+    multi_day: bool,
+}
+
+impl DaySpans {
+    fn of(window: &Window) -> Option<DaySpans> {
+        let (lo, hi) = window.whole().full_days?;
+        let unit = match window.granularity {
+            Granularity::Hour | Granularity::Day => "day",
+            Granularity::Week => "week",
+            Granularity::Month => "month",
+        };
+        Some(DaySpans {
+            lo,
+            hi,
+            unit,
+            multi_day: unit != "day",
+        })
+    }
+}
+
 /// Several measures from one rollup query (the dashboard asks for all three at once).
 pub async fn from_rollups(
     conn: &mut Conn,
@@ -129,16 +204,15 @@ pub async fn from_rollups(
     measures: &[Measure],
     name: Option<&str>,
 ) -> AppResult<Vec<(Measure, Series)>> {
-    let (spans, starts, ends) = spans_of(window);
-    let rows: Vec<SpanRow> = rollup_query(false, tenant, &starts, &ends, name)
-        .load(conn)
-        .await?;
+    let (spans, _, _) = spans_of(window);
+    let rows: Vec<RollupRow> = match DaySpans::of(window) {
+        Some(days) => rollup_query(false, tenant, &days, name).load(conn).await?,
+        None => Vec::new(),
+    };
+    let days = DayTotals::of(&rows, window, spans.len());
     let mut out = Vec::with_capacity(measures.len());
     for &measure in measures {
-        let mut values: Vec<i64> = vec![0; spans.len()];
-        for r in &rows {
-            values[(r.idx - 1) as usize] = r.value(measure);
-        }
+        let mut values: Vec<i64> = (0..spans.len()).map(|i| days.value(measure, i)).collect();
         // The cut edges of the range (only the first and last buckets, and the whole, have any).
         for (i, span) in spans.iter().enumerate() {
             let edges = span.edges(window.tz);
@@ -163,21 +237,40 @@ pub async fn from_rollups(
     Ok(out)
 }
 
-/// Per span of whole days: distinct users (the days' totals less the repeat visits whose
-/// previous day is inside the span too; a one-day span has none, and skips the look-up), new
-/// users, and event counts. Each parameter appears once
-/// (in `p`), so that diesel can number them as it writes them.
-const ROLLUP_BODY: &str = "SELECT b.idx, \
-   (coalesce((SELECT sum(a.users) FROM daily_activity a \
-              WHERE a.tenant_id = p.t AND a.day BETWEEN b.s AND b.e), 0) \
-    - coalesce((SELECT sum(t.users) FROM active_transitions t \
-                WHERE b.s < b.e AND t.tenant_id = p.t AND t.day BETWEEN b.s AND b.e AND t.prev_day >= b.s), 0))::int8 AS users, \
-   coalesce((SELECT sum(a.new_users) FROM daily_activity a \
-             WHERE a.tenant_id = p.t AND a.day BETWEEN b.s AND b.e), 0)::int8 AS new_users, \
-   coalesce((SELECT sum(c.events) FROM event_counts_daily c \
-             WHERE c.tenant_id = p.t AND c.day BETWEEN b.s AND b.e \
-               AND (p.n IS NULL OR c.name = p.n)), 0)::int8 AS events \
- FROM p, unnest(p.s, p.e) WITH ORDINALITY AS b(s, e, idx) ORDER BY b.idx";
+const ACTIVITY: i32 = 1;
+const EVENTS: i32 = 2;
+const REPEATS: i32 = 3;
+const FIRST_VISITS: i32 = 4;
+
+/// One pass over each rollup for all whole days of the range, summed per bucket (grouped by the
+/// calendar period of the day, in the tenant's local days) and over everything (grouping sets).
+/// A bucket's distinct users are its days' users less the repeat visits whose previous day is in
+/// the bucket too (kind 3, only for buckets of several days). The whole range's are its first
+/// visits: the transitions whose previous day is before the range, new users' `-infinity`
+/// included (kind 4), the few that cross into the range rather than the many inside it (702
+/// against 10,895 rows for 12 months of the 10M-event bench tenant). One probe per bucket and
+/// table, as before, cost more than the rows themselves. Each parameter appears once (in `p`), so
+/// that diesel can number them as it writes them.
+const ROLLUP_BODY: &str = "SELECT 1 AS kind, date_trunc(p.u, a.day::timestamp)::date AS period, \
+     coalesce(sum(a.users), 0)::int8 AS v1, coalesce(sum(a.new_users), 0)::int8 AS v2 \
+   FROM p JOIN daily_activity a ON a.tenant_id = p.t AND a.day BETWEEN p.lo AND p.hi \
+   GROUP BY GROUPING SETS ((2), ()) \
+ UNION ALL \
+ SELECT 2, date_trunc(p.u, c.day::timestamp)::date, coalesce(sum(c.events), 0)::int8, 0 \
+   FROM p JOIN event_counts_daily c ON c.tenant_id = p.t AND c.day BETWEEN p.lo AND p.hi \
+     AND (p.n IS NULL OR c.name = p.n) \
+   GROUP BY GROUPING SETS ((2), ()) \
+ UNION ALL \
+ SELECT 4, NULL, coalesce(sum(t.users), 0)::int8, 0 \
+   FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
+     AND t.prev_day < p.lo";
+
+const REPEATS_BODY: &str = " UNION ALL \
+ SELECT 3, x.period, sum(x.users)::int8, 0 FROM ( \
+   SELECT date_trunc(p.u, t.day::timestamp)::date AS period, t.prev_day, t.users \
+   FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
+     AND t.prev_day >= p.lo AND t.day - t.prev_day < 31) x \
+ WHERE x.prev_day >= x.period GROUP BY x.period";
 
 /// The rollup statement as a query diesel prepares once per connection. Raw `sql_query` text is
 /// never cached, and planning was about a fifth of this statement's time (EXPLAIN ANALYZE at 10M
@@ -185,8 +278,7 @@ const ROLLUP_BODY: &str = "SELECT b.idx, \
 struct RollupQuery<'a> {
     explain: bool,
     tenant: Uuid,
-    starts: &'a [NaiveDate],
-    ends: &'a [NaiveDate],
+    days: &'a DaySpans,
     name: Option<&'a str>,
 }
 
@@ -207,13 +299,18 @@ impl QueryFragment<Pg> for RollupQuery<'_> {
         out.push_sql("WITH p AS (SELECT ");
         out.push_bind_param::<SqlUuid, _>(&self.tenant)?;
         out.push_sql("::uuid AS t, ");
-        out.push_bind_param::<Array<Date>, _>(&self.starts)?;
-        out.push_sql("::date[] AS s, ");
-        out.push_bind_param::<Array<Date>, _>(&self.ends)?;
-        out.push_sql("::date[] AS e, ");
+        out.push_bind_param::<Text, _>(&self.days.unit)?;
+        out.push_sql("::text AS u, ");
+        out.push_bind_param::<Date, _>(&self.days.lo)?;
+        out.push_sql("::date AS lo, ");
+        out.push_bind_param::<Date, _>(&self.days.hi)?;
+        out.push_sql("::date AS hi, ");
         out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
         out.push_sql("::text AS n) ");
         out.push_sql(ROLLUP_BODY);
+        if self.days.multi_day {
+            out.push_sql(REPEATS_BODY);
+        }
         Ok(())
     }
 }
@@ -221,15 +318,13 @@ impl QueryFragment<Pg> for RollupQuery<'_> {
 fn rollup_query<'a>(
     explain: bool,
     tenant: Uuid,
-    starts: &'a [NaiveDate],
-    ends: &'a [NaiveDate],
+    days: &'a DaySpans,
     name: Option<&'a str>,
 ) -> RollupQuery<'a> {
     RollupQuery {
         explain,
         tenant,
-        starts,
-        ends,
+        days,
         name,
     }
 }
@@ -250,12 +345,12 @@ pub async fn explain_rollup(
     measure: Measure,
     name: Option<&str>,
 ) -> AppResult<Vec<serde_json::Value>> {
-    let (spans, starts, ends) = spans_of(window);
+    let (spans, _, _) = spans_of(window);
     let mut plans = Vec::new();
-    let rows: Vec<PlanRow> = rollup_query(true, tenant, &starts, &ends, name)
-        .load(conn)
-        .await?;
-    plans.extend(rows.into_iter().map(|r| r.plan));
+    if let Some(days) = DaySpans::of(window) {
+        let rows: Vec<PlanRow> = rollup_query(true, tenant, &days, name).load(conn).await?;
+        plans.extend(rows.into_iter().map(|r| r.plan));
+    }
     for span in &spans {
         let edges = span.edges(window.tz);
         if !edges.is_empty() {

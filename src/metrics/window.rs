@@ -75,7 +75,7 @@ pub fn local_date(tz: Tz, at: DateTime<Utc>) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
-fn bucket_start_date(g: Granularity, d: NaiveDate) -> NaiveDate {
+pub(super) fn bucket_start_date(g: Granularity, d: NaiveDate) -> NaiveDate {
     match g {
         Granularity::Hour | Granularity::Day => d,
         Granularity::Week => d - Duration::days(d.weekday().num_days_from_monday() as i64),

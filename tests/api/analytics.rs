@@ -273,7 +273,12 @@ fn generate(
                 id,
                 Ev {
                     name: NAMES[rng.random_range(0..NAMES.len())].into(),
-                    user: format!("user-{}", rng.random_range(0..25)),
+                    // A core of daily users, and occasional ones whose visits are days or weeks
+                    // apart (repeat visits inside a week or a month, but not the day before).
+                    user: match i % 10 {
+                        0 => format!("user-{}", rng.random_range(25..65)),
+                        _ => format!("user-{}", rng.random_range(0..25)),
+                    },
                     at,
                     plan,
                 },
