@@ -6,6 +6,7 @@ use chrono_tz::Tz;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use super::points::Points;
 use crate::auth::guards::principal;
 use crate::error::AppError;
 use crate::graphql::app;
@@ -84,22 +85,23 @@ pub struct MetricSeries {
     /// The metric over the whole range as one bucket.
     pub total: f64,
     /// One per bucket, oldest first, empty buckets included.
-    pub points: Vec<MetricPoint>,
+    pub points: Points,
 }
 
 impl From<metrics::Series> for MetricSeries {
     fn from(s: metrics::Series) -> Self {
         Self {
             total: s.total,
-            points: s
-                .points
-                .into_iter()
-                .map(|p| MetricPoint {
-                    bucket: p.bucket,
-                    value: p.value,
-                    group: p.group,
-                })
-                .collect(),
+            points: Points(
+                s.points
+                    .into_iter()
+                    .map(|p| MetricPoint {
+                        bucket: p.bucket,
+                        value: p.value,
+                        group: p.group,
+                    })
+                    .collect(),
+            ),
         }
     }
 }

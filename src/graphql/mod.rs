@@ -6,6 +6,7 @@ pub mod errors;
 mod ingest;
 pub mod loaders;
 pub mod pagination;
+mod points;
 pub mod tenant;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};

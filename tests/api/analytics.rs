@@ -844,3 +844,51 @@ async fn tracking_a_key_later_rebuilds_the_rollups_and_bad_keys_are_refused() {
         );
     }
 }
+
+/// Points are resolved in one step; aliases, fragments, `__typename` and `@include` still answer
+/// as GraphQL says.
+#[tokio::test]
+async fn points_answer_aliases_fragments_and_typename() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("shapes").await;
+    t.ingest_ok(
+        &s.access,
+        vec![
+            json!({ "name": "login", "userId": "u1", "occurredAt": "2026-11-02T10:00:00Z", "properties": { "plan": "pro" } }),
+            json!({ "name": "login", "userId": "u2", "occurredAt": "2026-11-03T10:00:00Z", "properties": { "plan": "free" } }),
+            json!({ "name": "login", "userId": "u2", "occurredAt": "2026-11-03T11:00:00Z" }),
+        ],
+    )
+    .await;
+    let query = "query($r: TimeRangeInput!, $no: Boolean!) { analytics(range: $r, granularity: DAY) {
+        plain: events(breakdownBy: \"plan\") { points { bucket value group } }
+        shaped: events(breakdownBy: \"plan\") { points {
+            when: bucket ...V ... on MetricPoint { __typename g: group } hidden: value @include(if: $no)
+        } }
+    } } fragment V on MetricPoint { value }";
+    let resp = t
+        .gql(
+            Some(&s.access),
+            query,
+            json!({ "r": { "from": "2026-11-01T00:00:00Z", "to": "2026-11-05T00:00:00Z" }, "no": false }),
+        )
+        .await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    let plain = resp["data"]["analytics"]["plain"]["points"]
+        .as_array()
+        .unwrap();
+    let shaped = resp["data"]["analytics"]["shaped"]["points"]
+        .as_array()
+        .unwrap();
+    assert!(
+        plain
+            .iter()
+            .any(|p| p["group"] == "pro" && p["value"] == 1.0),
+        "{resp}"
+    );
+    let expected: Vec<Value> = plain
+        .iter()
+        .map(|p| json!({ "when": p["bucket"], "value": p["value"], "__typename": "MetricPoint", "g": p["group"] }))
+        .collect();
+    assert_eq!(shaped, &expected, "no `hidden`: @include(if: false)");
+}
