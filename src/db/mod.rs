@@ -124,11 +124,15 @@ impl Db {
     {
         let mut conn = self.pool.get().await?;
         let conn: &mut Conn = &mut conn;
-        AnsiTransactionManager::begin_transaction(conn).await?;
-        let result = match set_scope(conn, scope).await {
-            Ok(()) => work(conn).await,
-            Err(e) => Err(e),
-        };
+        // The scope is set in the same round trip as BEGIN: it is only ever a UUID and a flag,
+        // written by us, so it is safe as literal text.
+        let (tenant, operator) = scope_settings(scope);
+        let begin = format!(
+            "BEGIN; SELECT set_config('fahwa.tenant_id', '{tenant}', true), \
+             set_config('fahwa.operator', '{operator}', true)"
+        );
+        AnsiTransactionManager::begin_transaction_sql(conn, &begin).await?;
+        let result = work(conn).await;
         match result {
             Ok(value) => {
                 AnsiTransactionManager::commit_transaction(conn).await?;
@@ -162,12 +166,16 @@ impl Db {
 }
 
 /// Changes the scope inside a running transaction (e.g. to record what outlives a tenant).
-pub async fn set_scope(conn: &mut Conn, scope: Scope) -> AppResult<()> {
-    let (tenant, operator) = match scope {
+fn scope_settings(scope: Scope) -> (String, &'static str) {
+    match scope {
         Scope::Tenant(id) => (id.to_string(), "off"),
         Scope::Operator => (String::new(), "on"),
         Scope::Anonymous => (String::new(), "off"),
-    };
+    }
+}
+
+pub async fn set_scope(conn: &mut Conn, scope: Scope) -> AppResult<()> {
+    let (tenant, operator) = scope_settings(scope);
     diesel::sql_query(
         "SELECT set_config('fahwa.tenant_id', $1, true), set_config('fahwa.operator', $2, true)",
     )

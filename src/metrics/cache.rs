@@ -43,7 +43,8 @@ impl TenantContext {
 
 fn cache_key<Q: Serialize>(tenant: Uuid, version: i64, query: &Q) -> String {
     let digest = Sha256::digest(serde_json::to_vec(query).unwrap_or_default());
-    format!("mc:{tenant}:{version}:{}", hex::encode(&digest[..16]))
+    // `mc2`: points carry their bucket as seconds since the first format.
+    format!("mc2:{tenant}:{version}:{}", hex::encode(&digest[..16]))
 }
 
 /// The cached value of `query` at the tenant's data `version`, if any. Cache failures count as

@@ -692,7 +692,7 @@ async fn cached_results_never_outlive_new_data() {
         .unwrap();
     let prefix = &t.app.config.redis_prefix;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}mc:*"))
+        .arg(format!("{prefix}mc2:*"))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -719,7 +719,7 @@ async fn cached_results_never_outlive_new_data() {
         .await;
     }
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}mc:*"))
+        .arg(format!("{prefix}mc2:*"))
         .query_async(&mut redis)
         .await
         .unwrap();
