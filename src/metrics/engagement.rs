@@ -169,29 +169,20 @@ pub(super) fn spans_of(window: &Window) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<Nai
     (spans, starts, ends)
 }
 
-/// The whole days of a range (the buckets' days are contiguous within them) and the calendar
-/// unit of its buckets.
+/// The whole days of a range (the buckets' days are contiguous within them) and the bucket size.
 struct DaySpans {
     lo: NaiveDate,
     hi: NaiveDate,
-    unit: &'static str,
-    /// Whether a bucket holds more than one day, so that repeat visits inside it count once.
-    multi_day: bool,
+    granularity: Granularity,
 }
 
 impl DaySpans {
     fn of(window: &Window) -> Option<DaySpans> {
         let (lo, hi) = window.whole().full_days?;
-        let unit = match window.granularity {
-            Granularity::Hour | Granularity::Day => "day",
-            Granularity::Week => "week",
-            Granularity::Month => "month",
-        };
         Some(DaySpans {
             lo,
             hi,
-            unit,
-            multi_day: unit != "day",
+            granularity: window.granularity,
         })
     }
 }
@@ -243,34 +234,61 @@ const REPEATS: i32 = 3;
 const FIRST_VISITS: i32 = 4;
 
 /// One pass over each rollup for all whole days of the range, summed per bucket (grouped by the
-/// calendar period of the day, in the tenant's local days) and over everything (grouping sets).
-/// A bucket's distinct users are its days' users less the repeat visits whose previous day is in
-/// the bucket too (kind 3, only for buckets of several days). The whole range's are its first
-/// visits: the transitions whose previous day is before the range, new users' `-infinity`
-/// included (kind 4), the few that cross into the range rather than the many inside it (702
-/// against 10,895 rows for 12 months of the 10M-event bench tenant). One probe per bucket and
-/// table, as before, cost more than the rows themselves. Each parameter appears once (in `p`), so
-/// that diesel can number them as it writes them.
-const ROLLUP_BODY: &str = "SELECT 1 AS kind, date_trunc(p.u, a.day::timestamp)::date AS period, \
-     coalesce(sum(a.users), 0)::int8 AS v1, coalesce(sum(a.new_users), 0)::int8 AS v2 \
-   FROM p JOIN daily_activity a ON a.tenant_id = p.t AND a.day BETWEEN p.lo AND p.hi \
-   GROUP BY GROUPING SETS ((2), ()) \
- UNION ALL \
- SELECT 2, date_trunc(p.u, c.day::timestamp)::date, coalesce(sum(c.events), 0)::int8, 0 \
-   FROM p JOIN event_counts_daily c ON c.tenant_id = p.t AND c.day BETWEEN p.lo AND p.hi \
-     AND (p.n IS NULL OR c.name = p.n) \
-   GROUP BY GROUPING SETS ((2), ()) \
- UNION ALL \
- SELECT 4, NULL, coalesce(sum(t.users), 0)::int8, 0 \
-   FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
-     AND t.prev_day < p.lo";
+/// first day of the day's calendar period, in the tenant's local days) and over everything
+/// (grouping sets). A bucket's distinct users are its days' users less the repeat visits whose
+/// previous day is in the bucket too (kind 3, only for buckets of several days). The whole
+/// range's are its first visits: the transitions whose previous day is before the range, new
+/// users' `-infinity` included (kind 4), the few that cross into the range rather than the many
+/// inside it (702 against 10,895 rows for 12 months of the 10M-event bench tenant). One probe per
+/// bucket and table, as before, cost more than the rows themselves. Each parameter appears once
+/// (in `p`), so that diesel can number them as it writes them.
+fn rollup_body(granularity: Granularity) -> String {
+    let period = |day: &str| period_start(granularity, day);
+    let mut sql = format!(
+        "SELECT 1 AS kind, {} AS period, \
+           coalesce(sum(a.users), 0)::int8 AS v1, coalesce(sum(a.new_users), 0)::int8 AS v2 \
+         FROM p JOIN daily_activity a ON a.tenant_id = p.t AND a.day BETWEEN p.lo AND p.hi \
+         GROUP BY GROUPING SETS ((2), ()) \
+       UNION ALL \
+       SELECT 2, {}, coalesce(sum(c.events), 0)::int8, 0 \
+         FROM p JOIN event_counts_daily c ON c.tenant_id = p.t AND c.day BETWEEN p.lo AND p.hi \
+           AND (p.n IS NULL OR c.name = p.n) \
+         GROUP BY GROUPING SETS ((2), ()) \
+       UNION ALL \
+       SELECT 4, NULL, coalesce(sum(t.users), 0)::int8, 0 \
+         FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
+           AND t.prev_day < p.lo",
+        period("a.day"),
+        period("c.day"),
+    );
+    if granularity != Granularity::Day {
+        // The previous day is in the day's own period (and in the range: the first bucket may
+        // start after its period does). Integer arithmetic on the gap: date_trunc per row was
+        // most of this part's time.
+        let days_into_period = match granularity {
+            Granularity::Week => "(t.day - DATE '0001-01-01') % 7",
+            _ => "date_part('day', t.day)::int - 1",
+        };
+        sql.push_str(&format!(
+            " UNION ALL \
+             SELECT 3, {}, sum(t.users)::int8, 0 \
+             FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
+               AND t.prev_day >= p.lo \
+             WHERE t.day - t.prev_day <= {days_into_period} GROUP BY 2",
+            period("t.day"),
+        ));
+    }
+    sql
+}
 
-const REPEATS_BODY: &str = " UNION ALL \
- SELECT 3, x.period, sum(x.users)::int8, 0 FROM ( \
-   SELECT date_trunc(p.u, t.day::timestamp)::date AS period, t.prev_day, t.users \
-   FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
-     AND t.prev_day >= p.lo AND t.day - t.prev_day < 31) x \
- WHERE x.prev_day >= x.period GROUP BY x.period";
+/// The first day of `day`'s calendar period (0001-01-01 was a Monday).
+fn period_start(granularity: Granularity, day: &str) -> String {
+    match granularity {
+        Granularity::Hour | Granularity::Day => day.to_string(),
+        Granularity::Week => format!("({day} - ({day} - DATE '0001-01-01') % 7)"),
+        Granularity::Month => format!("({day} - (date_part('day', {day})::int - 1))"),
+    }
+}
 
 /// The rollup statement as a query diesel prepares once per connection. Raw `sql_query` text is
 /// never cached, and planning was about a fifth of this statement's time (EXPLAIN ANALYZE at 10M
@@ -280,6 +298,7 @@ struct RollupQuery<'a> {
     tenant: Uuid,
     days: &'a DaySpans,
     name: Option<&'a str>,
+    body: String,
 }
 
 impl QueryId for RollupQuery<'_> {
@@ -299,18 +318,13 @@ impl QueryFragment<Pg> for RollupQuery<'_> {
         out.push_sql("WITH p AS (SELECT ");
         out.push_bind_param::<SqlUuid, _>(&self.tenant)?;
         out.push_sql("::uuid AS t, ");
-        out.push_bind_param::<Text, _>(&self.days.unit)?;
-        out.push_sql("::text AS u, ");
         out.push_bind_param::<Date, _>(&self.days.lo)?;
         out.push_sql("::date AS lo, ");
         out.push_bind_param::<Date, _>(&self.days.hi)?;
         out.push_sql("::date AS hi, ");
         out.push_bind_param::<Nullable<Text>, _>(&self.name)?;
         out.push_sql("::text AS n) ");
-        out.push_sql(ROLLUP_BODY);
-        if self.days.multi_day {
-            out.push_sql(REPEATS_BODY);
-        }
+        out.push_sql(&self.body);
         Ok(())
     }
 }
@@ -326,6 +340,7 @@ fn rollup_query<'a>(
         tenant,
         days,
         name,
+        body: rollup_body(days.granularity),
     }
 }
 
