@@ -6,7 +6,7 @@
 //! from the segment rollup (`segments`). The parts of a range that cut a day, hourly buckets, and
 //! other property filters are read from the events themselves. Every number is exact.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery};
@@ -281,8 +281,28 @@ fn rollup_body(granularity: Granularity) -> String {
     sql
 }
 
+/// SQL for the 1-based number of the bucket holding local `day` (a column), by arithmetic from
+/// the first bucket's period: per-row `width_bucket` over an array of first days, with its
+/// generic comparisons, was most of a segment statement's aggregation. Only for days inside the
+/// range's whole days; the dates are the window's own, written as literals.
+pub(super) fn bucket_index_sql(window: &Window, day: &str) -> String {
+    let first = window.buckets[..]
+        .first()
+        .map(|b| b.label.with_timezone(&window.tz).date_naive())
+        .unwrap_or_default();
+    let base = bucket_start_date(window.granularity, first);
+    match window.granularity {
+        Granularity::Hour | Granularity::Day => format!("(({day} - DATE '{base}') + 1)::int4"),
+        Granularity::Week => format!("(({day} - DATE '{base}') / 7 + 1)::int4"),
+        Granularity::Month => format!(
+            "(date_part('year', {day})::int4 * 12 + date_part('month', {day})::int4 - {} + 1)::int4",
+            base.year() * 12 + base.month() as i32
+        ),
+    }
+}
+
 /// The first day of `day`'s calendar period (0001-01-01 was a Monday).
-fn period_start(granularity: Granularity, day: &str) -> String {
+pub(super) fn period_start(granularity: Granularity, day: &str) -> String {
     match granularity {
         Granularity::Hour | Granularity::Day => day.to_string(),
         Granularity::Week => format!("({day} - ({day} - DATE '0001-01-01') % 7)"),
@@ -524,13 +544,12 @@ pub(super) fn points_of(window: &Window, rows: &[RawRow], grouped: bool) -> Vec<
     if groups.is_empty() {
         groups.push(None);
     }
+    let found: std::collections::HashMap<(i32, &Option<String>), i64> =
+        rows.iter().map(|r| ((r.idx, &r.grp), r.value)).collect();
     let mut points = Vec::with_capacity(window.buckets.len() * groups.len());
     for (i, b) in window.buckets.iter().enumerate() {
         for g in &groups {
-            let value = rows
-                .iter()
-                .find(|r| r.idx as usize == i + 1 && &r.grp == g)
-                .map_or(0, |r| r.value);
+            let value = found.get(&(i as i32 + 1, g)).copied().unwrap_or(0);
             points.push(Point {
                 bucket: b.label,
                 value: value as f64,

@@ -14,7 +14,9 @@ use diesel::sql_types::{Array, Date, Integer, Text, Timestamptz, Uuid as SqlUuid
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::engagement::{Measure, RawRow, no_days, points_of, spans_of};
+use super::engagement::{
+    Measure, RawRow, bucket_index_sql, no_days, period_start, points_of, spans_of,
+};
 use super::window::Window;
 use super::{EventFilter, Series};
 use crate::db::Conn;
@@ -42,11 +44,14 @@ struct Sources {
     edge_from: Vec<DateTime<Utc>>,
     edge_to: Vec<DateTime<Utc>>,
     edge_bucket: Vec<i32>,
+    /// SQL for the bucket of a rollup row's day (`r.day`).
+    day_index: String,
 }
 
 impl Sources {
     fn of(window: &Window) -> Sources {
         let mut out = Sources {
+            day_index: bucket_index_sql(window, "r.day"),
             day_from: Vec::new(),
             day_to: Vec::new(),
             day_bucket: Vec::new(),
@@ -79,8 +84,8 @@ impl Sources {
     }
 }
 
-/// The statement: rollup rows of whole days, each placed in its bucket by `width_bucket` over
-/// the buckets' first days, plus event rows of the edges, counted per bucket and group and once
+/// The statement: rollup rows of whole days, each placed in its bucket by arithmetic on its day,
+/// plus event rows of the edges, counted per bucket and group and once
 /// over everything (the total: distinct users do not add up). Tracked positions are written
 /// into the text (indexes into the tenant's own key list); every value is a bound parameter.
 fn statement(
@@ -125,9 +130,9 @@ fn statement(
             _ => ("segment_counts_daily", "NULL::text"),
         };
         parts.push(format!(
-            "SELECT ($4::int4[])[w.p] AS idx, {rollup_group} AS grp, {user}, r.events::int8 AS events \
-             FROM {table} r CROSS JOIN LATERAL (SELECT width_bucket(r.day, $2::date[]) AS p) w \
-             WHERE r.tenant_id = $1 AND r.day BETWEEN $8 AND $9 AND r.day <= ($3::date[])[w.p]{rollup_where}"
+            "SELECT {} AS idx, {rollup_group} AS grp, {user}, r.events::int8 AS events \
+             FROM {table} r WHERE r.tenant_id = $1 AND r.day BETWEEN $8 AND $9{rollup_where}",
+            sources.day_index
         ));
     }
     if !sources.edge_bucket.is_empty() {
@@ -240,21 +245,46 @@ fn one_segment(tracked: &[String], measure: Measure, filter: &EventFilter) -> bo
         && tracked.contains(&filter.properties[0].0)
 }
 
+/// Without cut edges, one scan of the segment's transitions in the range: a bucket's users are
+/// its first visits (previous day before the bucket's first whole day), the whole range's those
+/// whose previous day is before the range. A probe per bucket cost more than the rows.
+fn whole_day_segment_users(window: &Window) -> String {
+    let buckets = window.buckets.len();
+    let index = bucket_index_sql(window, "t.day");
+    let period = period_start(window.granularity, "t.day");
+    format!(
+        "WITH g AS (SELECT $8::text || ':' || md5($9::text) AS seg, \
+           ($2::date[])[array_length($2::date[], 1)] AS lo, \
+           ($3::date[])[array_length($3::date[], 1)] AS hi) \
+         SELECT {index} AS idx, NULL::text AS grp, sum(t.users)::int8 AS value \
+           FROM g JOIN segment_transitions t ON t.tenant_id = $1 AND t.seg = g.seg \
+             AND t.day BETWEEN g.lo AND g.hi \
+           WHERE t.prev_day < greatest({period}, g.lo) GROUP BY 1 \
+         UNION ALL \
+         SELECT {} AS idx, NULL::text, coalesce(sum(t.users), 0)::int8 \
+           FROM g JOIN segment_transitions t ON t.tenant_id = $1 AND t.seg = g.seg \
+             AND t.day BETWEEN g.lo AND g.hi AND t.prev_day < g.lo",
+        buckets + 1
+    )
+}
+
 fn segment_users_query<'a>(
     explain: bool,
     tenant: Uuid,
+    window: &Window,
     spans: &'a Spans,
     tracked: &[String],
     filter: &'a EventFilter,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let (key, value) = &filter.properties[0];
     let position = tracked.iter().position(|t| t == key).map_or(0, |i| i + 1);
-    let edges = if spans.any_edge {
-        SEGMENT_EDGE_USERS
-    } else {
-        ""
+    // The whole range is the last span; without whole days at all there is nothing to scan.
+    let whole_days = spans.first_day.last() <= spans.last_day.last();
+    let sql = match (spans.any_edge, whole_days) {
+        (false, true) => whole_day_segment_users(window),
+        (true, _) => SEGMENT_USERS.replace("{edges}", SEGMENT_EDGE_USERS),
+        (false, false) => SEGMENT_USERS.replace("{edges}", ""),
     };
-    let sql = SEGMENT_USERS.replace("{edges}", edges);
     let prefix = if explain {
         "EXPLAIN (FORMAT JSON) "
     } else {
@@ -285,9 +315,10 @@ pub async fn series(
 ) -> AppResult<Series> {
     if one_segment(tracked, measure, filter) {
         let spans = Spans::of(window);
-        let mut rows: Vec<RawRow> = segment_users_query(false, tenant, &spans, tracked, filter)
-            .load(conn)
-            .await?;
+        let mut rows: Vec<RawRow> =
+            segment_users_query(false, tenant, window, &spans, tracked, filter)
+                .load(conn)
+                .await?;
         let buckets = window.buckets.len();
         let total = rows
             .iter()
@@ -326,7 +357,7 @@ pub async fn explain(
     if one_segment(tracked, measure, filter) {
         let spans = Spans::of(window);
         let row: super::engagement::PlanRow =
-            segment_users_query(true, tenant, &spans, tracked, filter)
+            segment_users_query(true, tenant, window, &spans, tracked, filter)
                 .get_result(conn)
                 .await?;
         return Ok(row.plan);

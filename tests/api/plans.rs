@@ -190,9 +190,8 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
             (&tracked, Measure::ActiveUsers, &one, None),
         )
         .await;
-        assert_eq!(
-            rels.iter().filter(|r| *r == "segment_transitions").count(),
-            1,
+        assert!(
+            !rels.is_empty() && rels.iter().all(|r| r == "segment_transitions"),
             "{rels:?}"
         );
         assert!(
