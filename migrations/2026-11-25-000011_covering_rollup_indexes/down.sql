@@ -5,3 +5,6 @@ ALTER TABLE segment_transitions
 ALTER TABLE active_transitions
   DROP CONSTRAINT active_transitions_pkey,
   ADD CONSTRAINT active_transitions_pkey PRIMARY KEY (tenant_id, day, prev_day);
+ALTER TABLE event_counts_daily
+  DROP CONSTRAINT event_counts_daily_pkey,
+  ADD CONSTRAINT event_counts_daily_pkey PRIMARY KEY (tenant_id, day, name);
