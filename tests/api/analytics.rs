@@ -411,7 +411,7 @@ async fn compare_cohorts_and_funnel(
     to: DateTime<Utc>,
 ) {
     let brute = Brute::new(events);
-    for (g, periods) in [(G::Day, 5), (G::Week, 3)] {
+    for (g, periods) in [(G::Day, 5), (G::Week, 3), (G::Month, 2)] {
         let resp = t
             .op(Some(&s.access), "analytics.graphql", "Retention", json!({
                 "range": { "from": from.to_rfc3339(), "to": to.to_rfc3339() }, "granularity": g.name(), "periods": periods,
