@@ -6,7 +6,7 @@
 //! from the segment rollup (`segments`). The parts of a range that cut a day, hourly buckets, and
 //! other property filters are read from the events themselves. Every number is exact.
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::QueryResult;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, BoxedSqlQuery, Query, QueryFragment, QueryId, SqlQuery};
@@ -17,7 +17,8 @@ use diesel::sql_types::{
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::window::{Bucket, Granularity, Window, bucket_start_date};
+use super::bucket_sql::{self, Base};
+use super::window::{Bucket, Granularity, Window};
 use super::{EventFilter, Point, Series};
 use crate::db::Conn;
 use crate::error::AppResult;
@@ -29,14 +30,14 @@ pub enum Measure {
     Events,
 }
 
-/// One aggregate of the rollup statement: `kind` says which, `period` the first day of the
-/// bucket's calendar period (none for the whole range).
+/// One aggregate of the rollup statement: `kind` says which, `bucket` its 0-based bucket (none
+/// for the whole range).
 #[derive(diesel::QueryableByName)]
 struct RollupRow {
     #[diesel(sql_type = Integer)]
     kind: i32,
-    #[diesel(sql_type = Nullable<Date>)]
-    period: Option<NaiveDate>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    bucket: Option<i32>,
     #[diesel(sql_type = BigInt)]
     v1: i64,
     #[diesel(sql_type = BigInt)]
@@ -52,26 +53,18 @@ struct DayTotals {
 }
 
 impl DayTotals {
-    fn of(rows: &[RollupRow], window: &Window, spans: usize) -> DayTotals {
+    fn of(rows: &[RollupRow], spans: usize) -> DayTotals {
         let whole = spans - 1;
-        let bucket_of: std::collections::HashMap<NaiveDate, usize> = window
-            .buckets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| Some((bucket_start_date(window.granularity, b.full_days?.0), i)))
-            .collect();
         let mut out = DayTotals {
             users: vec![0; spans],
             new_users: vec![0; spans],
             events: vec![0; spans],
         };
         for r in rows {
-            let at = match r.period {
+            let at = match r.bucket.map(usize::try_from) {
                 None => whole,
-                Some(p) => match bucket_of.get(&p) {
-                    Some(&i) => i,
-                    None => continue,
-                },
+                Some(Ok(i)) if i < whole => i,
+                Some(_) => continue,
             };
             match (r.kind, at == whole) {
                 // The whole range's users are its first visits (FIRST_VISITS) instead.
@@ -174,6 +167,7 @@ struct DaySpans {
     lo: NaiveDate,
     hi: NaiveDate,
     granularity: Granularity,
+    base: Base,
 }
 
 impl DaySpans {
@@ -183,6 +177,7 @@ impl DaySpans {
             lo,
             hi,
             granularity: window.granularity,
+            base: Base::of(window),
         })
     }
 }
@@ -200,7 +195,7 @@ pub async fn from_rollups(
         Some(days) => rollup_query(false, tenant, &days, name).load(conn).await?,
         None => Vec::new(),
     };
-    let days = DayTotals::of(&rows, window, spans.len());
+    let days = DayTotals::of(&rows, spans.len());
     let mut out = Vec::with_capacity(measures.len());
     for &measure in measures {
         let mut values: Vec<i64> = (0..spans.len()).map(|i| days.value(measure, i)).collect();
@@ -233,19 +228,20 @@ const EVENTS: i32 = 2;
 const REPEATS: i32 = 3;
 const FIRST_VISITS: i32 = 4;
 
-/// One pass over each rollup for all whole days of the range, summed per bucket (grouped by the
-/// first day of the day's calendar period, in the tenant's local days) and over everything
-/// (grouping sets). A bucket's distinct users are its days' users less the repeat visits whose
-/// previous day is in the bucket too (kind 3, only for buckets of several days). The whole
-/// range's are its first visits: the transitions whose previous day is before the range, new
-/// users' `-infinity` included (kind 4), the few that cross into the range rather than the many
-/// inside it (702 against 10,895 rows for 12 months of the 10M-event bench tenant). One probe per
-/// bucket and table, as before, cost more than the rows themselves. Each parameter appears once
-/// (in `p`), so that diesel can number them as it writes them.
+/// One pass over each rollup for all whole days of the range, summed per bucket (numbered by
+/// arithmetic on the tenant-local day) and over everything (grouping sets). A bucket's distinct
+/// users are its days' users less the repeat visits whose previous day is in the bucket too (kind
+/// 3, only for buckets of several days). The whole range's are its first visits: the transitions
+/// whose previous day is before the range, new users' `-infinity` included (kind 4), the few that
+/// cross into the range rather than the many inside it (702 against 10,895 rows for 12 months of
+/// the 10M-event bench tenant). One probe per bucket and table, as before, cost more than the
+/// rows themselves. The text depends on the granularity only (the bucket base is a parameter),
+/// so each connection prepares at most three. Each parameter appears once (in `p`), so that
+/// diesel can number them as it writes them.
 fn rollup_body(granularity: Granularity) -> String {
-    let period = |day: &str| period_start(granularity, day);
+    let bucket = |day: &str| bucket_sql::number(granularity, day, "p.b", "p.m");
     let mut sql = format!(
-        "SELECT 1 AS kind, {} AS period, \
+        "SELECT 1 AS kind, {} AS bucket, \
            coalesce(sum(a.users), 0)::int8 AS v1, coalesce(sum(a.new_users), 0)::int8 AS v2 \
          FROM p JOIN daily_activity a ON a.tenant_id = p.t AND a.day BETWEEN p.lo AND p.hi \
          GROUP BY GROUPING SETS ((2), ()) \
@@ -258,56 +254,24 @@ fn rollup_body(granularity: Granularity) -> String {
        SELECT 4, NULL, coalesce(sum(t.users), 0)::int8, 0 \
          FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
            AND t.prev_day < p.lo",
-        period("a.day"),
-        period("c.day"),
+        bucket("a.day"),
+        bucket("c.day"),
     );
     if granularity != Granularity::Day {
         // The previous day is in the day's own period (and in the range: the first bucket may
-        // start after its period does). Integer arithmetic on the gap: date_trunc per row was
-        // most of this part's time.
-        let days_into_period = match granularity {
-            Granularity::Week => "(t.day - DATE '0001-01-01') % 7",
-            _ => "date_part('day', t.day)::int - 1",
-        };
+        // start after its period does), compared as a gap: date_trunc per row was most of this
+        // part's time.
         sql.push_str(&format!(
             " UNION ALL \
              SELECT 3, {}, sum(t.users)::int8, 0 \
              FROM p JOIN active_transitions t ON t.tenant_id = p.t AND t.day BETWEEN p.lo AND p.hi \
                AND t.prev_day >= p.lo \
-             WHERE t.day - t.prev_day <= {days_into_period} GROUP BY 2",
-            period("t.day"),
+             WHERE t.day - t.prev_day <= {} GROUP BY 2",
+            bucket("t.day"),
+            bucket_sql::days_into_period(granularity, "t.day"),
         ));
     }
     sql
-}
-
-/// SQL for the 1-based number of the bucket holding local `day` (a column), by arithmetic from
-/// the first bucket's period: per-row `width_bucket` over an array of first days, with its
-/// generic comparisons, was most of a segment statement's aggregation. Only for days inside the
-/// range's whole days; the dates are the window's own, written as literals.
-pub(super) fn bucket_index_sql(window: &Window, day: &str) -> String {
-    let first = window.buckets[..]
-        .first()
-        .map(|b| b.label.with_timezone(&window.tz).date_naive())
-        .unwrap_or_default();
-    let base = bucket_start_date(window.granularity, first);
-    match window.granularity {
-        Granularity::Hour | Granularity::Day => format!("(({day} - DATE '{base}') + 1)::int4"),
-        Granularity::Week => format!("(({day} - DATE '{base}') / 7 + 1)::int4"),
-        Granularity::Month => format!(
-            "(date_part('year', {day})::int4 * 12 + date_part('month', {day})::int4 - {} + 1)::int4",
-            base.year() * 12 + base.month() as i32
-        ),
-    }
-}
-
-/// The first day of `day`'s calendar period (0001-01-01 was a Monday).
-pub(super) fn period_start(granularity: Granularity, day: &str) -> String {
-    match granularity {
-        Granularity::Hour | Granularity::Day => day.to_string(),
-        Granularity::Week => format!("({day} - ({day} - DATE '0001-01-01') % 7)"),
-        Granularity::Month => format!("({day} - (date_part('day', {day})::int - 1))"),
-    }
 }
 
 /// The rollup statement as a query diesel prepares once per connection. Raw `sql_query` text is
@@ -338,6 +302,10 @@ impl QueryFragment<Pg> for RollupQuery<'_> {
         out.push_sql("WITH p AS (SELECT ");
         out.push_bind_param::<SqlUuid, _>(&self.tenant)?;
         out.push_sql("::uuid AS t, ");
+        out.push_bind_param::<Date, _>(&self.days.base.day)?;
+        out.push_sql("::date AS b, ");
+        out.push_bind_param::<Integer, _>(&self.days.base.month)?;
+        out.push_sql("::int4 AS m, ");
         out.push_bind_param::<Date, _>(&self.days.lo)?;
         out.push_sql("::date AS lo, ");
         out.push_bind_param::<Date, _>(&self.days.hi)?;

@@ -1,6 +1,7 @@
 //! The analytics engine: engagement series from rollups (whole local days) and raw events (the
 //! cut edges of a range, hourly buckets, property filters), retention and funnels.
 
+mod bucket_sql;
 pub mod cache;
 pub mod engagement;
 pub mod funnel;

@@ -1,12 +1,13 @@
 //! Retention: one cohort per bucket (users whose first-ever event falls in it); `retained[k]` is
 //! how many of them were active in the k-th bucket after it, from the activity rollup.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use diesel::sql_types::{BigInt, Date, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
+use super::bucket_sql::{self, Base};
 use super::window::{Granularity, Window, local_date};
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
@@ -53,13 +54,9 @@ pub async fn retention(
         window.granularity,
         window.tz,
     )?;
-    let base = extended.buckets[..]
-        .first()
-        .map_or(local_date(window.tz, window.from), |b| {
-            local_date(window.tz, b.label)
-        });
+    let base = Base::of(window);
     let horizon = local_date(window.tz, extended.to);
-    let index = |day: &str| bucket_of(window.granularity, day);
+    let index = |day: &str| bucket_sql::number(window.granularity, day, "$2", "$8");
     // Each cohort member's own days, reduced to distinct buckets before they meet the other
     // members': one DISTINCT over every member's days had spilled to disk, and `width_bucket`
     // over an array of dates compared generically per row (3.1 s against about 0.5 s for 12
@@ -79,13 +76,13 @@ pub async fn retention(
     );
     let rows: Vec<Row> = diesel::sql_query(sql)
         .bind::<SqlUuid, _>(tenant)
-        .bind::<Date, _>(base)
+        .bind::<Date, _>(base.day)
         .bind::<Timestamptz, _>(window.from)
         .bind::<Timestamptz, _>(window.to)
         .bind::<Text, _>(window.tz.name())
         .bind::<Date, _>(horizon)
         .bind::<Integer, _>(periods)
-        .bind::<Integer, _>(base.year() * 12 + base.month() as i32)
+        .bind::<Integer, _>(base.month)
         .load(conn)
         .await?;
     let mut cohorts: Vec<Cohort> = window
@@ -106,18 +103,6 @@ pub async fn retention(
         c.size = c.retained[0];
     }
     Ok(cohorts)
-}
-
-/// SQL for the 0-based bucket of local `day` counted from the first bucket's first day (`$2`;
-/// `$8` is its year * 12 + month).
-fn bucket_of(granularity: Granularity, day: &str) -> String {
-    match granularity {
-        Granularity::Week => format!("(({day} - $2) / 7)"),
-        Granularity::Month => {
-            format!("(date_part('year', {day})::int4 * 12 + date_part('month', {day})::int4 - $8)")
-        }
-        Granularity::Hour | Granularity::Day => format!("({day} - $2)"),
-    }
 }
 
 /// The end of the bucket `periods` buckets after the range's last bucket.

@@ -14,9 +14,8 @@ use diesel::sql_types::{Array, Date, Integer, Text, Timestamptz, Uuid as SqlUuid
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::engagement::{
-    Measure, RawRow, bucket_index_sql, no_days, period_start, points_of, spans_of,
-};
+use super::bucket_sql::{self, Base};
+use super::engagement::{Measure, RawRow, no_days, points_of, spans_of};
 use super::window::Window;
 use super::{EventFilter, Series};
 use crate::db::Conn;
@@ -35,6 +34,16 @@ pub fn serves(
         && breakdown.is_none_or(|b| tracked.iter().any(|t| t == b))
 }
 
+/// SQL for the 1-based bucket of a whole local `day` of `window` (statements here are not
+/// prepared, so the base is written as literals).
+fn bucket_index(window: &Window, day: &str) -> String {
+    let (base, month) = Base::of(window).literals();
+    format!(
+        "({} + 1)::int4",
+        bucket_sql::number(window.granularity, day, &base, &month)
+    )
+}
+
 /// Where each bucket's numbers come from: its whole local days (buckets that have any, in
 /// order) and its cut edges (non-empty intervals), each tagged with the bucket's 1-based index.
 struct Sources {
@@ -51,7 +60,7 @@ struct Sources {
 impl Sources {
     fn of(window: &Window) -> Sources {
         let mut out = Sources {
-            day_index: bucket_index_sql(window, "r.day"),
+            day_index: bucket_index(window, "r.day"),
             day_from: Vec::new(),
             day_to: Vec::new(),
             day_bucket: Vec::new(),
@@ -250,8 +259,8 @@ fn one_segment(tracked: &[String], measure: Measure, filter: &EventFilter) -> bo
 /// whose previous day is before the range. A probe per bucket cost more than the rows.
 fn whole_day_segment_users(window: &Window) -> String {
     let buckets = window.buckets.len();
-    let index = bucket_index_sql(window, "t.day");
-    let period = period_start(window.granularity, "t.day");
+    let index = bucket_index(window, "t.day");
+    let period = bucket_sql::period_start(window.granularity, "t.day");
     format!(
         "WITH g AS (SELECT $8::text || ':' || md5($9::text) AS seg, \
            ($2::date[])[array_length($2::date[], 1)] AS lo, \
