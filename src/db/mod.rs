@@ -131,7 +131,11 @@ impl Db {
             "BEGIN; SELECT set_config('fahwa.tenant_id', '{tenant}', true), \
              set_config('fahwa.operator', '{operator}', true)"
         );
-        AnsiTransactionManager::begin_transaction_sql(conn, &begin).await?;
+        if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &begin).await {
+            // BEGIN may have run before the failure: never hand the pool an open transaction.
+            let _ = conn.batch_execute("ROLLBACK").await;
+            return Err(e.into());
+        }
         let result = work(conn).await;
         match result {
             Ok(value) => {
