@@ -33,20 +33,17 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Principal {
 
 async fn api_key(app: &App, secret: &str) -> Principal {
     let hash = secrets::digest(secret);
-    let found = match app.key_grants.get(&hash).await {
+    let cached = app.key_grants.get(&hash).await;
+    let from_cache = cached.is_some();
+    let found = match cached {
         Some(grant) => Ok(Some(grant)),
         None => {
             let lookup = hash.clone();
-            let found = app
-                .db
+            app.db
                 .outside_tenants(|conn| {
                     async move { KeyGrant::by_hash(conn, &lookup).await }.scope_boxed()
                 })
-                .await;
-            if let Ok(Some(grant)) = &found {
-                app.key_grants.remember(hash.clone(), grant.clone()).await;
-            }
-            found
+                .await
         }
     };
     match found {
@@ -57,6 +54,8 @@ async fn api_key(app: &App, secret: &str) -> Principal {
             if stale {
                 touch_last_used(app, key.tenant_id, key.id).await;
                 key.last_used_at = Some(Utc::now());
+            }
+            if stale || !from_cache {
                 app.key_grants.remember(hash, key.clone()).await;
             }
             Principal::ApiKey(ApiKeyPrincipal {

@@ -568,3 +568,54 @@ async fn only_an_owner_deletes_the_tenant() {
         .await;
     assert!(me["errors"].is_null(), "other tenants are untouched: {me}");
 }
+
+/// A key checked moments ago costs no database statement; revoking it is felt at once.
+#[tokio::test]
+async fn a_checked_api_key_is_remembered_until_revoked() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("keyed").await;
+    let created = t
+        .op(
+            Some(&owner.access),
+            "tenant.graphql",
+            "CreateApiKey",
+            json!({ "input": { "name": "widgets", "scopes": ["READ"] } }),
+        )
+        .await;
+    let secret = created["data"]["createApiKey"]["secret"].as_str().unwrap();
+    let key_id = created["data"]["createApiKey"]["apiKey"]["id"]
+        .as_str()
+        .unwrap();
+    // `__typename` reads nothing: what a request costs is its authentication.
+    let cost = async || {
+        let before = t.statements();
+        let resp = t.gql(Some(secret), "{ __typename }", json!({})).await;
+        (t.statements() - before, resp)
+    };
+    let (first, resp) = cost().await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    assert!(first > 0, "the first use looks the key up");
+    let (second, resp) = cost().await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    assert_eq!(second, 0, "the second use is answered from memory");
+    // Past the memory's life the key is looked up again (its last use is recent, so it is not
+    // written), and remembered again.
+    tokio::time::sleep(fahwa::auth::key_grants::GRANT_TTL + std::time::Duration::from_millis(200))
+        .await;
+    let (third, _) = cost().await;
+    assert!(third > 0, "an expired memory looks the key up");
+    let (fourth, _) = cost().await;
+    assert_eq!(fourth, 0, "a key looked up again is remembered again");
+
+    let revoked = t
+        .op(
+            Some(&owner.access),
+            "tenant.graphql",
+            "RevokeApiKey",
+            json!({ "id": key_id }),
+        )
+        .await;
+    assert_eq!(revoked["data"]["revokeApiKey"], true);
+    let after = t.gql(Some(secret), "{ tenant { id } }", json!({})).await;
+    assert_eq!(codes(&after), ["UNAUTHENTICATED"], "{after}");
+}
