@@ -194,25 +194,24 @@ fn query<'a>(
     q
 }
 
-/// Distinct users with events of one tracked key's value, from that segment's transitions (as
+/// Distinct users with events of one tracked key's value when the range cuts days: per span
+/// (every bucket, and the whole range one more), the segment's transitions of its whole days (as
 /// the unfiltered series: users active in days [a, b] are those whose previous active day in the
 /// segment is before a), plus the edges' users not already active in the span's whole days.
-/// Every bucket is a span, and the whole range one more.
-const SEGMENT_USERS: &str = "WITH sp AS (SELECT * FROM unnest($2::date[], $3::date[], \
+const SEGMENT_USERS_WITH_EDGES: &str = "WITH sp AS (SELECT * FROM unnest($2::date[], $3::date[], \
       $4::timestamptz[], $5::timestamptz[], $6::timestamptz[], $7::timestamptz[]) \
       WITH ORDINALITY AS sp(s, e, lo1, hi1, lo2, hi2, idx)), \
    g AS (SELECT $8::text || ':' || md5($9::text) AS seg) \
  SELECT sp.idx::int4 AS idx, NULL::text AS grp, (coalesce((SELECT sum(t.users) \
      FROM segment_transitions t WHERE t.tenant_id = $1 AND t.seg = g.seg \
-       AND t.day BETWEEN sp.s AND sp.e AND t.prev_day < sp.s), 0){edges})::int8 AS value \
- FROM sp, g";
-
-const SEGMENT_EDGE_USERS: &str = " + (SELECT count(DISTINCT e.user_id) FROM events e \
+       AND t.day BETWEEN sp.s AND sp.e AND t.prev_day < sp.s), 0) \
+   + (SELECT count(DISTINCT e.user_id) FROM events e \
      WHERE e.tenant_id = $1 AND e.properties ->> $10 = $9 \
        AND ((e.occurred_at >= sp.lo1 AND e.occurred_at < sp.hi1) \
          OR (e.occurred_at >= sp.lo2 AND e.occurred_at < sp.hi2)) \
        AND NOT EXISTS (SELECT 1 FROM segment_user_days u WHERE u.tenant_id = $1 \
-         AND u.seg = g.seg AND u.user_id = e.user_id AND u.day BETWEEN sp.s AND sp.e))";
+         AND u.seg = g.seg AND u.user_id = e.user_id AND u.day BETWEEN sp.s AND sp.e)))::int8 AS value \
+ FROM sp, g";
 
 /// The spans of `window` (buckets, then the whole range) as whole-day bounds and up to two edges
 /// each (empty intervals when absent); whether any span has an edge.
@@ -287,12 +286,11 @@ fn segment_users_query<'a>(
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let (key, value) = &filter.properties[0];
     let position = tracked.iter().position(|t| t == key).map_or(0, |i| i + 1);
-    // The whole range is the last span; without whole days at all there is nothing to scan.
-    let whole_days = spans.first_day.last() <= spans.last_day.last();
-    let sql = match (spans.any_edge, whole_days) {
-        (false, true) => whole_day_segment_users(window),
-        (true, _) => SEGMENT_USERS.replace("{edges}", SEGMENT_EDGE_USERS),
-        (false, false) => SEGMENT_USERS.replace("{edges}", ""),
+    // Without cut edges the range is whole days (the whole range is the last span).
+    let sql = if spans.any_edge {
+        SEGMENT_USERS_WITH_EDGES.to_string()
+    } else {
+        whole_day_segment_users(window)
     };
     let prefix = if explain {
         "EXPLAIN (FORMAT JSON) "
