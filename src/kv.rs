@@ -24,6 +24,29 @@ pub struct Memory {
     blobs: Cache<String, Arc<Vec<u8>>>,
 }
 
+impl Memory {
+    /// Replaces a counter by `next(live value)` (`None` keeps it); returns what it holds after.
+    async fn update_counter(
+        &self,
+        key: &str,
+        next: impl FnOnce(Option<(i64, Instant)>) -> Option<(i64, Instant)>,
+    ) -> Option<i64> {
+        let now = Instant::now();
+        let entry = self
+            .counters
+            .entry(key.to_string())
+            .and_compute_with(|old| {
+                let live = old.map(|e| e.into_value()).filter(|(_, exp)| *exp > now);
+                std::future::ready(match next(live) {
+                    Some(value) => Op::Put(value),
+                    None => Op::Nop,
+                })
+            })
+            .await;
+        entry.into_entry().map(|e| e.value().0)
+    }
+}
+
 /// How long a cached blob may live at most (entries are also keyed by data version).
 pub const BLOB_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -155,18 +178,13 @@ impl Kv {
             }
             Kv::Memory(m) => {
                 let now = Instant::now();
-                let entry = m
-                    .counters
-                    .entry(key.to_string())
-                    .and_compute_with(|old| {
-                        let next = match old.map(|e| e.into_value()) {
-                            Some((n, exp)) if exp > now => (n + 1, exp),
-                            _ => (1, now + ttl),
-                        };
-                        std::future::ready(Op::Put(next))
+                let count = m
+                    .update_counter(key, |live| match live {
+                        Some((n, exp)) => Some((n + 1, exp)),
+                        None => Some((1, now + ttl)),
                     })
                     .await;
-                Ok(entry.into_entry().map(|e| e.value().0).unwrap_or(1))
+                Ok(count.unwrap_or(1))
             }
         }
     }
@@ -216,6 +234,70 @@ impl Kv {
         }
     }
 
+    /// Sets `key` to `value` unless it holds a larger one, to expire `ttl` from now; returns what
+    /// it holds after. Concurrent writers can only move it forward.
+    pub async fn raise(&self, key: &str, value: i64, ttl: Duration) -> AppResult<i64> {
+        static RAISE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1') \
+                 local new = tonumber(ARGV[1]) \
+                 if new >= cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return new end \
+                 return cur",
+            )
+        });
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                RAISE
+                    .key(format!("{prefix}{key}"))
+                    .arg(value)
+                    .arg(ttl.as_millis().max(1) as u64)
+                    .invoke_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)
+            }
+            Kv::Memory(m) => {
+                let now = Instant::now();
+                let held = m
+                    .update_counter(key, |live| match live {
+                        Some((cur, _)) if cur > value => None,
+                        _ => Some((value, now + ttl)),
+                    })
+                    .await;
+                Ok(held.unwrap_or(value))
+            }
+        }
+    }
+
+    /// A counter and a blob in one round trip (a version and what was stored under it).
+    pub async fn get_with_blob(
+        &self,
+        counter: &str,
+        blob: &str,
+    ) -> AppResult<(Option<i64>, Option<Arc<Vec<u8>>>)> {
+        match self {
+            Kv::Redis { pool, prefix } => {
+                let mut conn = pool.get().await.map_err(redis_err)?;
+                let (n, bytes): (Option<i64>, Option<Vec<u8>>) = redis::cmd("MGET")
+                    .arg(format!("{prefix}{counter}"))
+                    .arg(format!("{prefix}{blob}"))
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok((n, bytes.map(Arc::new)))
+            }
+            Kv::Memory(m) => {
+                let now = Instant::now();
+                let n = m
+                    .counters
+                    .get(counter)
+                    .await
+                    .and_then(|(n, exp)| (exp > now).then_some(n));
+                Ok((n, m.blobs.get(blob).await))
+            }
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> AppResult<()> {
         match self {
             Kv::Redis { pool, prefix } => {
@@ -247,5 +329,20 @@ mod tests {
         assert_eq!(kv.incr("a", Duration::from_secs(5)).await.unwrap(), 1);
         kv.delete("a").await.unwrap();
         assert_eq!(kv.get("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_raise_only_moves_forward_until_it_expires() {
+        let kv = Kv::memory();
+        let ttl = Duration::from_millis(80);
+        assert_eq!(kv.raise("v", 5, ttl).await.unwrap(), 5);
+        assert_eq!(kv.raise("v", 3, ttl).await.unwrap(), 5);
+        assert_eq!(kv.raise("v", 7, ttl).await.unwrap(), 7);
+        kv.set_blob("b", vec![1]).await.unwrap();
+        let (n, blob) = kv.get_with_blob("v", "b").await.unwrap();
+        assert_eq!((n, blob.as_deref().cloned()), (Some(7), Some(vec![1])));
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(kv.get_with_blob("v", "b").await.unwrap().0, None);
+        assert_eq!(kv.raise("v", 2, ttl).await.unwrap(), 2);
     }
 }

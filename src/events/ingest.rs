@@ -36,7 +36,12 @@ pub struct NewEvent {
     pub properties: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::QueryableByName)]
+struct Bumped {
+    #[diesel(sql_type = BigInt)]
+    data_version: i64,
+}
+
 pub struct IngestOutcome {
     pub accepted: i64,
     pub duplicates: i64,
@@ -235,18 +240,23 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
                 )
                 .await?;
                 // Last: every batch of the tenant updates this row, and holds it until commit.
-                diesel::sql_query(
-                    "UPDATE tenant_usage SET events_total = events_total + $2, data_version = data_version + 1 WHERE tenant_id = $1",
+                let bumped: Bumped = diesel::sql_query(
+                    "UPDATE tenant_usage SET events_total = events_total + $2, data_version = data_version + 1 WHERE tenant_id = $1 RETURNING data_version",
                 )
                 .bind::<SqlUuid, _>(tenant_id)
                 .bind::<BigInt, _>(written.inserted)
-                .execute(conn)
+                .get_result(conn)
                 .await?;
-                Ok(written.inserted)
+                Ok((written.inserted, bumped.data_version))
             }
             .scope_boxed()
         })
         .await?;
+    let (inserted, version) = inserted;
+    if caller.app.config.metric_cache {
+        // Before the call answers: a dashboard load after it must not be served an older answer.
+        crate::metrics::versions::raise(&caller.app.kv, tenant_id, version).await;
+    }
     Ok(IngestOutcome {
         accepted: inserted,
         duplicates: in_batch_duplicates + (sent - inserted),

@@ -498,6 +498,10 @@ impl AnalyticsQuery {
             .await?;
         }
         let version = context.data_version;
+        if let Some(read) = ctx.data_opt::<std::sync::Arc<crate::metrics::versions::VersionsRead>>()
+        {
+            read.record(version);
+        }
         let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
         let window = Window::new(range.from, range.to, granularity, tz)?;
         let tracked = context.rollup_properties;

@@ -1,6 +1,7 @@
 //! GraphQL over HTTP (POST, and GET for queries) and over WebSocket (both protocols).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use async_graphql::BatchRequest;
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
@@ -13,10 +14,11 @@ use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{HttpState, REQUEST_ID, authenticate, error_response};
+use super::{HttpState, REQUEST_ID, authenticate, error_response, response_cache};
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
 use crate::graphql::request_data;
+use crate::metrics::versions::VersionsRead;
 
 const MAX_BATCH: usize = 10;
 
@@ -86,10 +88,9 @@ pub async fn graphql_post(
         }
     };
     match batch {
-        BatchRequest::Single(mut request) => {
+        BatchRequest::Single(request) => {
             let (principal, meta) = caller_of(&state, &headers, peer).await;
-            request.data = request_data(&state.app, principal, meta);
-            Json(state.schema.execute(request).await).into_response()
+            execute(&state, principal, meta, request).await
         }
         BatchRequest::Batch(requests) => {
             if requests.len() > MAX_BATCH {
@@ -118,7 +119,7 @@ pub async fn graphql_get(
     headers: HeaderMap,
     uri: Uri,
 ) -> Response {
-    let mut request = match async_graphql::http::parse_query_string(uri.query().unwrap_or("")) {
+    let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or("")) {
         Ok(r) => r,
         Err(e) => {
             return error_response(
@@ -143,8 +144,46 @@ pub async fn graphql_get(
         }
     }
     let (principal, meta) = caller_of(&state, &headers, peer).await;
+    execute(&state, principal, meta, request).await
+}
+
+/// Runs one operation, answering from the response cache when it holds this request's answer
+/// at the tenant's current data version, and storing an analytics-only answer when it does not.
+async fn execute(
+    state: &HttpState,
+    principal: Principal,
+    meta: RequestMeta,
+    mut request: async_graphql::Request,
+) -> Response {
+    let kv = state.app.config.metric_cache.then_some(&state.app.kv);
+    let probe = response_cache::Probe::new(kv, &principal, &request);
+    if let Some(probe) = &probe
+        && let Some(body) = probe.lookup().await
+    {
+        return json_body(body);
+    }
+    let storable = probe
+        .as_ref()
+        .filter(|_| response_cache::reads_only_analytics(&request));
+    let read = Arc::new(VersionsRead::default());
     request.data = request_data(&state.app, principal, meta);
-    Json(state.schema.execute(request).await).into_response()
+    request.data.insert(read.clone());
+    let response = state.schema.execute(request).await;
+    let body = match serde_json::to_vec(&response) {
+        Ok(body) => body,
+        Err(_) => return Json(response).into_response(),
+    };
+    if let Some(probe) = storable
+        && response.errors.is_empty()
+        && let Some(version) = read.single()
+    {
+        probe.store(version, &body).await;
+    }
+    json_body(body)
+}
+
+fn json_body(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 pub async fn graphql_ws(

@@ -6,6 +6,7 @@ mod graphql;
 mod health;
 mod metrics;
 mod playground;
+mod response_cache;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -7,6 +7,7 @@ pub mod engagement;
 pub mod funnel;
 pub mod retention;
 pub mod segments;
+pub mod versions;
 pub mod window;
 
 use chrono::{DateTime, Utc};

@@ -661,6 +661,24 @@ async fn engagement(t: &TestApp, s: &Session, from: &str, to: &str) -> Value {
     resp["data"]["analytics"].clone()
 }
 
+async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(crate::harness::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+/// The metric cache's keys of this test's server (cached series, retention, funnels).
+async fn series_cache_keys(t: &TestApp) -> Vec<String> {
+    let prefix = &t.app.config.redis_prefix;
+    redis::cmd("KEYS")
+        .arg(format!("{prefix}mc2:*"))
+        .query_async(&mut redis_connection().await)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn cached_results_never_outlive_new_data() {
     let t = TestApp::spawn().await;
@@ -685,17 +703,7 @@ async fn cached_results_never_outlive_new_data() {
     assert_eq!(first, again);
     assert_eq!(first["activeUsers"]["total"], 1.0);
 
-    let mut redis = redis::Client::open(crate::harness::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let prefix = &t.app.config.redis_prefix;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}mc2:*"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let keys = series_cache_keys(&t).await;
     assert_eq!(
         keys.len(),
         3,
@@ -718,11 +726,7 @@ async fn cached_results_never_outlive_new_data() {
         )
         .await;
     }
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}mc2:*"))
-        .query_async(&mut redis)
-        .await
-        .unwrap();
+    let keys = series_cache_keys(&t).await;
     assert_eq!(keys.len(), 5, "retention and funnel once each: {keys:?}");
 
     ingest("b").await;
@@ -891,4 +895,81 @@ async fn points_answer_aliases_fragments_and_typename() {
         .map(|p| json!({ "when": p["bucket"], "value": p["value"], "__typename": "MetricPoint", "g": p["group"] }))
         .collect();
     assert_eq!(shaped, &expected, "no `hidden`: @include(if: false)");
+}
+
+/// The whole response of an analytics-only query is kept per data version: served again while
+/// the version holds (even when the rollups under it were changed behind its back), replaced
+/// once the version moves, within a second even when nothing told this server.
+#[tokio::test]
+async fn whole_responses_are_served_only_at_their_data_version() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    t.ingest_ok(
+        &s.access,
+        vec![json!({ "name": "login", "userId": "a", "occurredAt": "2026-11-02T10:00:00Z" })],
+    )
+    .await;
+    let (from, to) = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z");
+    let first = engagement(&t, &s, from, to).await;
+    assert_eq!(first["events"]["total"], 1.0);
+
+    // Behind the server's back: the rollup changes and the cached series go, the version stays.
+    let pg = t.pg().await;
+    pg.execute(
+        "UPDATE event_counts_daily SET events = events + 100 WHERE tenant_id = $1::text::uuid",
+        &[&s.tenant_id],
+    )
+    .await
+    .unwrap();
+    let series = series_cache_keys(&t).await;
+    let _: () = redis::cmd("DEL")
+        .arg(&series)
+        .query_async(&mut redis_connection().await)
+        .await
+        .unwrap();
+    let again = engagement(&t, &s, from, to).await;
+    assert_eq!(
+        again, first,
+        "the stored response answers at the same version"
+    );
+
+    // A query that reads more than analytics is never stored: the rename shows at once.
+    let mixed = "query($r: TimeRangeInput!) { analytics(range: $r, granularity: DAY) { events { total } } me { tenant { name } } }";
+    let vars = json!({ "r": { "from": from, "to": to } });
+    let before = t.gql(Some(&s.access), mixed, vars.clone()).await;
+    assert_eq!(
+        before["data"]["analytics"]["events"]["total"], 101.0,
+        "{before}"
+    );
+    let renamed = t
+        .op(
+            Some(&s.access),
+            "tenant.graphql",
+            "UpdateTenant",
+            json!({ "input": { "name": "Renamed" } }),
+        )
+        .await;
+    assert!(renamed["errors"].is_null(), "{renamed}");
+    let after = t.gql(Some(&s.access), mixed, vars).await;
+    assert_eq!(after["data"]["me"]["tenant"]["name"], "Renamed", "{after}");
+
+    // A version moved straight in PostgreSQL reaches readers once the mirror expires.
+    pg.execute(
+        "UPDATE tenant_usage SET data_version = data_version + 1 WHERE tenant_id = $1::text::uuid",
+        &[&s.tenant_id],
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let now = engagement(&t, &s, from, to).await;
+        if now["events"]["total"] == 101.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still the old answer 3 s after the version moved: {now}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

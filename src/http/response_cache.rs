@@ -1,0 +1,228 @@
+//! Whole GraphQL responses of analytics-only queries, cached per tenant, audience and request
+//! under the data version they were computed from. A repeated dashboard load then costs one
+//! key-value round trip (the tenant's mirrored version and the stored response together) and no
+//! GraphQL work at all; a response is served only while its version is the tenant's current one.
+//!
+//! Only queries whose every root field is `analytics` are stored: other fields (members, keys,
+//! settings) change without a data version bump. The audience (member role, or key scopes) is
+//! part of the key, so that a field a role may not read is never served from another's answer.
+
+use async_graphql::parser::types::{OperationType, Selection};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::kv::Kv;
+use crate::metrics::versions;
+
+/// One request's place in the cache.
+pub struct Probe<'a> {
+    kv: &'a Kv,
+    tenant: Uuid,
+    key: String,
+}
+
+/// Who may read what: the tenant and the class of caller whose answers may be shared.
+fn audience(principal: &Principal) -> Option<(Uuid, String)> {
+    match principal {
+        Principal::Member(m) if !m.operator => Some((m.tenant_id, format!("m:{:?}", m.role))),
+        Principal::ApiKey(k) => {
+            let mut scopes: Vec<String> = k.scopes.iter().map(|s| format!("{s:?}")).collect();
+            scopes.sort();
+            Some((k.tenant_id, format!("k:{}", scopes.join(","))))
+        }
+        _ => None,
+    }
+}
+
+impl<'a> Probe<'a> {
+    /// `None` when this request cannot be served from the cache (no reader, or the cache off).
+    pub fn new(
+        kv: Option<&'a Kv>,
+        principal: &Principal,
+        request: &async_graphql::Request,
+    ) -> Option<Probe<'a>> {
+        let kv = kv?;
+        let (tenant, audience) = audience(principal)?;
+        let mut hash = Sha256::new();
+        for part in [
+            audience.as_bytes(),
+            request.query.as_bytes(),
+            request.operation_name.as_deref().unwrap_or("").as_bytes(),
+        ] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+        hash.update(serde_json::to_vec(&request.variables).unwrap_or_default());
+        let digest = hash.finalize();
+        Some(Probe {
+            kv,
+            tenant,
+            key: format!("rc:{tenant}:{}", hex::encode(&digest[..16])),
+        })
+    }
+
+    /// The stored response body, if it was computed at the tenant's current data version.
+    pub async fn lookup(&self) -> Option<Vec<u8>> {
+        let found = self
+            .kv
+            .get_with_blob(&versions::mirror_key(self.tenant), &self.key)
+            .await;
+        let hit = match found {
+            Ok((Some(current), Some(stored))) => unpack(&stored, current),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "response cache read failed");
+                None
+            }
+        };
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        metrics::counter!("fahwa_response_cache_total", "result" => result).increment(1);
+        hit
+    }
+
+    /// Stores `body`, computed at data `version`, and raises the tenant's mirrored version to
+    /// it (a version just read from PostgreSQL).
+    pub async fn store(&self, version: i64, body: &[u8]) {
+        let mut packed = Vec::with_capacity(8 + body.len());
+        packed.extend_from_slice(&version.to_be_bytes());
+        packed.extend_from_slice(body);
+        if let Err(e) = self.kv.set_blob(&self.key, packed).await {
+            tracing::warn!(error = %e, "response cache write failed");
+        }
+        versions::raise(self.kv, self.tenant, version).await;
+    }
+}
+
+fn unpack(stored: &[u8], current: i64) -> Option<Vec<u8>> {
+    let (version, body) = stored.split_at_checked(8)?;
+    let version = i64::from_be_bytes(version.try_into().ok()?);
+    (version == current).then(|| body.to_vec())
+}
+
+/// Whether the operation the request runs is a query that selects `analytics` alone (and
+/// `__typename`) at its root. Anything else, fragments at the root included, is not stored.
+pub fn reads_only_analytics(request: &async_graphql::Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let wanted = request.operation_name.as_deref();
+    let mut chosen = doc
+        .operations
+        .iter()
+        .filter(|(name, _)| wanted.is_none() || name.map(|n| n.as_str()) == wanted);
+    let (Some((_, op)), None) = (chosen.next(), chosen.next()) else {
+        return false;
+    };
+    op.node.ty == OperationType::Query
+        && op.node.directives.is_empty()
+        && op
+            .node
+            .selection_set
+            .node
+            .items
+            .iter()
+            .all(|s| match &s.node {
+                Selection::Field(f) => {
+                    matches!(f.node.name.node.as_str(), "analytics" | "__typename")
+                        && f.node.directives.is_empty()
+                }
+                _ => false,
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::{Kv, Principal, Probe, reads_only_analytics, unpack};
+    use crate::auth::{ApiKeyPrincipal, ApiKeyScope, MemberClaims, Role};
+
+    fn request(query: &str, op: Option<&str>) -> async_graphql::Request {
+        let r = async_graphql::Request::new(query);
+        match op {
+            Some(op) => r.operation_name(op),
+            None => r,
+        }
+    }
+
+    #[test]
+    fn only_analytics_queries_are_stored() {
+        let q = "query A { analytics(range: {from: \"x\", to: \"y\"}, granularity: DAY) { __typename } __typename }";
+        assert!(reads_only_analytics(&request(q, None)));
+        assert!(!reads_only_analytics(&request(
+            "query { analytics(range: {}, granularity: DAY) { __typename } me { id } }",
+            None
+        )));
+        assert!(!reads_only_analytics(&request(
+            "mutation { analytics { __typename } }",
+            None
+        )));
+        assert!(!reads_only_analytics(&request(
+            "query { ...F } fragment F on Query { me { id } }",
+            None
+        )));
+        let two = "query A { analytics { __typename } } query B { me { id } }";
+        assert!(reads_only_analytics(&request(two, Some("A"))));
+        assert!(!reads_only_analytics(&request(two, Some("B"))));
+        assert!(!reads_only_analytics(&request(two, None)));
+        assert!(!reads_only_analytics(&request(
+            "query { analytics @include(if: $x) { __typename } }",
+            None
+        )));
+        assert!(!reads_only_analytics(&request("query {", None)));
+    }
+
+    fn member(tenant: Uuid, role: Role, operator: bool) -> Principal {
+        Principal::Member(MemberClaims {
+            member_id: Uuid::new_v4(),
+            tenant_id: tenant,
+            role,
+            operator,
+            family_id: Uuid::new_v4(),
+            expires_at: chrono::Utc::now(),
+        })
+    }
+
+    #[test]
+    fn answers_are_shared_within_one_tenant_and_audience_only() {
+        let kv = Kv::memory();
+        let req = request("{ analytics { __typename } }", None);
+        let key = |p: &Principal| Probe::new(Some(&kv), p, &req).map(|probe| probe.key);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let viewer = key(&member(a, Role::Viewer, false)).unwrap();
+        assert_eq!(Some(viewer.clone()), key(&member(a, Role::Viewer, false)));
+        assert_ne!(Some(viewer.clone()), key(&member(a, Role::Owner, false)));
+        assert_ne!(Some(viewer.clone()), key(&member(b, Role::Viewer, false)));
+        let reader = Principal::ApiKey(ApiKeyPrincipal {
+            key_id: Uuid::new_v4(),
+            tenant_id: a,
+            scopes: vec![ApiKeyScope::Read],
+        });
+        assert_ne!(Some(viewer), key(&reader));
+        assert_eq!(
+            key(&member(a, Role::Owner, true)),
+            None,
+            "operators read any tenant"
+        );
+        assert_eq!(key(&Principal::Anonymous), None);
+        assert!(
+            Probe::new(None, &reader, &req).is_none(),
+            "the cache is off"
+        );
+        let other = request("{ analytics { __typename } }", Some("Other"));
+        assert_ne!(
+            Probe::new(Some(&kv), &reader, &req).map(|p| p.key),
+            Probe::new(Some(&kv), &reader, &other).map(|p| p.key)
+        );
+    }
+
+    #[test]
+    fn a_stored_body_serves_its_own_version_only() {
+        let mut stored = 7i64.to_be_bytes().to_vec();
+        stored.extend_from_slice(b"{}");
+        assert_eq!(unpack(&stored, 7), Some(b"{}".to_vec()));
+        assert_eq!(unpack(&stored, 8), None);
+        assert_eq!(unpack(b"short", 7), None);
+    }
+}
