@@ -2,7 +2,8 @@
 
 use crate::harness::fresh_database;
 
-/// Tables, columns, indexes, policies, functions, grants, constraints and storage options, as text.
+/// Tables, columns, indexes, policies, functions (and their settings), grants, constraints and
+/// storage options, as text.
 async fn describe(url: &str) -> String {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
@@ -16,6 +17,7 @@ async fn describe(url: &str) -> String {
         "SELECT table_name || ' ' || grantee || ' ' || privilege_type FROM information_schema.role_table_grants WHERE table_schema = 'public' ORDER BY 1",
         "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1",
         "SELECT relname || ' ' || array_to_string(reloptions, ',') FROM pg_class WHERE relnamespace = 'public'::regnamespace AND reloptions IS NOT NULL ORDER BY 1",
+        "SELECT p.proname || ' ' || array_to_string(p.proconfig, ',') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public' AND p.proconfig IS NOT NULL ORDER BY 1",
     ];
     let mut out = String::new();
     for q in queries {
@@ -36,6 +38,11 @@ async fn migrations_run_up_down_and_up_again() {
     // Queue tables are vacuumed after a fixed number of dead rows, not a fraction of their size.
     assert!(
         migrated.contains("pending_segments autovacuum_vacuum_scale_factor=0"),
+        "{migrated}"
+    );
+    // The flush and everything it calls run without JIT.
+    assert!(
+        migrated.contains("fahwa_flush_rollups plan_cache_mode=force_custom_plan,jit=off"),
         "{migrated}"
     );
 

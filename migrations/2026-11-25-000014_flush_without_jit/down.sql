@@ -1,0 +1,1 @@
+ALTER FUNCTION fahwa_flush_rollups(uuid, boolean) RESET jit;
