@@ -40,6 +40,13 @@ async fn migrations_run_up_down_and_up_again() {
         migrated.contains("pending_segments autovacuum_vacuum_scale_factor=0"),
         "{migrated}"
     );
+    // Funnel steps read user and time of a name's events from the index alone.
+    assert!(
+        migrated.contains(
+            "CREATE INDEX events_tenant_name_time_user_idx ON ONLY public.events USING btree (tenant_id, name, occurred_at) INCLUDE (user_id)"
+        ),
+        "{migrated}"
+    );
     // The flush and everything it calls run without JIT.
     assert!(
         migrated.contains("fahwa_flush_rollups plan_cache_mode=force_custom_plan,jit=off"),
