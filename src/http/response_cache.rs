@@ -43,6 +43,10 @@ impl<'a> Probe<'a> {
         request: &async_graphql::Request,
     ) -> Option<Probe<'a>> {
         let kv = kv?;
+        // Anything else (mutations, settings, sign-in) would only ever miss: no round trip.
+        if !request.query.contains("analytics") {
+            return None;
+        }
         let (tenant, audience) = audience(principal)?;
         let mut hash = Sha256::new();
         for part in [
@@ -209,6 +213,11 @@ mod tests {
         assert!(
             Probe::new(None, &reader, &req).is_none(),
             "the cache is off"
+        );
+        let me = request("{ me { id } }", None);
+        assert!(
+            Probe::new(Some(&kv), &reader, &me).is_none(),
+            "not analytics"
         );
         let other = request("{ analytics { __typename } }", Some("Other"));
         assert_ne!(
