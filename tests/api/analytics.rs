@@ -973,3 +973,35 @@ async fn whole_responses_are_served_only_at_their_data_version() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Without Redis the same caches live in process: a repeated load is answered from them, and an
+/// ingest call that returned is never answered with the numbers from before it.
+#[tokio::test]
+async fn in_process_caches_never_serve_numbers_older_than_an_ingest() {
+    let t = TestApp::spawn_with(false).await;
+    let s = t.sign_up("acme").await;
+    let (from, to) = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z");
+    for (user, expected) in [("a", 1.0), ("b", 2.0), ("c", 3.0)] {
+        t.ingest_ok(
+            &s.access,
+            vec![json!({ "name": "login", "userId": user, "occurredAt": "2026-11-03T10:00:00Z" })],
+        )
+        .await;
+        let first = engagement(&t, &s, from, to).await;
+        assert_eq!(first["activeUsers"]["total"], expected, "{first}");
+        let again = engagement(&t, &s, from, to).await;
+        assert_eq!(again, first);
+    }
+    // The repeated load came from the cache: rollups changed behind the server's back (the
+    // version untouched) do not show.
+    t.pg()
+        .await
+        .execute(
+            "UPDATE event_counts_daily SET events = events + 100 WHERE tenant_id = $1::text::uuid",
+            &[&s.tenant_id],
+        )
+        .await
+        .unwrap();
+    let cached = engagement(&t, &s, from, to).await;
+    assert_eq!(cached["events"]["total"], 3.0, "{cached}");
+}
