@@ -100,7 +100,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // Part of serving: reads flush pending rollup deltas themselves, this keeps them few. Its
     // own connection, so that it neither waits for nor crowds out requests.
-    crate::events::rollups::spawn_flusher(crate::db::Db::new(&app.config.database_url, 1));
+    crate::events::rollups::spawn_flusher(
+        crate::db::Db::new(&app.config.database_url, 1),
+        app.config.database_url.clone(),
+    );
     let router = router(app);
     axum::serve(
         listener,
