@@ -36,12 +36,13 @@ pub struct NewEvent {
     pub properties: Option<Value>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::QueryableByName)]
+#[derive(diesel::QueryableByName)]
 struct Bumped {
     #[diesel(sql_type = BigInt)]
     data_version: i64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestOutcome {
     pub accepted: i64,
     pub duplicates: i64,
