@@ -1005,3 +1005,58 @@ async fn in_process_caches_never_serve_numbers_older_than_an_ingest() {
     let cached = engagement(&t, &s, from, to).await;
     assert_eq!(cached["events"]["total"], 3.0, "{cached}");
 }
+
+/// Reads racing ingests: whatever the interleaving of version raises by readers (with versions
+/// they read earlier) and by ingest calls, a read never shows fewer events than were
+/// acknowledged before it started.
+#[tokio::test]
+async fn racing_reads_never_show_less_than_was_acknowledged() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let t = Arc::new(TestApp::spawn().await);
+    let s = Arc::new(t.sign_up("acme").await);
+    let acked = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (t, s, acked, done) = (t.clone(), s.clone(), acked.clone(), done.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            while !done.load(Ordering::SeqCst) {
+                let before = acked.load(Ordering::SeqCst);
+                let now = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z").await;
+                let total = now["events"]["total"].as_f64().unwrap() as u64;
+                assert!(
+                    total >= before,
+                    "read {total} events after {before} were acknowledged"
+                );
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let mut writers = Vec::new();
+    for w in 0..2 {
+        let (t, s, acked) = (t.clone(), s.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            for i in 0..10 {
+                t.ingest_ok(
+                    &s.access,
+                    vec![json!({ "name": "login", "userId": format!("w{w}-{i}"), "occurredAt": "2026-11-03T10:00:00Z" })],
+                )
+                .await;
+                acked.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        assert!(r.await.unwrap() > 0, "each reader read at least once");
+    }
+    let last = engagement(&t, &s, "2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z").await;
+    assert_eq!(last["events"]["total"], 20.0, "{last}");
+}
