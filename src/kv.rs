@@ -125,15 +125,17 @@ impl Kv {
         }
     }
 
-    pub async fn set_blob(&self, key: &str, value: Vec<u8>) -> AppResult<()> {
+    /// Stores `value` under `key` for `ttl` (at most `BLOB_TTL`). In process, entries live up to
+    /// `BLOB_TTL` within the cache's weight limit, whatever `ttl` says.
+    pub async fn set_blob(&self, key: &str, value: Vec<u8>, ttl: Duration) -> AppResult<()> {
         match self {
             Kv::Redis { pool, prefix } => {
                 let mut conn = pool.get().await.map_err(redis_err)?;
                 let _: () = redis::cmd("SET")
                     .arg(format!("{prefix}{key}"))
                     .arg(value)
-                    .arg("EX")
-                    .arg(BLOB_TTL.as_secs())
+                    .arg("PX")
+                    .arg(ttl.min(BLOB_TTL).as_millis().max(1) as u64)
                     .query_async(&mut *conn)
                     .await
                     .map_err(redis_err)?;
@@ -338,7 +340,7 @@ mod tests {
         assert_eq!(kv.raise("v", 5, ttl).await.unwrap(), 5);
         assert_eq!(kv.raise("v", 3, ttl).await.unwrap(), 5);
         assert_eq!(kv.raise("v", 7, ttl).await.unwrap(), 7);
-        kv.set_blob("b", vec![1]).await.unwrap();
+        kv.set_blob("b", vec![1], BLOB_TTL).await.unwrap();
         let (n, blob) = kv.get_with_blob("v", "b").await.unwrap();
         assert_eq!((n, blob.as_deref().cloned()), (Some(7), Some(vec![1])));
         tokio::time::sleep(Duration::from_millis(120)).await;

@@ -15,6 +15,12 @@ use crate::auth::Principal;
 use crate::kv::Kv;
 use crate::metrics::versions;
 
+/// How long a stored response is kept. It is worth something only while the tenant's data
+/// version holds, and every distinct request (a range ending "now" is a new one each time) is a
+/// new entry: a short life keeps Redis from filling with answers nobody asks for again. The
+/// series behind them stay cached longer (`kv::BLOB_TTL`).
+const RESPONSE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// One request's place in the cache.
 pub struct Probe<'a> {
     kv: &'a Kv,
@@ -91,7 +97,7 @@ impl<'a> Probe<'a> {
         let mut packed = Vec::with_capacity(8 + body.len());
         packed.extend_from_slice(&version.to_be_bytes());
         packed.extend_from_slice(body);
-        if let Err(e) = self.kv.set_blob(&self.key, packed).await {
+        if let Err(e) = self.kv.set_blob(&self.key, packed, RESPONSE_TTL).await {
             tracing::warn!(error = %e, "response cache write failed");
         }
         versions::raise(self.kv, self.tenant, version).await;

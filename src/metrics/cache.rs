@@ -111,7 +111,13 @@ pub async fn store<T: Serialize, Q: Serialize>(
 ) {
     let Some(kv) = kv else { return };
     if let Ok(bytes) = serde_json::to_vec(value)
-        && let Err(e) = kv.set_blob(&cache_key(tenant, version, query), bytes).await
+        && let Err(e) = kv
+            .set_blob(
+                &cache_key(tenant, version, query),
+                bytes,
+                crate::kv::BLOB_TTL,
+            )
+            .await
     {
         tracing::warn!(error = %e, "metric cache write failed");
     }

@@ -912,6 +912,26 @@ async fn whole_responses_are_served_only_at_their_data_version() {
     let (from, to) = ("2026-11-01T00:00:00Z", "2026-11-08T00:00:00Z");
     let first = engagement(&t, &s, from, to).await;
     assert_eq!(first["events"]["total"], 1.0);
+    // A stored response lives a minute; the series behind it longer.
+    let prefix = &t.app.config.redis_prefix;
+    let stored: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}rc:*"))
+        .query_async(&mut redis_connection().await)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let ttl_ms = |key: String| async move {
+        let ms: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut redis_connection().await)
+            .await
+            .unwrap();
+        ms
+    };
+    let response_ttl = ttl_ms(stored[0].clone()).await;
+    assert!((1..=60_000).contains(&response_ttl), "{response_ttl}");
+    let series_ttl = ttl_ms(series_cache_keys(&t).await[0].clone()).await;
+    assert!(series_ttl > 60_000, "{series_ttl}");
 
     // Behind the server's back: the rollup changes and the cached series go, the version stays.
     let pg = t.pg().await;
