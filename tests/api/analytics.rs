@@ -325,6 +325,7 @@ const QUERY: &str = r#"query($range: TimeRangeInput!, $g: Granularity!, $name: E
     proLoginEvents: events(filter: $proLogin) { total points { bucket value } }
     byPlan: events(breakdownBy: "plan") { total points { bucket value group } }
     loginByPlan: events(filter: $name, breakdownBy: "plan") { total points { bucket value group } }
+    proByCountry: events(filter: $plan, breakdownBy: "country") { total points { bucket value group } }
   }
 }"#;
 
@@ -383,10 +384,19 @@ async fn compare(
             "{field} {g:?} [{from}, {to}) total"
         );
     }
-    for (field, keep) in [("byPlan", &all as Keep), ("loginByPlan", &login)] {
+    // Every event is sent with country PT: a breakdown by one key under a filter on the other
+    // must group by the right position of the tracked values.
+    let plan_of = |e: &Ev| e.plan.clone();
+    let country_of = |_: &Ev| Some("PT".to_string());
+    type Group<'a> = &'a dyn Fn(&Ev) -> Option<String>;
+    for (field, keep, group) in [
+        ("byPlan", &all as Keep, &plan_of as Group),
+        ("loginByPlan", &login, &plan_of),
+        ("proByCountry", &pro, &country_of),
+    ] {
         let mut want: BTreeMap<(NaiveDateTime, Option<String>), f64> = BTreeMap::new();
         for e in brute.in_range(from, to).filter(|e| keep(e)) {
-            *want.entry((label(g, e.at), e.plan.clone())).or_default() += 1.0;
+            *want.entry((label(g, e.at), group(e))).or_default() += 1.0;
         }
         let total: f64 = want.values().sum();
         let got: BTreeMap<(NaiveDateTime, Option<String>), f64> = server_points(&a[field], g)
