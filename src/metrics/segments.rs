@@ -93,6 +93,22 @@ impl Sources {
     }
 }
 
+/// The positions (filtered, broken down) when the per-pair counts answer: events of all names
+/// filtered by one tracked key and broken down by another.
+fn pair_of(
+    tracked: &[String],
+    measure: Measure,
+    filter: &EventFilter,
+    breakdown: Option<&str>,
+) -> Option<(usize, usize)> {
+    let position = |k: &str| tracked.iter().position(|t| t == k).map(|i| i + 1);
+    let ([(key, _)], Some(b)) = (filter.properties.as_slice(), breakdown) else {
+        return None;
+    };
+    let (pa, pb) = (position(key)?, position(b)?);
+    (measure == Measure::Events && filter.name.is_none() && pa != pb).then_some((pa, pb))
+}
+
 /// The statement: rollup rows of whole days, each placed in its bucket by arithmetic on its day,
 /// plus event rows of the edges, counted per bucket and group and once
 /// over everything (the total: distinct users do not add up). Tracked positions are written
@@ -131,7 +147,16 @@ fn statement(
         _ => "sum(m.events)",
     };
     let mut parts = Vec::new();
-    if !sources.day_bucket.is_empty() {
+    let pair = pair_of(tracked, measure, filter, breakdown);
+    if let (Some(pair), false) = (pair, sources.day_bucket.is_empty()) {
+        // $10 and $11 are the filter's value and key, $12 the breakdown key.
+        parts.push(format!(
+            "SELECT {} AS idx, r.vb AS grp, NULL::text, r.events::int8 AS events \
+             FROM segment_pair_counts r WHERE r.tenant_id = $1 AND r.pa = {} AND r.pb = {} \
+               AND md5(r.va) = md5($10) AND r.va = $10 AND r.day BETWEEN $8 AND $9",
+            sources.day_index, pair.0, pair.1
+        ));
+    } else if !sources.day_bucket.is_empty() {
         // Event counts need no users: the per-day counts are far fewer rows.
         let (table, user) = match measure {
             Measure::ActiveUsers => ("segment_days", "r.user_id"),

@@ -208,6 +208,7 @@ async fn rollups(t: &TestApp) -> Vec<String> {
         "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || user_id || ' ' || events FROM segment_days ORDER BY 1",
         "SELECT day::text || ' ' || name || ' ' || dims::text || ' ' || events FROM segment_counts_daily ORDER BY 1",
         "SELECT day::text || ' ' || dims::text || ' ' || events FROM segment_counts_all ORDER BY 1",
+        "SELECT day::text || ' ' || pa || ' ' || va || ' ' || pb || ' ' || coalesce(vb, '-') || ' ' || events FROM segment_pair_counts ORDER BY 1",
         "SELECT seg || ' ' || user_id || ' ' || day::text FROM segment_user_days ORDER BY 1",
         "SELECT seg || ' ' || day::text || ' ' || prev_day::text || ' ' || users FROM segment_transitions WHERE users <> 0 ORDER BY 1",
     ] {

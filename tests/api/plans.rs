@@ -198,7 +198,8 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
             !touches_events(&rels) && !rels.iter().any(|r| r == "segment_days"),
             "{rels:?}"
         );
-        // Their event counts, without an event name, from the counts over all names.
+        // Their event counts, without an event name: by another key, from the counts per pair
+        // of keys; alone or by the same key, from the counts over all names.
         let rels = segment_plan(
             &t,
             tenant,
@@ -207,7 +208,18 @@ async fn filters_on_tracked_keys_do_not_scan_raw_events() {
             (&tracked, Measure::Events, &one, Some("country")),
         )
         .await;
-        assert_eq!(rels, ["segment_counts_all"], "{g:?}");
+        assert_eq!(rels, ["segment_pair_counts"], "{g:?}");
+        for by in [None, Some("plan")] {
+            let rels = segment_plan(
+                &t,
+                tenant,
+                ALIGNED,
+                g,
+                (&tracked, Measure::Events, &one, by),
+            )
+            .await;
+            assert_eq!(rels, ["segment_counts_all"], "{g:?} {by:?}");
+        }
     }
     // A range that cuts days reads its edges, and only those, from the events.
     let cut = ("2026-10-03T06:00:00Z", "2026-10-20T18:00:00Z");
