@@ -208,7 +208,7 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
     let min = cols.times.iter().min().copied().ok_or_else(empty)?;
     let max = cols.times.iter().max().copied().ok_or_else(empty)?;
     let meta = caller.meta;
-    let inserted = caller
+    let (inserted, version) = caller
         .app
         .db
         .tenant(tenant_id, |conn| {
@@ -253,7 +253,6 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
             .scope_boxed()
         })
         .await?;
-    let (inserted, version) = inserted;
     if caller.app.config.metric_cache {
         // Before the call answers: a dashboard load after it must not be served an older answer.
         crate::metrics::versions::raise(&caller.app.kv, tenant_id, version).await;

@@ -93,6 +93,11 @@ impl Sources {
     }
 }
 
+/// The 1-based place of `key` among the rollup's tracked keys (its index into `dims`).
+fn position(tracked: &[String], key: &str) -> Option<usize> {
+    tracked.iter().position(|t| t == key).map(|i| i + 1)
+}
+
 /// The positions (filtered, broken down) when the per-pair counts answer: events of all names
 /// filtered by one tracked key and broken down by another.
 fn pair_of(
@@ -101,11 +106,10 @@ fn pair_of(
     filter: &EventFilter,
     breakdown: Option<&str>,
 ) -> Option<(usize, usize)> {
-    let position = |k: &str| tracked.iter().position(|t| t == k).map(|i| i + 1);
     let ([(key, _)], Some(b)) = (filter.properties.as_slice(), breakdown) else {
         return None;
     };
-    let (pa, pb) = (position(key)?, position(b)?);
+    let (pa, pb) = (position(tracked, key)?, position(tracked, b)?);
     (measure == Measure::Events && filter.name.is_none() && pa != pb).then_some((pa, pb))
 }
 
@@ -120,7 +124,8 @@ fn statement(
     breakdown: Option<&str>,
     sources: &Sources,
 ) -> String {
-    let position = |k: &str| tracked.iter().position(|t| t == k).map_or(0, |i| i + 1);
+    // `serves` admitted only tracked keys here.
+    let dim = |k: &str| position(tracked, k).unwrap_or(0);
     // $1 tenant, $2..$9 sources, then the name, the filter values and keys, the breakdown key.
     let mut next = 10;
     let mut rollup_where = String::new();
@@ -131,13 +136,13 @@ fn statement(
         next += 1;
     }
     for (k, _) in &filter.properties {
-        rollup_where.push_str(&format!(" AND r.dims[{}] = ${next}", position(k)));
+        rollup_where.push_str(&format!(" AND r.dims[{}] = ${next}", dim(k)));
         event_where.push_str(&format!(" AND e.properties ->> ${} = ${next}", next + 1));
         next += 2;
     }
     let (rollup_group, event_group) = match breakdown {
         Some(b) => (
-            format!("r.dims[{}]", position(b)),
+            format!("r.dims[{}]", dim(b)),
             format!("e.properties ->> ${next}"),
         ),
         None => ("NULL::text".to_string(), "NULL::text".to_string()),
@@ -310,7 +315,7 @@ fn segment_users_query<'a>(
     filter: &'a EventFilter,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let (key, value) = &filter.properties[0];
-    let position = tracked.iter().position(|t| t == key).map_or(0, |i| i + 1);
+    let position = position(tracked, key).unwrap_or(0);
     // Without cut edges the range is whole days (the whole range is the last span).
     let sql = if spans.any_edge {
         SEGMENT_USERS_WITH_EDGES.to_string()
