@@ -186,3 +186,4 @@ END
 $$;
 
 DROP TABLE segment_pair_counts;
+DROP FUNCTION fahwa_value_pairs(text[]);

@@ -22,10 +22,18 @@ CREATE POLICY tenant_isolation ON segment_pair_counts
   USING (tenant_id = fahwa_current_tenant()) WITH CHECK (tenant_id = fahwa_current_tenant());
 GRANT SELECT, INSERT, UPDATE, DELETE ON segment_pair_counts TO fahwa_app;
 
+-- The ordered pairs of one row of tracked values whose first value is present.
+CREATE FUNCTION fahwa_value_pairs(p_dims text[])
+RETURNS TABLE (pa int2, va text, pb int2, vb text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT a.k::int2, p_dims[a.k], b.k::int2, p_dims[b.k]
+  FROM generate_subscripts(p_dims, 1) AS a(k), generate_subscripts(p_dims, 1) AS b(k)
+  WHERE a.k <> b.k AND p_dims[a.k] IS NOT NULL
+$$;
+
 INSERT INTO segment_pair_counts (tenant_id, day, pa, va, pb, vb, events)
-  SELECT s.tenant_id, s.day, a.k::int2, s.dims[a.k], b.k::int2, s.dims[b.k], sum(s.events)
-  FROM segment_counts_all s, generate_subscripts(s.dims, 1) AS a(k), generate_subscripts(s.dims, 1) AS b(k)
-  WHERE a.k <> b.k AND s.dims[a.k] IS NOT NULL
+  SELECT s.tenant_id, s.day, p.pa, p.va, p.pb, p.vb, sum(s.events)
+  FROM segment_counts_all s, fahwa_value_pairs(s.dims) AS p
   GROUP BY 1, 2, 3, 4, 5, 6;
 
 CREATE OR REPLACE FUNCTION fahwa_flush_rollups(p_tenant uuid, p_wait boolean) RETURNS integer
@@ -77,11 +85,10 @@ BEGIN
     DO UPDATE SET events = s.events + excluded.events;
   -- Summed per day and values first (a few hundred rows), then expanded into pairs.
   INSERT INTO segment_pair_counts AS s (tenant_id, day, pa, va, pb, vb, events)
-    SELECT p_tenant, d.day, a.k::int2, d.dims[a.k], b.k::int2, d.dims[b.k], sum(d.events)
+    SELECT p_tenant, d.day, p.pa, p.va, p.pb, p.vb, sum(d.events)
     FROM (SELECT day, dims, sum(events) AS events FROM fahwa_flush_deltas GROUP BY day, dims) d,
-         generate_subscripts(d.dims, 1) AS a(k), generate_subscripts(d.dims, 1) AS b(k)
-    WHERE a.k <> b.k AND d.dims[a.k] IS NOT NULL
-    GROUP BY 2, 3, 4, 5, 6 ORDER BY 3, 5, md5(d.dims[a.k]), 2, fahwa_dims_key(ARRAY[d.dims[b.k]])
+         fahwa_value_pairs(d.dims) AS p
+    GROUP BY 2, 3, 4, 5, 6 ORDER BY 3, 5, md5(p.va), 2, fahwa_dims_key(ARRAY[p.vb])
     ON CONFLICT (tenant_id, pa, pb, md5(va), day, fahwa_dims_key(ARRAY[vb]))
     DO UPDATE SET events = s.events + excluded.events;
   INSERT INTO event_counts_daily AS c (tenant_id, day, name, events)
@@ -168,10 +175,9 @@ BEGIN
     ORDER BY day, fahwa_dims_key(dims);
   INSERT INTO segment_pair_counts (tenant_id, day, pa, va, pb, vb, events)
     SELECT p_tenant, day, pa, va, pb, vb, events FROM (
-      SELECT s.day, a.k::int2 AS pa, s.dims[a.k] AS va, b.k::int2 AS pb, s.dims[b.k] AS vb,
-             sum(s.events) AS events
-      FROM segment_counts_all s, generate_subscripts(s.dims, 1) AS a(k), generate_subscripts(s.dims, 1) AS b(k)
-      WHERE s.tenant_id = p_tenant AND a.k <> b.k AND s.dims[a.k] IS NOT NULL
+      SELECT s.day, p.pa, p.va, p.pb, p.vb, sum(s.events) AS events
+      FROM segment_counts_all s, fahwa_value_pairs(s.dims) AS p
+      WHERE s.tenant_id = p_tenant
       GROUP BY 1, 2, 3, 4, 5 OFFSET 0) p
     ORDER BY pa, pb, md5(va), day, fahwa_dims_key(ARRAY[vb]);
   INSERT INTO segment_user_days (tenant_id, seg, user_id, day)
