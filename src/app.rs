@@ -10,6 +10,8 @@ use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, redact_url};
 use crate::db::{Db, migrate};
 use crate::kv::Kv;
+use crate::live::Broker;
+use crate::live::hub::Hub;
 
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);
@@ -20,6 +22,8 @@ pub struct AppInner {
     pub kv: Kv,
     pub tokens: TokenKeys,
     pub key_grants: KeyGrants,
+    /// Live messages to every instance's subscribers.
+    pub live: Broker,
 }
 
 impl Deref for App {
@@ -54,12 +58,20 @@ impl App {
                 Kv::memory()
             }
         };
+        let hub = Arc::new(Hub::default());
+        let live = match (&kv, &config.redis_url) {
+            (Kv::Redis { pool, prefix }, Some(url)) => {
+                Broker::redis(hub, url, pool.clone(), prefix)
+            }
+            _ => Broker::local(hub),
+        };
         Ok(App(Arc::new(AppInner {
             config,
             db,
             kv,
             tokens,
             key_grants: KeyGrants::default(),
+            live,
         })))
     }
 }

@@ -46,6 +46,8 @@ pub struct Config {
     pub max_query_aliases: usize,
     /// Cache analytics results (turned off to measure cold queries).
     pub metric_cache: bool,
+    /// Take part in change capture (one instance at a time leads it); needs `wal_level=logical`.
+    pub live_capture: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +85,7 @@ impl Default for Config {
             max_query_complexity: 2_000,
             max_query_aliases: 30,
             metric_cache: true,
+            live_capture: true,
         }
     }
 }

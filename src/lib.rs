@@ -13,6 +13,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod kv;
+pub mod live;
 pub mod metrics;
 pub mod seed;
 pub mod telemetry;

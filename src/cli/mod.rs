@@ -1,4 +1,5 @@
-//! The `fahwa` command line: `serve`, `migrate`, `print-schema`, `create-operator`.
+//! The `fahwa` command line: `serve`, `migrate`, `seed`, `bench`, `retention`,
+//! `drop-capture-slot`, `print-schema`, `create-operator`.
 
 mod demo;
 mod operator;
@@ -73,6 +74,11 @@ enum Command {
     },
     /// Apply every tenant's event retention now (the server also does it daily)
     Retention {
+        #[command(flatten)]
+        flags: ConfigFlags,
+    },
+    /// Drop this database's change capture slot (a running server creates it again)
+    DropCaptureSlot {
         #[command(flatten)]
         flags: ConfigFlags,
     },
@@ -161,6 +167,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(file, &flags)?;
             telemetry::init(crate::config::LogFormat::Text);
             crate::bench::run(config, options).await
+        }
+        Command::DropCaptureSlot { flags } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(config.log_format);
+            let dropped = crate::live::capture::drop_slot(&config.database_url).await?;
+            println!(
+                "{}",
+                if dropped {
+                    "dropped the change capture slot"
+                } else {
+                    "this database has no change capture slot"
+                }
+            );
+            Ok(())
         }
         Command::Retention { flags } => {
             let config = Config::load(file, &flags)?;

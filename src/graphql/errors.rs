@@ -7,10 +7,12 @@ use std::sync::Mutex;
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
-    ResolveInfo,
+    NextSubscribe, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Value, Variables};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::error::AppError;
 
@@ -44,6 +46,23 @@ impl Extension for ErrorCodesExtension {
             assign_code(err);
         }
         response
+    }
+
+    /// Subscription answers do not pass through `request`.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                for err in &mut response.errors {
+                    assign_code(err);
+                }
+                response
+            })
+            .boxed()
     }
 
     /// async-graphql leaves a failed field out of its object; GraphQL (and our contract) wants

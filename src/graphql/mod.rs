@@ -4,12 +4,13 @@ mod analytics;
 mod auth;
 pub mod errors;
 mod ingest;
+mod live;
 pub mod loaders;
 pub mod pagination;
 mod points;
 pub mod tenant;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Schema, SchemaBuilder};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
 use crate::accounts::Caller;
 use crate::app::App;
@@ -31,15 +32,22 @@ pub struct Mutation(
     ingest::IngestMutation,
 );
 
-pub type FahwaSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(live::LiveSubscription);
 
-fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(config.max_query_depth)
-        .limit_complexity(config.max_query_complexity)
-        .extension(errors::ErrorCodes {
-            max_aliases: config.max_query_aliases,
-        })
+pub type FahwaSchema = Schema<Query, Mutation, Subscription>;
+
+fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(config.max_query_depth)
+    .limit_complexity(config.max_query_complexity)
+    .extension(errors::ErrorCodes {
+        max_aliases: config.max_query_aliases,
+    })
 }
 
 /// The schema the server runs, with the application attached.

@@ -104,6 +104,7 @@ pub async fn serve(
         crate::db::Db::new(&app.config.database_url, 1),
         app.config.database_url.clone(),
     );
+    let _live = crate::live::spawn(&app);
     let router = router(app);
     axum::serve(
         listener,

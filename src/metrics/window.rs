@@ -6,7 +6,17 @@ use chrono_tz::Tz;
 
 use crate::error::{AppError, AppResult};
 
-#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(
+    async_graphql::Enum,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum Granularity {
     Hour,
     Day,
@@ -170,6 +180,22 @@ impl Window {
         })
     }
 
+    /// The one bucket of `granularity` that contains `now`, whole.
+    pub fn current(now: DateTime<Utc>, granularity: Granularity, tz: Tz) -> AppResult<Self> {
+        let (from, to) = if granularity == Granularity::Hour {
+            let probe = Window::new(now, now + Duration::seconds(1), granularity, tz)?;
+            let label = probe.buckets.first().map_or(now, |b| b.label);
+            (label, label + Duration::hours(1))
+        } else {
+            let start = bucket_start_date(granularity, local_date(tz, now));
+            (
+                local_midnight(tz, start),
+                local_midnight(tz, next_bucket_date(granularity, start)),
+            )
+        };
+        Window::new(from, to, granularity, tz)
+    }
+
     /// The whole range as one bucket (for totals).
     pub fn whole(&self) -> Bucket {
         let days: Vec<(NaiveDate, NaiveDate)> =
@@ -200,6 +226,36 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_current_bucket_is_whole_in_the_tenants_zone() {
+        let tz: Tz = "America/Los_Angeles".parse().unwrap();
+        let now = utc("2026-11-04T10:20:00Z");
+        let span = |g| {
+            let w = Window::current(now, g, tz).unwrap();
+            assert_eq!(w.buckets.len(), 1, "{g:?}");
+            assert_eq!(w.buckets[0].label, w.from);
+            (w.from, w.to)
+        };
+        assert_eq!(
+            span(Granularity::Hour),
+            (utc("2026-11-04T10:00:00Z"), utc("2026-11-04T11:00:00Z"))
+        );
+        assert_eq!(
+            span(Granularity::Day),
+            (utc("2026-11-04T08:00:00Z"), utc("2026-11-05T08:00:00Z"))
+        );
+        // Monday, after the change back to standard time on Sunday the 1st.
+        assert_eq!(
+            span(Granularity::Week),
+            (utc("2026-11-02T08:00:00Z"), utc("2026-11-09T08:00:00Z"))
+        );
+        // The 1st began in daylight time: the month has 30 days and one hour.
+        assert_eq!(
+            span(Granularity::Month),
+            (utc("2026-11-01T07:00:00Z"), utc("2026-12-01T08:00:00Z"))
+        );
     }
 
     #[test]

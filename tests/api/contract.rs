@@ -16,8 +16,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("integrations.graphql", "ConnectIntegration"),
     ("integrations.graphql", "SyncIntegration"),
     ("integrations.graphql", "DisconnectIntegration"),
-    ("live.graphql", "LiveMetric"),
-    ("live.graphql", "LiveEvents"),
     ("live.graphql", "ReportRunUpdated"),
     ("reports.graphql", "CreateReport"),
     ("reports.graphql", "Reports"),

@@ -73,6 +73,13 @@ async fn template() -> &'static str {
                 .unwrap();
             for row in stale {
                 let db: String = row.get(0);
+                // A database with a replication slot cannot be dropped.
+                let _ = client
+                    .execute(
+                        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1 AND NOT active",
+                        &[&db],
+                    )
+                    .await;
                 let _ = client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
                     .await;
@@ -149,7 +156,14 @@ pub struct TestApp {
     pub app: App,
     pub db_url: String,
     pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
     _shutdown: oneshot::Sender<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -169,12 +183,26 @@ impl TestApp {
     }
 
     pub async fn spawn_with(redis: bool) -> TestApp {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "fahwa=warn".into()))
-            .try_init();
+        Self::start(Self::config(redis).await).await
+    }
+
+    /// A server with Redis that takes part in change capture (live updates).
+    pub async fn spawn_live() -> TestApp {
+        Self::spawn_live_on(redis_url()).await
+    }
+
+    /// `spawn_live` with a Redis of its own.
+    pub async fn spawn_live_on(redis: String) -> TestApp {
+        let mut config = Self::config(true).await;
+        config.redis_url = Some(redis);
+        config.live_capture = true;
+        Self::start(config).await
+    }
+
+    /// The configuration of a new test server on a fresh database.
+    async fn config(redis: bool) -> Config {
         let db_url = fresh_database().await;
-        let config = Config {
+        Config {
             database_url: db_url.clone(),
             redis_url: redis.then(redis_url),
             redis_prefix: format!("test:{}:", Uuid::new_v4().simple()),
@@ -183,14 +211,29 @@ impl TestApp {
             env: Environment::Development,
             db_pool_size: 4,
             max_body_bytes: 256 * 1024,
+            // Each capturing database holds a replication slot: only the live tests ask for it.
+            live_capture: false,
             ..Config::default()
-        };
+        }
+    }
+
+    /// Another instance of the same deployment: same database, Redis, prefix and signing key.
+    pub async fn peer(&self) -> TestApp {
+        Self::start(self.app.config.clone()).await
+    }
+
+    async fn start(config: Config) -> TestApp {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "fahwa=warn".into()))
+            .try_init();
+        let db_url = config.database_url.clone();
         let app = App::build(config).await.expect("app builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let served = app.clone();
-        tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             fahwa::http::serve(served, listener, async {
                 let _ = rx.await;
             })
@@ -202,8 +245,15 @@ impl TestApp {
             app,
             db_url,
             client: reqwest::Client::new(),
+            server,
             _shutdown: tx,
         }
+    }
+
+    /// Stops this instance at once, as a crash would: it accepts nothing more and its
+    /// background work ends (change capture included; connections already open are not cut).
+    pub fn kill(&mut self) {
+        self.server.abort();
     }
 
     pub fn jwt_secret(&self) -> String {

@@ -10,6 +10,7 @@ mod cli;
 mod http_surface;
 mod ingest;
 mod limits;
+mod live;
 mod loaders;
 mod migrations;
 mod plans;

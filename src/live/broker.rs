@@ -1,0 +1,141 @@
+//! Publishing live messages and receiving them on every instance. With Redis, messages go to a
+//! channel per tenant and each instance holds one pattern subscription, reconnected by itself
+//! after Redis restarts; without Redis, publishing hands the message to this instance's hub.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::hub::Hub;
+use super::message::{Envelope, LiveMessage};
+use crate::error::{AppError, AppResult};
+use crate::kv::RedisPool;
+
+#[derive(Clone)]
+pub struct Broker {
+    hub: Arc<Hub>,
+    redis: Option<RedisSide>,
+    /// Whether this instance leads change capture now.
+    leading: Arc<AtomicBool>,
+    /// Signalled each time the Redis subscription is (re)established: what was published
+    /// while it was down never arrives, so the instance brings its subscribers up to date.
+    subscribed: Arc<Notify>,
+}
+
+#[derive(Clone)]
+struct RedisSide {
+    url: String,
+    pool: RedisPool,
+    /// `<prefix>live:`; a tenant's channel is this and its id.
+    channel: String,
+}
+
+impl Broker {
+    pub fn local(hub: Arc<Hub>) -> Self {
+        Broker {
+            hub,
+            redis: None,
+            leading: Arc::default(),
+            subscribed: Arc::default(),
+        }
+    }
+
+    pub fn redis(hub: Arc<Hub>, url: &str, pool: RedisPool, prefix: &str) -> Self {
+        Broker {
+            hub,
+            redis: Some(RedisSide {
+                url: url.to_string(),
+                pool,
+                channel: format!("{prefix}live:"),
+            }),
+            leading: Arc::default(),
+            subscribed: Arc::default(),
+        }
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    pub fn subscribed(&self) -> &Notify {
+        &self.subscribed
+    }
+
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn set_leading(&self, leading: bool) {
+        self.leading.store(leading, Ordering::Relaxed);
+        metrics::gauge!("fahwa_live_capture_leader").set(if leading { 1.0 } else { 0.0 });
+    }
+
+    /// Sends `message` to `tenant`'s subscribers on every instance. An error means it may not
+    /// have reached them: the caller tries again rather than moving on.
+    pub async fn publish(&self, tenant: Uuid, message: LiveMessage) -> AppResult<()> {
+        metrics::counter!("fahwa_live_published_total").increment(1);
+        let Some(redis) = &self.redis else {
+            self.hub.dispatch(tenant, &message);
+            return Ok(());
+        };
+        let payload = serde_json::to_vec(&Envelope { tenant, message })
+            .map_err(|e| AppError::internal(anyhow::anyhow!("live message: {e}")))?;
+        let err = |e: &dyn std::fmt::Display| AppError::internal(anyhow::anyhow!("redis: {e}"));
+        let mut conn = redis.pool.get().await.map_err(|e| err(&e))?;
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(format!("{}{tenant}", redis.channel))
+            .arg(payload)
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| err(&e))?;
+        Ok(())
+    }
+
+    /// Receives what any instance publishes and hands it to this instance's hub, until the
+    /// process ends. Without Redis there is nothing to receive.
+    pub async fn run_receiver(self) {
+        let Some(redis) = self.redis.clone() else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.receive(&redis).await {
+                Ok(()) => {
+                    tracing::warn!("live subscription to Redis ended; subscribing again");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "live subscription to Redis failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+            metrics::gauge!("fahwa_live_receiver_up").set(0.0);
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// One subscription's life: returns when Redis closes it.
+    async fn receive(&self, redis: &RedisSide) -> redis::RedisResult<()> {
+        let client = redis::Client::open(redis.url.as_str())?;
+        let mut pubsub = tokio::time::timeout(Duration::from_secs(3), client.get_async_pubsub())
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        pubsub.psubscribe(format!("{}*", redis.channel)).await?;
+        metrics::gauge!("fahwa_live_receiver_up").set(1.0);
+        tracing::info!("live: subscribed to Redis");
+        self.subscribed.notify_one();
+        let mut messages = pubsub.on_message();
+        while let Some(msg) = messages.next().await {
+            let payload: Vec<u8> = msg.get_payload()?;
+            match serde_json::from_slice::<Envelope>(&payload) {
+                Ok(envelope) => self.hub.dispatch(envelope.tenant, &envelope.message),
+                Err(e) => tracing::warn!(error = %e, "live: a message that does not parse"),
+            }
+        }
+        Ok(())
+    }
+}

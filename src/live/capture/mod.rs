@@ -1,0 +1,344 @@
+//! Change data capture: one instance at a time (the holder of an advisory lock) reads the
+//! replication slot through `pg_logical_slot_peek_binary_changes` (pgoutput), turns committed
+//! events into live messages and newest-bucket values, publishes them, and only then confirms
+//! the slot's position: a crash replays what was not confirmed, and never loses it.
+
+pub mod pgoutput;
+pub mod values;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use self::pgoutput::{Message, Relations};
+use super::message::{LiveEvent, LiveMessage, MetricKey};
+use super::watch::{self, Watched};
+use crate::App;
+use crate::metrics::Granularity;
+
+/// The publication the slot decodes (migration `live_capture`).
+pub const PUBLICATION: &str = "fahwa_live";
+/// Session advisory lock held by the capture leader, per database.
+const LEADER_LOCK: i64 = 0x0066_6168_7761_4c56;
+/// How often the leader reads the slot, and so at most how often a metric is published.
+const TICK: Duration = Duration::from_millis(250);
+/// Changes read at most per pass (whole transactions: a pass may read a little more).
+const MAX_CHANGES: i32 = 20_000;
+/// Events of one tenant published per pass at most; the rest are counted as skipped.
+const EVENTS_PER_PASS: usize = 5_000;
+/// A slot further behind than this is worth a warning.
+const LAG_WARNING_BYTES: i64 = 1 << 30;
+
+/// The slot of a database: slot names are shared by every database of a server.
+pub fn slot_name(database: &str) -> String {
+    let clean: String = database
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | '0'..='9' | '_' => c,
+            'A'..='Z' => c.to_ascii_lowercase(),
+            _ => '_',
+        })
+        .collect();
+    let mut name = format!("fahwa_live_{clean}");
+    name.truncate(63);
+    name
+}
+
+async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "capture connection ended");
+        }
+    });
+    // Values are decoded in the session's zone: read them in UTC.
+    client
+        .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'fahwa-capture'")
+        .await?;
+    Ok(client)
+}
+
+/// This database's slot, created if missing.
+async fn ensure_slot(client: &Client) -> anyhow::Result<String> {
+    let database: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
+    let slot = slot_name(&database);
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .is_some();
+    if !exists {
+        client
+            .execute(
+                "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                &[&slot],
+            )
+            .await?;
+        tracing::info!(slot, "created the change capture slot");
+    }
+    Ok(slot)
+}
+
+/// Drops this database's slot (`fahwa drop-capture-slot`); false if there was none.
+pub async fn drop_slot(url: &str) -> anyhow::Result<bool> {
+    let client = connect(url).await?;
+    let database: String = client
+        .query_one("SELECT current_database()::text", &[])
+        .await?
+        .get(0);
+    let dropped = client
+        .query_opt(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot_name(&database)],
+        )
+        .await?
+        .is_some();
+    Ok(dropped)
+}
+
+/// Runs capture for as long as the process lives: waits to lead, then leads until it fails.
+pub async fn run(app: App) {
+    loop {
+        let mut pause = Duration::from_secs(1);
+        if let Err(e) = lead(&app).await {
+            let text = format!("{e:#}");
+            if text.contains("wal_level") {
+                tracing::error!(
+                    "change capture needs wal_level = logical (ALTER SYSTEM SET wal_level = 'logical', then restart PostgreSQL); live metrics wait until then"
+                );
+                pause = Duration::from_secs(60);
+            } else {
+                tracing::warn!(error = %text, "change capture stopped; trying again");
+            }
+        }
+        app.live.set_leading(false);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+async fn lead(app: &App) -> anyhow::Result<()> {
+    let client = connect(&app.config.database_url).await?;
+    loop {
+        let got: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
+            .await?
+            .get(0);
+        if got {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let slot = ensure_slot(&client).await?;
+    tracing::info!(slot, "leading change capture");
+    app.live.set_leading(true);
+    let mut published = Published::default();
+    let mut lag_checked = Instant::now() - Duration::from_secs(60);
+    loop {
+        let started = Instant::now();
+        let pass = read(&client, &slot).await?;
+        if let Some(end) = pass.end_lsn {
+            handle(app, &mut published, &pass).await?;
+            client
+                .execute(
+                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+                    &[&slot, &lsn_text(end)],
+                )
+                .await?;
+            metrics::counter!("fahwa_live_changes_total").increment(pass.changes as u64);
+        }
+        if lag_checked.elapsed() >= Duration::from_secs(2) {
+            lag_checked = Instant::now();
+            report_lag(&client, &slot).await?;
+        }
+        if pass.changes < MAX_CHANGES as usize {
+            tokio::time::sleep(TICK.saturating_sub(started.elapsed())).await;
+        }
+    }
+}
+
+async fn report_lag(client: &Client, slot: &str) -> anyhow::Result<()> {
+    let lag: Option<i64> = client
+        .query_one(
+            "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await?
+        .get(0);
+    let lag = lag.unwrap_or(0);
+    metrics::gauge!("fahwa_live_slot_lag_bytes").set(lag as f64);
+    if lag > LAG_WARNING_BYTES {
+        tracing::warn!(
+            slot,
+            lag_bytes = lag,
+            "the change capture slot is far behind"
+        );
+    }
+    Ok(())
+}
+
+fn lsn_text(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// `16/B374D848` as a number.
+pub fn parse_lsn(text: &str) -> Option<u64> {
+    let (hi, lo) = text.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+/// What one pass read: committed transactions only, in commit order.
+#[derive(Default)]
+struct Pass {
+    changes: usize,
+    /// Where the last transaction read ends: the position to confirm.
+    end_lsn: Option<u64>,
+    /// Per tenant, its new events in commit order and the position of its last change.
+    tenants: HashMap<Uuid, TenantChanges>,
+}
+
+#[derive(Default)]
+struct TenantChanges {
+    events: Vec<LiveEvent>,
+    version: u64,
+}
+
+async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
+    let rows = client
+        .query(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
+             'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
+            &[&slot, &MAX_CHANGES, &PUBLICATION],
+        )
+        .await?;
+    let mut pass = Pass {
+        changes: rows.len(),
+        ..Pass::default()
+    };
+    let mut relations = Relations::default();
+    let mut open: Vec<(Uuid, LiveEvent)> = Vec::new();
+    for row in rows {
+        let data: &[u8] = row.get(0);
+        match pgoutput::decode(data)? {
+            Message::Relation(r) => relations.learn(r),
+            Message::Begin { .. } => open.clear(),
+            Message::Insert { relation, new } => {
+                let relation = relations.get(relation)?;
+                if relation.name == "events"
+                    && let Some(event) = event_of(relation, &new)
+                {
+                    open.push(event);
+                }
+            }
+            Message::Commit { end_lsn, .. } => {
+                for (tenant, event) in open.drain(..) {
+                    let t = pass.tenants.entry(tenant).or_default();
+                    t.events.push(event);
+                    t.version = end_lsn;
+                }
+                pass.end_lsn = Some(end_lsn);
+            }
+            _ => {}
+        }
+    }
+    Ok(pass)
+}
+
+fn event_of(
+    relation: &pgoutput::Relation,
+    values: &[pgoutput::Value],
+) -> Option<(Uuid, LiveEvent)> {
+    let text = |name| relation.text(values, name);
+    let tenant = text("tenant_id")?.parse().ok()?;
+    let occurred_at = DateTime::parse_from_str(text("occurred_at")?, "%Y-%m-%d %H:%M:%S%.f%#z")
+        .ok()?
+        .with_timezone(&Utc);
+    Some((
+        tenant,
+        LiveEvent {
+            id: text("id")?.parse().ok()?,
+            name: text("name")?.to_string(),
+            user_id: text("user_id")?.to_string(),
+            occurred_at,
+            properties: text("properties")
+                .and_then(|p| serde_json::from_str(p).ok())
+                .unwrap_or_else(|| serde_json::json!({})),
+        },
+    ))
+}
+
+/// The last value published per tenant, metric and granularity: an unchanged value is not sent
+/// again.
+type Published = HashMap<(Uuid, MetricKey, Granularity), (DateTime<Utc>, f64)>;
+
+/// Publishes what a pass changed for the topics someone follows. A failed publish fails the
+/// pass, so that its changes are read again.
+async fn handle(app: &App, published: &mut Published, pass: &Pass) -> anyhow::Result<()> {
+    let now = Utc::now();
+    for (&tenant, changes) in &pass.tenants {
+        let followed = watch::followed(&app.kv, tenant).await?;
+        if followed.contains(&Watched::Events) && !changes.events.is_empty() {
+            let skip = changes.events.len().saturating_sub(EVENTS_PER_PASS);
+            let kept = &changes.events[skip..];
+            for (i, chunk) in kept.chunks(1_000).enumerate() {
+                let message = LiveMessage::Events {
+                    events: chunk.to_vec(),
+                    skipped: if i == 0 { skip as u64 } else { 0 },
+                };
+                app.live.publish(tenant, message).await?;
+            }
+        }
+        let wanted: Vec<(MetricKey, Granularity)> = followed
+            .iter()
+            .filter_map(|w| match w {
+                Watched::Metric(m, g) => Some((*m, *g)),
+                Watched::Events => None,
+            })
+            .collect();
+        let computed = match values::newest(&app.db, tenant, &wanted, now).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, error = %e, "live: could not compute values");
+                continue;
+            }
+        };
+        for c in computed {
+            let key = (tenant, c.metric, c.granularity);
+            if published.get(&key) == Some(&(c.bucket, c.value)) {
+                continue;
+            }
+            let seen = (c.bucket, c.value);
+            app.live
+                .publish(tenant, c.message(now, changes.version))
+                .await?;
+            published.insert(key, seen);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_names_are_valid_and_per_database() {
+        assert_eq!(slot_name("fahwa"), "fahwa_live_fahwa");
+        assert_eq!(slot_name("My-DB"), "fahwa_live_my_db");
+        assert_eq!(slot_name(&"x".repeat(100)).len(), 63);
+        assert_eq!(lsn_text(0x0000_0001_0000_00AB), "1/AB");
+        assert_eq!(parse_lsn("1/AB"), Some(0x0000_0001_0000_00AB));
+        assert_eq!(
+            parse_lsn("16/B374D848").map(lsn_text).as_deref(),
+            Some("16/B374D848")
+        );
+        assert_eq!(parse_lsn("nope"), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! Live updates: change capture from PostgreSQL (`capture/`), the broker that carries messages
+//! between instances (`broker.rs`, Redis pub/sub or in process), each instance's fan-out to its
+//! WebSocket subscribers (`hub.rs`), and the marks that say what anyone follows (`watch.rs`).
+
+pub mod broker;
+pub mod capture;
+pub mod hub;
+pub mod message;
+pub mod watch;
+
+use std::collections::HashMap;
+
+use scoped_futures::ScopedFutureExt;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub use broker::Broker;
+
+use self::hub::Topic;
+use self::message::MetricKey;
+use crate::App;
+use crate::error::AppResult;
+use crate::metrics::Granularity;
+
+/// The live machinery's background tasks; dropping this stops them (a stopped server must give
+/// up capture leadership at once, even inside a test process).
+pub struct LiveTasks(Vec<JoinHandle<()>>);
+
+impl Drop for LiveTasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Starts receiving from the broker, marking this instance's topics, and (where configured)
+/// competing for change capture.
+pub fn spawn(app: &App) -> LiveTasks {
+    let mut tasks = vec![tokio::spawn(app.live.clone().run_receiver())];
+    let marker = app.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(watch::REFRESH);
+        loop {
+            every.tick().await;
+            let topics = marker.live.hub().topics();
+            metrics::gauge!("fahwa_live_subscriptions").set(topics.len() as f64);
+            watch::mark(&marker.kv, &topics).await;
+        }
+    }));
+    let refresher = app.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            refresher.live.subscribed().notified().await;
+            if let Err(e) = refresh_local(&refresher).await {
+                tracing::warn!(error = %e, "live: could not bring subscribers up to date");
+            }
+        }
+    }));
+    if app.config.live_capture {
+        tasks.push(tokio::spawn(capture::run(app.clone())));
+    }
+    LiveTasks(tasks)
+}
+
+#[derive(diesel::QueryableByName)]
+struct WalPosition {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    lsn: String,
+}
+
+/// Marks this instance's topics again and hands its metric subscribers the current values:
+/// after the Redis subscription was down, what was published meanwhile never arrives. The
+/// values carry the log position read before computing them, so a replayed older change is
+/// ignored and any later one wins.
+async fn refresh_local(app: &App) -> AppResult<()> {
+    let topics = app.live.hub().topics();
+    watch::mark(&app.kv, &topics).await;
+    let mut wanted: HashMap<Uuid, Vec<(MetricKey, Granularity)>> = HashMap::new();
+    for (tenant, topic) in topics {
+        if let Topic::Metric(m, g) = topic {
+            wanted.entry(tenant).or_default().push((m, g));
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let position: WalPosition = app
+        .db
+        .outside_tenants(|conn| {
+            async move {
+                use diesel_async::RunQueryDsl;
+                Ok(
+                    diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
+                        .get_result(conn)
+                        .await?,
+                )
+            }
+            .scope_boxed()
+        })
+        .await?;
+    let version = capture::parse_lsn(&position.lsn).unwrap_or(0);
+    let now = chrono::Utc::now();
+    for (tenant, wanted) in wanted {
+        for c in capture::values::newest(&app.db, tenant, &wanted, now).await? {
+            app.live.hub().dispatch(tenant, &c.message(now, version));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! Live updates: change capture, the broker between instances, and subscriptions over
+//! WebSocket (contract `live.graphql`).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::harness::{TestApp, codes};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A `graphql-transport-ws` client.
+pub struct Ws(Socket);
+
+impl Ws {
+    pub async fn connect(t: &TestApp, token: &str) -> Ws {
+        Self::connect_with(t, json!({ "authorization": format!("Bearer {token}") })).await
+    }
+
+    pub async fn connect_with(t: &TestApp, init: Value) -> Ws {
+        let url = format!("{}/api/v1/graphql/ws", t.base.replace("http://", "ws://"));
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut ws = Ws(socket);
+        ws.send(json!({ "type": "connection_init", "payload": init }))
+            .await;
+        let ack = ws.message(Duration::from_secs(5)).await;
+        assert_eq!(
+            ack.map(|m| m["type"].clone()),
+            Some(json!("connection_ack"))
+        );
+        ws
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.0
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// Starts a contract operation of `live.graphql` as subscription `id`.
+    pub async fn subscribe(&mut self, id: &str, name: &str, variables: Value) {
+        let query = crate::contract::operation("live.graphql", name);
+        self.send(json!({ "id": id, "type": "subscribe", "payload": {
+            "query": query, "operationName": name, "variables": variables } }))
+            .await;
+    }
+
+    /// The next protocol message (pings answered), or `None` after `wait` or a close.
+    async fn message(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.0.next())
+                .await
+                .ok()??;
+            match next {
+                Ok(Message::Text(text)) => {
+                    let msg: Value = serde_json::from_str(&text).unwrap();
+                    if msg["type"] == "ping" {
+                        self.send(json!({ "type": "pong" })).await;
+                        continue;
+                    }
+                    return Some(msg);
+                }
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next `next` or `error` message, as (id, message).
+    pub async fn frame(&mut self, wait: Duration) -> Option<(String, Value)> {
+        loop {
+            let msg = self.message(wait).await?;
+            if msg["type"] == "next" || msg["type"] == "error" {
+                return Some((msg["id"].as_str().unwrap_or_default().to_string(), msg));
+            }
+        }
+    }
+
+    /// Frames until `done` says the wanted state is reached; panics after `wait`.
+    pub async fn until(&mut self, wait: Duration, mut done: impl FnMut(&str, &Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let Some((id, msg)) = self.frame(left).await else {
+                panic!("no frame reached the wanted state within {wait:?}");
+            };
+            if done(&id, &msg) {
+                return;
+            }
+        }
+    }
+}
+
+/// Waits until one instance leads change capture (events committed before its slot exists
+/// are not captured) and `subscriptions` inboxes are open on `subscribed`.
+async fn wait_ready(instances: &[&TestApp], subscribed: &TestApp, subscriptions: usize) {
+    for _ in 0..200 {
+        if instances.iter().any(|t| t.app.live.leading())
+            && subscribed.app.live.hub().subscriptions() >= subscriptions
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("capture did not start, or the subscriptions did not open");
+}
+
+fn events(n: usize, name: &str, prefix: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({ "name": name, "userId": format!("{prefix}{}", i % 3), "properties": { "i": i } }))
+        .collect()
+}
+
+fn metric_value(msg: &Value) -> Option<f64> {
+    msg["payload"]["data"]["metricUpdated"]["value"].as_f64()
+}
+
+fn live_events(msg: &Value) -> (Vec<Value>, i64) {
+    let batch = &msg["payload"]["data"]["liveEvents"];
+    (
+        batch["events"].as_array().cloned().unwrap_or_default(),
+        batch["dropped"].as_i64().unwrap_or(0),
+    )
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn ingested_events_reach_metric_and_event_subscribers() {
+    let t = TestApp::spawn_live().await;
+    let s = t.sign_up("acme").await;
+    let mut ws = Ws::connect(&t, &s.access).await;
+    ws.subscribe(
+        "dau",
+        "LiveMetric",
+        json!({ "metric": "ACTIVE_USERS", "granularity": "DAY" }),
+    )
+    .await;
+    ws.subscribe(
+        "count",
+        "LiveMetric",
+        json!({ "metric": "EVENTS", "granularity": "MONTH" }),
+    )
+    .await;
+    ws.subscribe("all", "LiveEvents", json!({ "name": null }))
+        .await;
+    ws.subscribe("logins", "LiveEvents", json!({ "name": "login" }))
+        .await;
+    wait_ready(&[&t], &t, 4).await;
+
+    let mut batch = events(4, "login", "u");
+    batch.extend(events(2, "page_view", "u"));
+    t.ingest_ok(&s.access, batch).await;
+
+    let today = chrono::Utc::now().date_naive();
+    let (mut dau, mut count, mut all, mut logins) = (None, None, Vec::new(), Vec::new());
+    ws.until(WAIT, |id, msg| {
+        assert_eq!(msg["type"], "next", "{msg}");
+        match id {
+            "dau" => {
+                let update = &msg["payload"]["data"]["metricUpdated"];
+                assert_eq!(update["metric"], "ACTIVE_USERS");
+                assert_eq!(
+                    update["bucket"],
+                    format!("{today}T00:00:00+00:00"),
+                    "the tenant's day (UTC)"
+                );
+                dau = metric_value(msg);
+            }
+            "count" => count = metric_value(msg),
+            "all" => all.extend(live_events(msg).0),
+            "logins" => logins.extend(live_events(msg).0),
+            other => panic!("unknown subscription {other}"),
+        }
+        dau == Some(3.0) && count == Some(6.0) && all.len() == 6 && logins.len() == 4
+    })
+    .await;
+    assert!(logins.iter().all(|e| e["name"] == "login"));
+    assert_eq!(all[5]["name"], "page_view");
+    assert_eq!(all[0]["properties"], json!({ "i": 0 }));
+    assert_eq!(all[0]["userId"], "u0");
+
+    // One more user: the day's value moves on, and nothing else arrives out of turn.
+    t.ingest_ok(&s.access, events(1, "signup", "new")).await;
+    ws.until(WAIT, |id, msg| {
+        id == "dau" && metric_value(msg) == Some(4.0)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn revenue_metrics_are_for_analysts_and_up() {
+    let t = TestApp::spawn_live().await;
+    let owner = t.sign_up("acme").await;
+    let viewer = t.member(&owner, "acme", "VIEWER").await;
+    let analyst = t.member(&owner, "acme", "ANALYST").await;
+
+    let mut ws = Ws::connect(&t, &viewer.access).await;
+    ws.subscribe(
+        "mrr",
+        "LiveMetric",
+        json!({ "metric": "MRR", "granularity": "MONTH" }),
+    )
+    .await;
+    let (id, msg) = ws.frame(WAIT).await.expect("an answer");
+    assert_eq!(id, "mrr");
+    assert_eq!(codes(&msg["payload"]), ["FORBIDDEN"], "{msg}");
+    ws.subscribe(
+        "dau",
+        "LiveMetric",
+        json!({ "metric": "ACTIVE_USERS", "granularity": "DAY" }),
+    )
+    .await;
+    let mut analyst_ws = Ws::connect(&t, &analyst.access).await;
+    analyst_ws
+        .subscribe(
+            "mrr",
+            "LiveMetric",
+            json!({ "metric": "MRR", "granularity": "MONTH" }),
+        )
+        .await;
+    wait_ready(&[&t], &t, 2).await;
+    assert!(
+        analyst_ws.frame(Duration::from_millis(300)).await.is_none(),
+        "the analyst's subscription stays open"
+    );
+    // Without a token the socket opens, and a subscription is refused.
+    let mut anonymous = Ws::connect_with(&t, json!({})).await;
+    anonymous.subscribe("all", "LiveEvents", json!({})).await;
+    let (_, msg) = anonymous.frame(WAIT).await.expect("an answer");
+    assert_eq!(codes(&msg["payload"]), ["UNAUTHENTICATED"], "{msg}");
+}
+
+#[tokio::test]
+async fn two_instances_share_updates_and_capture_fails_over() {
+    let a = TestApp::spawn_live().await;
+    let b = a.peer().await;
+    let s = a.sign_up("acme").await;
+    // Exactly one leads.
+    wait_ready(&[&a, &b], &a, 0).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(a.app.live.leading() ^ b.app.live.leading(), "one leader");
+    let (mut leader, survivor) = if a.app.live.leading() { (a, b) } else { (b, a) };
+
+    let mut ws = Ws::connect(&survivor, &s.access).await;
+    ws.subscribe("all", "LiveEvents", json!({})).await;
+    ws.subscribe(
+        "count",
+        "LiveMetric",
+        json!({ "metric": "EVENTS", "granularity": "DAY" }),
+    )
+    .await;
+    wait_ready(&[&survivor, &leader], &survivor, 2).await;
+
+    // Through the instance that does not hold the subscriber.
+    leader.ingest_ok(&s.access, events(5, "login", "a")).await;
+    let mut seen = 0;
+    ws.until(WAIT, |id, msg| {
+        if id == "all" {
+            seen += live_events(msg).0.len();
+        }
+        seen == 5
+    })
+    .await;
+
+    // The leader dies; events sent right after are captured once the other one takes over.
+    leader.kill();
+    survivor
+        .ingest_ok(&s.access, events(7, "page_view", "b"))
+        .await;
+    let (mut more, mut count) = (0, None);
+    ws.until(WAIT, |id, msg| {
+        match id {
+            "all" => more += live_events(msg).0.len(),
+            _ => count = metric_value(msg),
+        }
+        more >= 7 && count == Some(12.0)
+    })
+    .await;
+    assert!(survivor.app.live.leading());
+}
+
+#[tokio::test]
+async fn a_row_written_straight_into_postgres_reaches_subscribers() {
+    let t = TestApp::spawn_live().await;
+    let s = t.sign_up("acme").await;
+    let mut ws = Ws::connect(&t, &s.access).await;
+    ws.subscribe("all", "LiveEvents", json!({})).await;
+    wait_ready(&[&t], &t, 1).await;
+    let pg = t.pg().await;
+    pg.execute(
+        "INSERT INTO events (tenant_id, name, user_id, occurred_at, properties) \
+         VALUES ($1::text::uuid, 'import', 'legacy-7', now(), '{\"source\": \"sql\"}')",
+        &[&s.tenant_id],
+    )
+    .await
+    .unwrap();
+    ws.until(WAIT, |_, msg| {
+        let (events, _) = live_events(msg);
+        events.iter().any(|e| {
+            e["name"] == "import" && e["userId"] == "legacy-7" && e["properties"]["source"] == "sql"
+        })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_does_not_hold_back_the_others() {
+    let t = TestApp::spawn_live().await;
+    let s = t.sign_up("acme").await;
+    // Subscribes and never reads: its socket's buffers fill and its inbox overflows.
+    let mut slow = Ws::connect(&t, &s.access).await;
+    slow.subscribe("all", "LiveEvents", json!({})).await;
+    let mut fast = Ws::connect(&t, &s.access).await;
+    fast.subscribe("all", "LiveEvents", json!({})).await;
+    fast.subscribe(
+        "count",
+        "LiveMetric",
+        json!({ "metric": "EVENTS", "granularity": "DAY" }),
+    )
+    .await;
+    wait_ready(&[&t], &t, 3).await;
+
+    let padding = "x".repeat(200);
+    let (batches, size) = (24, 500);
+    let mut sent = 0;
+    let reader = async {
+        let (mut received, mut dropped, mut count) = (0i64, 0i64, None);
+        fast.until(Duration::from_secs(30), |id, msg| {
+            match id {
+                "all" => {
+                    let (events, d) = live_events(msg);
+                    received += events.len() as i64;
+                    dropped += d;
+                }
+                _ => count = metric_value(msg),
+            }
+            count == Some((batches * size) as f64) && received + dropped == batches * size
+        })
+        .await;
+        received
+    };
+    let writer = async {
+        for b in 0..batches {
+            let batch: Vec<Value> = (0..size)
+                .map(|i| json!({ "name": "page_view", "userId": format!("u{}", i % 50), "properties": { "b": b, "pad": padding } }))
+                .collect();
+            t.ingest_ok(&s.access, batch).await;
+            sent += size;
+        }
+    };
+    let (received, ()) = tokio::join!(reader, writer);
+    assert_eq!(sent, batches * size);
+    assert!(received > 0);
+    drop(slow);
+}
+
+/// A Redis of this test's own, which it can stop and start again on the same port.
+struct PrivateRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = PrivateRedis { port, child: None };
+        r.restart().await;
+        r
+    }
+
+    async fn restart(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs (see README)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+#[tokio::test]
+async fn updates_resume_after_redis_restarts() {
+    let mut redis = PrivateRedis::start().await;
+    let t = TestApp::spawn_live_on(redis.url()).await;
+    let s = t.sign_up("acme").await;
+    let mut ws = Ws::connect(&t, &s.access).await;
+    ws.subscribe(
+        "count",
+        "LiveMetric",
+        json!({ "metric": "EVENTS", "granularity": "DAY" }),
+    )
+    .await;
+    wait_ready(&[&t], &t, 1).await;
+    t.ingest_ok(&s.access, events(2, "login", "u")).await;
+    ws.until(WAIT, |_, msg| metric_value(msg) == Some(2.0))
+        .await;
+
+    redis.stop().await;
+    // Accepted while Redis is away: published once it is back (the slot was not confirmed).
+    t.ingest_ok(&s.access, events(3, "login", "u")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart().await;
+    // The same socket: the instance subscribes again by itself.
+    ws.until(Duration::from_secs(20), |_, msg| {
+        metric_value(msg) == Some(5.0)
+    })
+    .await;
+    t.ingest_ok(&s.access, events(1, "login", "u")).await;
+    ws.until(WAIT, |_, msg| metric_value(msg) == Some(6.0))
+        .await;
+}
