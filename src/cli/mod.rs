@@ -171,15 +171,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DropCaptureSlot { flags } => {
             let config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
-            let dropped = crate::live::capture::drop_slot(&config.database_url).await?;
-            println!(
-                "{}",
-                if dropped {
-                    "dropped the change capture slot"
-                } else {
-                    "this database has no change capture slot"
-                }
-            );
+            use crate::live::capture::{SlotDrop, drop_slot};
+            match drop_slot(&config.database_url).await? {
+                SlotDrop::Dropped => println!("dropped the change capture slot"),
+                SlotDrop::NoSlot => println!("this database has no change capture slot"),
+                SlotDrop::InUse => anyhow::bail!(
+                    "a running server is reading the change capture slot; stop every server first"
+                ),
+            }
             Ok(())
         }
         Command::Retention { flags } => {

@@ -105,6 +105,14 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
     } else {
         ProgressBar::hidden()
     };
+    // A bulk load is not streamed live: without a slot its rows are not kept for decoding.
+    match crate::live::capture::drop_slot(&app.config.database_url).await {
+        Ok(crate::live::capture::SlotDrop::InUse) => {
+            tracing::warn!("a running server captures changes: it will decode every seeded event")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not drop the change capture slot"),
+    }
     let started = Instant::now();
     // One COPY stream per core: PostgreSQL spends most of the time on index upkeep.
     let model = std::sync::Arc::new(model);

@@ -281,3 +281,44 @@ async fn seed_is_deterministic_and_rolled_up() {
     );
     assert_eq!(digests[0].0, 6000);
 }
+
+#[tokio::test]
+async fn drop_capture_slot_refuses_while_a_server_captures() {
+    let mut t = crate::harness::TestApp::spawn_live().await;
+    for _ in 0..100 {
+        if t.app.live.leading() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db_url = t.db_url.clone();
+    let drop_slot = || async {
+        fahwa()
+            .arg("drop-capture-slot")
+            .env("FAHWA_DATABASE_URL", &db_url)
+            .output()
+            .await
+            .unwrap()
+    };
+    let refused = drop_slot().await;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop every server first"));
+
+    t.kill();
+    // The leader's connection closes with it, and the slot is free.
+    let mut out = String::new();
+    for _ in 0..50 {
+        let done = drop_slot().await;
+        out = String::from_utf8_lossy(&done.stdout).into_owned();
+        if done.status.success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(out.trim(), "dropped the change capture slot");
+    let again = drop_slot().await;
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "this database has no change capture slot"
+    );
+}

@@ -87,21 +87,52 @@ async fn ensure_slot(client: &Client) -> anyhow::Result<String> {
     Ok(slot)
 }
 
-/// Drops this database's slot (`fahwa drop-capture-slot`); false if there was none.
-pub async fn drop_slot(url: &str) -> anyhow::Result<bool> {
+/// What `drop_slot` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SlotDrop {
+    Dropped,
+    NoSlot,
+    /// A running server's capture is reading it; stop the servers first.
+    InUse,
+}
+
+/// Drops this database's slot (`fahwa drop-capture-slot`, and `fahwa seed` before a bulk load,
+/// whose rows are not worth decoding one by one). A running server creates it again.
+pub async fn drop_slot(url: &str) -> anyhow::Result<SlotDrop> {
     let client = connect(url).await?;
     let database: String = client
         .query_one("SELECT current_database()::text", &[])
         .await?
         .get(0);
-    let dropped = client
+    let slot = slot_name(&database);
+    // Decoding through SQL functions marks the slot active only during a call: a leader is
+    // known by its lock (split by PostgreSQL into two 32-bit halves).
+    let leader: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1)",
+            &[&(LEADER_LOCK >> 32), &(LEADER_LOCK & 0xFFFF_FFFF)],
+        )
+        .await?
+        .get(0);
+    let exists = client
         .query_opt(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot_name(&database)],
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
         )
         .await?
         .is_some();
-    Ok(dropped)
+    Ok(match (exists, leader) {
+        (false, _) => SlotDrop::NoSlot,
+        (true, true) => SlotDrop::InUse,
+        (true, false) => {
+            client
+                .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+                .await?;
+            SlotDrop::Dropped
+        }
+    })
 }
 
 /// Runs capture for as long as the process lives: waits to lead, then leads until it fails.
