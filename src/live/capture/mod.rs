@@ -172,24 +172,30 @@ async fn lead(app: &App) -> anyhow::Result<()> {
     app.live.set_leading(true);
     let mut published = Published::default();
     let mut lag_checked = Instant::now() - Duration::from_secs(60);
+    let mut confirmed = 0u64;
     loop {
         let started = Instant::now();
         let pass = read(&client, &slot).await?;
-        if let Some(end) = pass.end_lsn {
+        if !pass.tenants.is_empty() {
             handle(app, &mut published, &pass).await?;
+            metrics::counter!("fahwa_live_changes_total").increment(pass.changes as u64);
+        }
+        // Confirmed even when nothing was published: WAL that holds no events (a rollup
+        // rebuild writes gigabytes) would otherwise be decoded again on every pass.
+        if pass.decoded_to > confirmed {
             client
                 .execute(
                     "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
-                    &[&slot, &lsn_text(end)],
+                    &[&slot, &lsn_text(pass.decoded_to)],
                 )
                 .await?;
-            metrics::counter!("fahwa_live_changes_total").increment(pass.changes as u64);
+            confirmed = pass.decoded_to;
         }
         if lag_checked.elapsed() >= Duration::from_secs(2) {
             lag_checked = Instant::now();
             report_lag(&client, &slot).await?;
         }
-        if pass.changes < MAX_CHANGES as usize {
+        if !pass.full {
             tokio::time::sleep(TICK.saturating_sub(started.elapsed())).await;
         }
     }
@@ -229,8 +235,10 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 #[derive(Default)]
 struct Pass {
     changes: usize,
-    /// Where the last transaction read ends: the position to confirm.
-    end_lsn: Option<u64>,
+    /// Whether the pass stopped at its change limit, with more to read.
+    full: bool,
+    /// The position to confirm once the pass is published: everything before it was read.
+    decoded_to: u64,
     /// Per tenant, its new events in commit order and the position of its last change.
     tenants: HashMap<Uuid, TenantChanges>,
 }
@@ -242,15 +250,28 @@ struct TenantChanges {
 }
 
 async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
+    // Decoding stops at flushed WAL: read up to a flushed position known beforehand, so that
+    // a pass that ends short has read every transaction committed before it.
+    let upto: String = client
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await?
+        .get(0);
     let rows = client
         .query(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-             'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
-            &[&slot, &MAX_CHANGES, &PUBLICATION],
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
+             'proto_version', '1', 'publication_names', $4, 'messages', 'true')",
+            &[&slot, &upto, &MAX_CHANGES, &PUBLICATION],
         )
         .await?;
+    let full = rows.len() >= MAX_CHANGES as usize;
     let mut pass = Pass {
         changes: rows.len(),
+        full,
+        decoded_to: if full {
+            0
+        } else {
+            parse_lsn(&upto).unwrap_or(0)
+        },
         ..Pass::default()
     };
     let mut relations = Relations::default();
@@ -274,7 +295,9 @@ async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
                     t.events.push(event);
                     t.version = end_lsn;
                 }
-                pass.end_lsn = Some(end_lsn);
+                if full {
+                    pass.decoded_to = end_lsn;
+                }
             }
             _ => {}
         }
