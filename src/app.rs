@@ -12,6 +12,7 @@ use crate::db::{Db, migrate};
 use crate::kv::Kv;
 use crate::live::Broker;
 use crate::live::hub::Hub;
+use crate::live::sessions::MemberSockets;
 
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);
@@ -24,6 +25,8 @@ pub struct AppInner {
     pub key_grants: KeyGrants,
     /// Live messages to every instance's subscribers.
     pub live: Broker,
+    /// Members' open WebSockets, closed when their token expires or their session ends.
+    pub sockets: Arc<MemberSockets>,
 }
 
 impl Deref for App {
@@ -72,6 +75,7 @@ impl App {
             tokens,
             key_grants: KeyGrants::default(),
             live,
+            sockets: Arc::default(),
         })))
     }
 }

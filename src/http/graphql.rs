@@ -4,13 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::BatchRequest;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::parser::types::OperationType;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
@@ -22,7 +20,11 @@ use crate::metrics::versions::VersionsRead;
 
 const MAX_BATCH: usize = 10;
 
-fn request_meta(state: &HttpState, headers: &HeaderMap, peer: SocketAddr) -> RequestMeta {
+pub(super) fn request_meta(
+    state: &HttpState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> RequestMeta {
     let header = |name: &str| {
         headers
             .get(name)
@@ -184,33 +186,4 @@ async fn execute(
 
 fn json_body(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-pub async fn graphql_ws(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let meta = request_meta(&state, &headers, peer);
-    upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            let app = state.app.clone();
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let authorization = payload
-                        .get("authorization")
-                        .or_else(|| payload.get("Authorization"))
-                        .and_then(|v| v.as_str())
-                        .map(str::to_string);
-                    let principal = authenticate(&app, authorization.as_deref()).await;
-                    if let crate::auth::Principal::Rejected(reason) = &principal {
-                        return Err(async_graphql::Error::new(reason.clone()));
-                    }
-                    Ok(request_data(&app, principal, meta))
-                })
-                .serve()
-        })
 }

@@ -7,6 +7,7 @@ mod health;
 mod metrics;
 mod playground;
 mod response_cache;
+mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,7 +52,7 @@ pub fn router(app: App) -> Router {
             "/api/v1/graphql",
             get(graphql::graphql_get).post(graphql::graphql_post),
         )
-        .route("/api/v1/graphql/ws", get(graphql::graphql_ws))
+        .route("/api/v1/graphql/ws", get(ws::graphql_ws))
         .route(
             "/api/v1/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events_body_limit)),

@@ -1,11 +1,13 @@
 //! Live updates: change capture from PostgreSQL (`capture/`), the broker that carries messages
 //! between instances (`broker.rs`, Redis pub/sub or in process), each instance's fan-out to its
-//! WebSocket subscribers (`hub.rs`), and the marks that say what anyone follows (`watch.rs`).
+//! WebSocket subscribers (`hub.rs`), the marks that say what anyone follows (`watch.rs`), and
+//! the sessions behind open sockets (`sessions.rs`).
 
 pub mod broker;
 pub mod capture;
 pub mod hub;
 pub mod message;
+pub mod sessions;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -46,6 +48,16 @@ pub fn spawn(app: &App) -> LiveTasks {
             let topics = marker.live.hub().topics();
             metrics::gauge!("fahwa_live_subscriptions").set(topics.len() as f64);
             watch::mark(&marker.kv, &topics).await;
+        }
+    }));
+    let checker = app.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut every = tokio::time::interval(sessions::CHECK_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(e) = checker.sockets.check(&checker.db).await {
+                tracing::warn!(error = %e, "could not check the sessions of open sockets");
+            }
         }
     }));
     let refresher = app.clone();

@@ -228,7 +228,7 @@ async fn log_out_ends_the_session() {
     assert_eq!(codes(&unknown), ["UNAUTHENTICATED"]);
 }
 
-fn forge(kid: &str, claims: &serde_json::Value, secret: &str) -> String {
+pub fn forge(kid: &str, claims: &serde_json::Value, secret: &str) -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
     header.kid = Some(kid.to_string());
     let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());

@@ -14,23 +14,48 @@ use crate::harness::{TestApp, codes};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A `graphql-transport-ws` client.
-pub struct Ws(Socket);
+/// A client of `graphql-transport-ws`, or of the legacy `graphql-ws` when `legacy`.
+pub struct Ws {
+    socket: Socket,
+    legacy: bool,
+}
 
 impl Ws {
     pub async fn connect(t: &TestApp, token: &str) -> Ws {
-        Self::connect_with(t, json!({ "authorization": format!("Bearer {token}") })).await
+        Self::open(
+            t,
+            json!({ "authorization": format!("Bearer {token}") }),
+            false,
+        )
+        .await
+    }
+
+    pub async fn connect_legacy(t: &TestApp, token: &str) -> Ws {
+        Self::open(
+            t,
+            json!({ "authorization": format!("Bearer {token}") }),
+            true,
+        )
+        .await
     }
 
     pub async fn connect_with(t: &TestApp, init: Value) -> Ws {
+        Self::open(t, init, false).await
+    }
+
+    async fn open(t: &TestApp, init: Value, legacy: bool) -> Ws {
+        let protocol = if legacy {
+            "graphql-ws"
+        } else {
+            "graphql-transport-ws"
+        };
         let url = format!("{}/api/v1/graphql/ws", t.base.replace("http://", "ws://"));
         let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert(
-            "sec-websocket-protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocol.parse().unwrap());
         let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut ws = Ws(socket);
+        let mut ws = Ws { socket, legacy };
         ws.send(json!({ "type": "connection_init", "payload": init }))
             .await;
         let ack = ws.message(Duration::from_secs(5)).await;
@@ -42,7 +67,7 @@ impl Ws {
     }
 
     async fn send(&mut self, message: Value) {
-        self.0
+        self.socket
             .send(Message::Text(message.to_string().into()))
             .await
             .unwrap();
@@ -51,7 +76,8 @@ impl Ws {
     /// Starts a contract operation of `live.graphql` as subscription `id`.
     pub async fn subscribe(&mut self, id: &str, name: &str, variables: Value) {
         let query = crate::contract::operation("live.graphql", name);
-        self.send(json!({ "id": id, "type": "subscribe", "payload": {
+        let start = if self.legacy { "start" } else { "subscribe" };
+        self.send(json!({ "id": id, "type": start, "payload": {
             "query": query, "operationName": name, "variables": variables } }))
             .await;
     }
@@ -60,7 +86,7 @@ impl Ws {
     async fn message(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.0.next())
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .ok()??;
             match next {
@@ -78,11 +104,27 @@ impl Ws {
         }
     }
 
-    /// The next `next` or `error` message, as (id, message).
+    /// The close code the server sends within `wait`, reading past any other message; `None`
+    /// if the socket is still open then.
+    pub async fn closed(&mut self, wait: Duration) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()?
+            {
+                Some(Ok(Message::Close(frame))) => return Some(frame.map_or(0, |f| f.code.into())),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(0),
+            }
+        }
+    }
+
+    /// The next result or error message (`next`, or the legacy `data`), as (id, message).
     pub async fn frame(&mut self, wait: Duration) -> Option<(String, Value)> {
         loop {
             let msg = self.message(wait).await?;
-            if msg["type"] == "next" || msg["type"] == "error" {
+            if ["next", "data", "error"].contains(&msg["type"].as_str().unwrap_or_default()) {
                 return Some((msg["id"].as_str().unwrap_or_default().to_string(), msg));
             }
         }
@@ -158,7 +200,15 @@ async fn ingested_events_reach_metric_and_event_subscribers() {
         .await;
     ws.subscribe("logins", "LiveEvents", json!({ "name": "login" }))
         .await;
-    wait_ready(&[&t], &t, 4).await;
+    let mut legacy = Ws::connect_legacy(&t, &s.access).await;
+    legacy
+        .subscribe(
+            "dau",
+            "LiveMetric",
+            json!({ "metric": "ACTIVE_USERS", "granularity": "DAY" }),
+        )
+        .await;
+    wait_ready(&[&t], &t, 5).await;
 
     let mut batch = events(4, "login", "u");
     batch.extend(events(2, "page_view", "u"));
@@ -166,6 +216,12 @@ async fn ingested_events_reach_metric_and_event_subscribers() {
 
     let today = chrono::Utc::now().date_naive();
     let (mut dau, mut count, mut all, mut logins) = (None, None, Vec::new(), Vec::new());
+    legacy
+        .until(WAIT, |id, msg| {
+            assert_eq!((id, &msg["type"]), ("dau", &json!("data")), "{msg}");
+            metric_value(msg) == Some(3.0)
+        })
+        .await;
     ws.until(WAIT, |id, msg| {
         assert_eq!(msg["type"], "next", "{msg}");
         match id {
@@ -444,4 +500,51 @@ async fn updates_resume_after_redis_restarts() {
     t.ingest_ok(&s.access, events(1, "login", "u")).await;
     ws.until(WAIT, |_, msg| metric_value(msg) == Some(6.0))
         .await;
+}
+
+#[tokio::test]
+async fn sockets_close_when_the_token_expires_or_the_session_ends() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let viewer = t.member(&owner, "acme", "VIEWER").await;
+    let mut owners = Ws::connect(&t, &owner.access).await;
+    owners.subscribe("all", "LiveEvents", json!({})).await;
+    let mut viewers = Ws::connect(&t, &viewer.access).await;
+    viewers.subscribe("all", "LiveEvents", json!({})).await;
+
+    let removed = t
+        .op(
+            Some(&owner.access),
+            "tenant.graphql",
+            "RemoveMember",
+            json!({ "userId": viewer.user_id }),
+        )
+        .await;
+    assert!(removed["errors"].is_null(), "{removed}");
+    assert_eq!(viewers.closed(WAIT).await, Some(4403), "session ended");
+    assert_eq!(
+        owners.closed(Duration::from_secs(3)).await,
+        None,
+        "others stay"
+    );
+
+    // The owner's own token, made to expire in a few seconds.
+    let parts: Vec<&str> = owner.access.split('.').collect();
+    let decode = |p: &str| -> Value {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let kid = decode(parts[0])["kid"].as_str().unwrap().to_string();
+    let mut claims = decode(parts[1]);
+    claims["exp"] = json!(chrono::Utc::now().timestamp() + 3);
+    let short = crate::auth_flow::forge(&kid, &claims, &t.jwt_secret());
+    let mut expiring = Ws::connect(&t, &short).await;
+    expiring.subscribe("all", "LiveEvents", json!({})).await;
+    assert_eq!(expiring.closed(WAIT).await, Some(4401), "token expired");
+    assert_eq!(owners.closed(Duration::from_millis(100)).await, None);
 }

@@ -1,0 +1,1 @@
+DROP FUNCTION fahwa_ended_sessions(uuid[], uuid[], text[]);

@@ -1,0 +1,149 @@
+//! The member sessions behind this instance's open WebSockets. A socket outlives the access
+//! token it was opened with, so every few seconds the sockets whose token expired, or whose
+//! session ended (signed out, member removed, role changed), are told to close; the client
+//! reconnects with a fresh token or not at all.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+use scoped_futures::ScopedFutureExt;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::auth::MemberClaims;
+use crate::db::Db;
+use crate::error::AppResult;
+
+/// How often sockets are checked.
+pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Why the server closes a socket: a WebSocket close code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closing {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+pub const TOKEN_EXPIRED: Closing = Closing {
+    code: 4401,
+    reason: "access token expired: reconnect with a fresh one",
+};
+pub const SESSION_ENDED: Closing = Closing {
+    code: 4403,
+    reason: "session ended: sign in again",
+};
+
+struct Open {
+    claims: MemberClaims,
+    close: oneshot::Sender<Closing>,
+}
+
+#[derive(Default)]
+pub struct MemberSockets {
+    open: Mutex<HashMap<u64, Open>>,
+    next: AtomicU64,
+}
+
+/// Keeps a socket registered while it lives (held in the connection's GraphQL data).
+pub struct Registration {
+    sockets: Arc<MemberSockets>,
+    id: u64,
+}
+
+impl MemberSockets {
+    pub fn register(
+        self: &Arc<Self>,
+        claims: MemberClaims,
+        close: oneshot::Sender<Closing>,
+    ) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(id, Open { claims, close });
+        Registration {
+            sockets: self.clone(),
+            id,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Open>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self, ids: impl IntoIterator<Item = u64>, why: &Closing) {
+        let mut open = self.lock();
+        for id in ids {
+            if let Some(socket) = open.remove(&id) {
+                let _ = socket.close.send(why.clone());
+            }
+        }
+    }
+
+    /// One check of every open socket.
+    pub async fn check(&self, db: &Db) -> AppResult<()> {
+        let now = Utc::now();
+        type Sockets = Vec<(u64, MemberClaims)>;
+        let (expired, live): (Sockets, Sockets) = self
+            .lock()
+            .iter()
+            .map(|(id, s)| (*id, s.claims.clone()))
+            .partition(|(_, c)| c.expires_at <= now);
+        self.close(expired.into_iter().map(|(id, _)| id), &TOKEN_EXPIRED);
+        if live.is_empty() {
+            return Ok(());
+        }
+        let families: Vec<Uuid> = live.iter().map(|(_, c)| c.family_id).collect();
+        let members: Vec<Uuid> = live.iter().map(|(_, c)| c.member_id).collect();
+        let roles: Vec<&str> = live.iter().map(|(_, c)| c.role.as_str()).collect();
+        let (families, members, roles) = (&families, &members, &roles);
+        let ended: Vec<Family> = db
+            .outside_tenants(|conn| {
+                async move {
+                    use diesel_async::RunQueryDsl;
+                    Ok(diesel::sql_query(
+                        "SELECT fahwa_ended_sessions AS family FROM fahwa_ended_sessions($1, $2, $3)",
+                    )
+                    .bind::<Array<SqlUuid>, _>(families)
+                    .bind::<Array<SqlUuid>, _>(members)
+                    .bind::<Array<Text>, _>(roles)
+                    .load(conn)
+                    .await?)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let ended: std::collections::HashSet<Uuid> = ended.into_iter().map(|f| f.family).collect();
+        self.close(
+            live.iter()
+                .filter(|(_, c)| ended.contains(&c.family_id))
+                .map(|(id, _)| *id),
+            &SESSION_ENDED,
+        );
+        Ok(())
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Family {
+    #[diesel(sql_type = SqlUuid)]
+    family: Uuid,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sockets.lock().remove(&self.id);
+    }
+}
