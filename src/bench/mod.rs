@@ -2,6 +2,7 @@
 //! clients, and prints latency percentiles, throughput and the server's peak memory per
 //! scenario, beside the naive SQL and a raw COPY for scale.
 
+mod live;
 mod load;
 mod scenarios;
 mod server;
@@ -57,6 +58,15 @@ pub struct BenchOptions {
     /// Print one JSON document instead of a table
     #[arg(long)]
     pub json: bool,
+    /// WebSocket subscribers of the Live scenario (0 skips it)
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: usize,
+    /// Events per second ingested during the Live scenario
+    #[arg(long, default_value_t = 5_000)]
+    pub live_rate: u64,
+    /// Seconds of ingestion during the Live scenario
+    #[arg(long, default_value_t = 20)]
+    pub live_seconds: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +84,7 @@ struct Report {
     users: usize,
     concurrency: usize,
     scenarios: Vec<ScenarioFigures>,
+    live: Value,
     naive: Value,
     ingestion: Value,
 }
@@ -153,6 +164,12 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
         server.stop().await;
     }
 
+    let wants_live = opts.only.as_deref().is_none_or(|o| "Live".contains(o));
+    let live = if opts.subscribers > 0 && wants_live {
+        live::run(&app, &url, config.redis_url.as_deref(), &opts).await?
+    } else {
+        Value::Null
+    };
     let naive = naive_comparison(&url, tenant, end, &key, &opts).await?;
     let ingestion = if opts.ingest_events > 0 {
         ingestion(&app, &url, &opts).await?
@@ -165,6 +182,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
             users: opts.users,
             concurrency: opts.concurrency,
             scenarios: figures,
+            live,
             naive,
             ingestion,
         };
@@ -180,6 +198,13 @@ async fn drop_database(url: &str) -> anyhow::Result<()> {
     admin.dbname("postgres");
     let (client, conn) = admin.connect(tokio_postgres::NoTls).await?;
     let driver = tokio::spawn(conn);
+    // A database with a replication slot (change capture) cannot be dropped.
+    client
+        .execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+            &[&name],
+        )
+        .await?;
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await?;
