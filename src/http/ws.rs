@@ -42,6 +42,12 @@ pub async fn graphql_ws(
     let meta = request_meta(&state, &headers, peer);
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // The defaults (a 128 KiB read buffer allocated per socket, an unbounded write buffer)
+        // cost 1.6 GiB for 10,000 idle subscribers; frames here are small.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(16 * 1024)
+        .max_write_buffer_size(1024 * 1024)
+        .max_message_size(1024 * 1024)
         .on_upgrade(move |socket| async move {
             let app = state.app.clone();
             let (close_tx, mut close_rx) = oneshot::channel::<Closing>();

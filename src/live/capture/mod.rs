@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
@@ -195,6 +196,7 @@ async fn lead(app: &App) -> anyhow::Result<()> {
             lag_checked = Instant::now();
             report_lag(&client, &slot).await?;
         }
+        metrics::histogram!("fahwa_live_pass_seconds").record(started.elapsed().as_secs_f64());
         if !pass.full {
             tokio::time::sleep(TICK.saturating_sub(started.elapsed())).await;
         }
@@ -328,54 +330,86 @@ fn event_of(
     ))
 }
 
+type PublishedKey = (Uuid, MetricKey, Granularity);
+/// A value as published: its bucket and value.
+type PublishedValue = (DateTime<Utc>, f64);
+
 /// The last value published per tenant, metric and granularity: an unchanged value is not sent
 /// again.
-type Published = HashMap<(Uuid, MetricKey, Granularity), (DateTime<Utc>, f64)>;
+type Published = HashMap<PublishedKey, PublishedValue>;
+
+/// Tenants whose changes are published side by side (each tenant's messages stay in order).
+const TENANTS_AT_ONCE: usize = 8;
 
 /// Publishes what a pass changed for the topics someone follows. A failed publish fails the
 /// pass, so that its changes are read again.
 async fn handle(app: &App, published: &mut Published, pass: &Pass) -> anyhow::Result<()> {
     let now = Utc::now();
-    for (&tenant, changes) in &pass.tenants {
-        let followed = watch::followed(&app.kv, tenant).await?;
-        if followed.contains(&Watched::Events) && !changes.events.is_empty() {
-            let skip = changes.events.len().saturating_sub(EVENTS_PER_PASS);
-            let kept = &changes.events[skip..];
-            for (i, chunk) in kept.chunks(1_000).enumerate() {
-                let message = LiveMessage::Events {
-                    events: chunk.to_vec(),
-                    skipped: if i == 0 { skip as u64 } else { 0 },
-                };
-                app.live.publish(tenant, message).await?;
-            }
-        }
-        let wanted: Vec<(MetricKey, Granularity)> = followed
-            .iter()
-            .filter_map(|w| match w {
-                Watched::Metric(m, g) => Some((*m, *g)),
-                Watched::Events => None,
-            })
-            .collect();
-        let computed = match values::newest(&app.db, tenant, &wanted, now).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(tenant = %tenant, error = %e, "live: could not compute values");
-                continue;
-            }
-        };
-        for c in computed {
-            let key = (tenant, c.metric, c.granularity);
-            if published.get(&key) == Some(&(c.bucket, c.value)) {
-                continue;
-            }
-            let seen = (c.bucket, c.value);
-            app.live
-                .publish(tenant, c.message(now, changes.version))
-                .await?;
-            published.insert(key, seen);
-        }
+    let before = &*published;
+    // Made up front: a stream mapping borrowed entries trips the spawned task's lifetimes.
+    let jobs: Vec<_> = pass
+        .tenants
+        .iter()
+        .map(|(tenant, changes)| publish_tenant(app, before, *tenant, changes, now))
+        .collect();
+    let sent: Vec<anyhow::Result<Vec<(PublishedKey, PublishedValue)>>> =
+        futures_util::stream::iter(jobs)
+            .buffer_unordered(TENANTS_AT_ONCE)
+            .collect()
+            .await;
+    for values in sent {
+        published.extend(values?);
     }
     Ok(())
+}
+
+/// One tenant's part of a pass; returns the metric values it published.
+async fn publish_tenant(
+    app: &App,
+    published: &Published,
+    tenant: Uuid,
+    changes: &TenantChanges,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<(PublishedKey, PublishedValue)>> {
+    let followed = watch::followed(&app.kv, tenant).await?;
+    if followed.contains(&Watched::Events) && !changes.events.is_empty() {
+        let skip = changes.events.len().saturating_sub(EVENTS_PER_PASS);
+        let kept = &changes.events[skip..];
+        for (i, chunk) in kept.chunks(1_000).enumerate() {
+            let message = LiveMessage::Events {
+                events: chunk.to_vec(),
+                skipped: if i == 0 { skip as u64 } else { 0 },
+            };
+            app.live.publish(tenant, message).await?;
+        }
+    }
+    let wanted: Vec<(MetricKey, Granularity)> = followed
+        .iter()
+        .filter_map(|w| match w {
+            Watched::Metric(m, g) => Some((*m, *g)),
+            Watched::Events => None,
+        })
+        .collect();
+    let computed = match values::newest(&app.db, tenant, &wanted, now).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = %e, "live: could not compute values");
+            return Ok(Vec::new());
+        }
+    };
+    let mut sent = Vec::new();
+    for c in computed {
+        let key = (tenant, c.metric, c.granularity);
+        let seen = (c.bucket, c.value);
+        if published.get(&key) == Some(&seen) {
+            continue;
+        }
+        app.live
+            .publish(tenant, c.message(now, changes.version))
+            .await?;
+        sent.push((key, seen));
+    }
+    Ok(sent)
 }
 
 #[cfg(test)]
