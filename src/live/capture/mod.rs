@@ -7,6 +7,7 @@ pub mod pgoutput;
 pub mod values;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -27,7 +28,7 @@ const LEADER_LOCK: i64 = 0x0066_6168_7761_4c56;
 /// How often the leader reads the slot, and so at most how often a metric is published.
 const TICK: Duration = Duration::from_millis(250);
 /// Changes read at most per pass (whole transactions: a pass may read a little more).
-const MAX_CHANGES: i32 = 20_000;
+const MAX_CHANGES: i32 = 5_000;
 /// Events of one tenant published per pass at most; the rest are counted as skipped.
 const EVENTS_PER_PASS: usize = 5_000;
 /// A slot further behind than this is worth a warning.
@@ -247,7 +248,8 @@ struct Pass {
 
 #[derive(Default)]
 struct TenantChanges {
-    events: Vec<LiveEvent>,
+    /// Inserted events as decoded, made into `LiveEvent`s only if someone follows them.
+    rows: Vec<(Arc<pgoutput::Relation>, Vec<pgoutput::Value>)>,
     version: u64,
 }
 
@@ -277,7 +279,7 @@ async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
         ..Pass::default()
     };
     let mut relations = Relations::default();
-    let mut open: Vec<(Uuid, LiveEvent)> = Vec::new();
+    let mut open: Vec<(Uuid, Arc<pgoutput::Relation>, Vec<pgoutput::Value>)> = Vec::new();
     for row in rows {
         let data: &[u8] = row.get(0);
         match pgoutput::decode(data)? {
@@ -286,15 +288,17 @@ async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
             Message::Insert { relation, new } => {
                 let relation = relations.get(relation)?;
                 if relation.name == "events"
-                    && let Some(event) = event_of(relation, &new)
+                    && let Some(tenant) = relation
+                        .text(&new, "tenant_id")
+                        .and_then(|t| t.parse().ok())
                 {
-                    open.push(event);
+                    open.push((tenant, relation.clone(), new));
                 }
             }
             Message::Commit { end_lsn, .. } => {
-                for (tenant, event) in open.drain(..) {
+                for (tenant, relation, row) in open.drain(..) {
                     let t = pass.tenants.entry(tenant).or_default();
-                    t.events.push(event);
+                    t.rows.push((relation, row));
                     t.version = end_lsn;
                 }
                 if full {
@@ -307,27 +311,20 @@ async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
     Ok(pass)
 }
 
-fn event_of(
-    relation: &pgoutput::Relation,
-    values: &[pgoutput::Value],
-) -> Option<(Uuid, LiveEvent)> {
+fn event_of(relation: &pgoutput::Relation, values: &[pgoutput::Value]) -> Option<LiveEvent> {
     let text = |name| relation.text(values, name);
-    let tenant = text("tenant_id")?.parse().ok()?;
     let occurred_at = DateTime::parse_from_str(text("occurred_at")?, "%Y-%m-%d %H:%M:%S%.f%#z")
         .ok()?
         .with_timezone(&Utc);
-    Some((
-        tenant,
-        LiveEvent {
-            id: text("id")?.parse().ok()?,
-            name: text("name")?.to_string(),
-            user_id: text("user_id")?.to_string(),
-            occurred_at,
-            properties: text("properties")
-                .and_then(|p| serde_json::from_str(p).ok())
-                .unwrap_or_else(|| serde_json::json!({})),
-        },
-    ))
+    Some(LiveEvent {
+        id: text("id")?.parse().ok()?,
+        name: text("name")?.to_string(),
+        user_id: text("user_id")?.to_string(),
+        occurred_at,
+        properties: text("properties")
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_else(|| serde_json::json!({})),
+    })
 }
 
 type PublishedKey = (Uuid, MetricKey, Granularity);
@@ -372,9 +369,12 @@ async fn publish_tenant(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(PublishedKey, PublishedValue)>> {
     let followed = watch::followed(&app.kv, tenant).await?;
-    if followed.contains(&Watched::Events) && !changes.events.is_empty() {
-        let skip = changes.events.len().saturating_sub(EVENTS_PER_PASS);
-        let kept = &changes.events[skip..];
+    if followed.contains(&Watched::Events) && !changes.rows.is_empty() {
+        let skip = changes.rows.len().saturating_sub(EVENTS_PER_PASS);
+        let kept: Vec<LiveEvent> = changes.rows[skip..]
+            .iter()
+            .filter_map(|(relation, row)| event_of(relation, row))
+            .collect();
         for (i, chunk) in kept.chunks(1_000).enumerate() {
             let message = LiveMessage::Events {
                 events: chunk.to_vec(),

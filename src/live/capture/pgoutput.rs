@@ -2,6 +2,7 @@
 //! `pg_logical_slot_peek_binary_changes` returns them: one message per row.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use thiserror::Error;
 
@@ -237,14 +238,14 @@ pub fn decode(data: &[u8]) -> Result<Message, DecodeError> {
 
 /// Relations described so far, so that a change's values can be read by column name.
 #[derive(Default)]
-pub struct Relations(HashMap<u32, Relation>);
+pub struct Relations(HashMap<u32, Arc<Relation>>);
 
 impl Relations {
     pub fn learn(&mut self, relation: Relation) {
-        self.0.insert(relation.id, relation);
+        self.0.insert(relation.id, Arc::new(relation));
     }
 
-    pub fn get(&self, id: u32) -> Result<&Relation, DecodeError> {
+    pub fn get(&self, id: u32) -> Result<&Arc<Relation>, DecodeError> {
         self.0.get(&id).ok_or(DecodeError::UnknownRelation(id))
     }
 }
