@@ -1,7 +1,7 @@
-//! Change data capture: one instance at a time (the holder of an advisory lock) reads the
-//! replication slot through `pg_logical_slot_peek_binary_changes` (pgoutput), turns committed
-//! events into live messages and newest-bucket values, publishes them, and only then confirms
-//! the slot's position: a crash replays what was not confirmed, and never loses it.
+//! Change data capture: one instance at a time (the holder of an advisory lock) streams the
+//! replication slot over the replication protocol (pgoutput), turns committed events into live
+//! messages and newest-bucket values, publishes them, and only then confirms the slot's
+//! position: a crash replays what was not confirmed, and never loses it.
 
 pub mod pgoutput;
 pub mod values;
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
@@ -25,10 +26,11 @@ use crate::metrics::Granularity;
 pub const PUBLICATION: &str = "fahwa_live";
 /// Session advisory lock held by the capture leader, per database.
 const LEADER_LOCK: i64 = 0x0066_6168_7761_4c56;
-/// How often the leader reads the slot, and so at most how often a metric is published.
+/// At most how often a tenant's metrics are published: changes that arrive within it are
+/// published together.
 const TICK: Duration = Duration::from_millis(250);
-/// Changes read at most per pass (whole transactions: a pass may read a little more).
-const MAX_CHANGES: i32 = 5_000;
+/// Changes held unpublished at most (a pass may hold a transaction's worth more).
+const MAX_CHANGES: usize = 20_000;
 /// Events of one tenant published per pass at most; the rest are counted as skipped.
 const EVENTS_PER_PASS: usize = 5_000;
 /// A slot further behind than this is worth a warning.
@@ -170,38 +172,86 @@ async fn lead(app: &App) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let slot = ensure_slot(&client).await?;
+    let mut stream =
+        ReplicationClient::connect(replication_config(&app.config.database_url, &slot)?).await?;
+    stream.wait_started().await?;
     tracing::info!(slot, "leading change capture");
     app.live.set_leading(true);
     let mut published = Published::default();
-    let mut lag_checked = Instant::now() - Duration::from_secs(60);
-    let mut confirmed = 0u64;
+    let mut relations = Relations::default();
+    let mut open: Vec<OpenRow> = Vec::new();
+    let mut pass = Pass::default();
+    let mut handled = Instant::now() - TICK;
+    let mut lag = tokio::time::interval(Duration::from_secs(2));
     loop {
-        let started = Instant::now();
-        let pass = read(&client, &slot).await?;
-        if !pass.tenants.is_empty() {
+        let due = handled + TICK;
+        tokio::select! {
+            event = stream.recv() => {
+                let Some(event) = event? else {
+                    anyhow::bail!("the replication stream ended");
+                };
+                match event {
+                    ReplicationEvent::Begin { .. } => open.clear(),
+                    ReplicationEvent::XLogData { data, .. } => {
+                        decode_change(&data, &mut relations, &mut open)?
+                    }
+                    ReplicationEvent::Commit { end_lsn, .. } => {
+                        pass.commit(&mut open, end_lsn.0);
+                        if pass.tenants.is_empty() {
+                            stream.update_applied_lsn(end_lsn);
+                        }
+                    }
+                    // Nothing unpublished: WAL without events is confirmed as it passes.
+                    ReplicationEvent::KeepAlive { wal_end, .. }
+                        if pass.tenants.is_empty() && open.is_empty() =>
+                    {
+                        stream.update_applied_lsn(wal_end)
+                    }
+                    _ => {}
+                }
+            }
+            _ = tokio::time::sleep_until(due.into()), if !pass.tenants.is_empty() => {}
+            _ = lag.tick() => report_lag(&client, &slot).await?,
+        }
+        // One pass at most every TICK (the coalescing), sooner when it grows large.
+        if !pass.tenants.is_empty() && (pass.changes >= MAX_CHANGES || Instant::now() >= due) {
+            let started = Instant::now();
             handle(app, &mut published, &pass).await?;
+            // Only now: a crash before this reads the pass again.
+            stream.update_applied_lsn(Lsn(pass.decoded_to));
             metrics::counter!("fahwa_live_changes_total").increment(pass.changes as u64);
-        }
-        // Confirmed even when nothing was published: WAL that holds no events (a rollup
-        // rebuild writes gigabytes) would otherwise be decoded again on every pass.
-        if pass.decoded_to > confirmed {
-            client
-                .execute(
-                    "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
-                    &[&slot, &lsn_text(pass.decoded_to)],
-                )
-                .await?;
-            confirmed = pass.decoded_to;
-        }
-        if lag_checked.elapsed() >= Duration::from_secs(2) {
-            lag_checked = Instant::now();
-            report_lag(&client, &slot).await?;
-        }
-        metrics::histogram!("fahwa_live_pass_seconds").record(started.elapsed().as_secs_f64());
-        if !pass.full {
-            tokio::time::sleep(TICK.saturating_sub(started.elapsed())).await;
+            metrics::histogram!("fahwa_live_pass_seconds").record(started.elapsed().as_secs_f64());
+            pass = Pass::default();
+            handled = Instant::now();
         }
     }
+}
+
+/// A replication connection to the database of `url`, streaming `slot`.
+fn replication_config(url: &str, slot: &str) -> anyhow::Result<ReplicationConfig> {
+    let pg: tokio_postgres::Config = url.parse()?;
+    let host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.to_string_lossy().into_owned(),
+        None => "127.0.0.1".into(),
+    };
+    let user = pg.get_user().unwrap_or("postgres");
+    let password = pg
+        .get_password()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .unwrap_or_default();
+    Ok(ReplicationConfig::new(
+        host,
+        user,
+        password,
+        pg.get_dbname().unwrap_or(user),
+        slot,
+        PUBLICATION,
+    )
+    .with_port(pg.get_ports().first().copied().unwrap_or(5432))
+    .with_tls(TlsConfig::disabled())
+    .with_status_interval(Duration::from_secs(1))
+    .with_application_name("fahwa-capture"))
 }
 
 async fn report_lag(client: &Client, slot: &str) -> anyhow::Result<()> {
@@ -224,26 +274,35 @@ async fn report_lag(client: &Client, slot: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lsn_text(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
-}
-
 /// `16/B374D848` as a number.
 pub fn parse_lsn(text: &str) -> Option<u64> {
     let (hi, lo) = text.split_once('/')?;
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-/// What one pass read: committed transactions only, in commit order.
+/// An inserted event of the transaction being read: its tenant and its row.
+type OpenRow = (Uuid, Arc<pgoutput::Relation>, Vec<pgoutput::Value>);
+
+/// What has been read and not yet published: committed transactions only, in commit order.
 #[derive(Default)]
 struct Pass {
     changes: usize,
-    /// Whether the pass stopped at its change limit, with more to read.
-    full: bool,
-    /// The position to confirm once the pass is published: everything before it was read.
+    /// The end of the last transaction read: the position to confirm once published.
     decoded_to: u64,
     /// Per tenant, its new events in commit order and the position of its last change.
     tenants: HashMap<Uuid, TenantChanges>,
+}
+
+impl Pass {
+    fn commit(&mut self, open: &mut Vec<OpenRow>, end_lsn: u64) {
+        self.changes += open.len();
+        for (tenant, relation, row) in open.drain(..) {
+            let t = self.tenants.entry(tenant).or_default();
+            t.rows.push((relation, row));
+            t.version = end_lsn;
+        }
+        self.decoded_to = end_lsn;
+    }
 }
 
 #[derive(Default)]
@@ -253,62 +312,27 @@ struct TenantChanges {
     version: u64,
 }
 
-async fn read(client: &Client, slot: &str) -> anyhow::Result<Pass> {
-    // Decoding stops at flushed WAL: read up to a flushed position known beforehand, so that
-    // a pass that ends short has read every transaction committed before it.
-    let upto: String = client
-        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
-        .await?
-        .get(0);
-    let rows = client
-        .query(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, \
-             'proto_version', '1', 'publication_names', $4, 'messages', 'true')",
-            &[&slot, &upto, &MAX_CHANGES, &PUBLICATION],
-        )
-        .await?;
-    let full = rows.len() >= MAX_CHANGES as usize;
-    let mut pass = Pass {
-        changes: rows.len(),
-        full,
-        decoded_to: if full {
-            0
-        } else {
-            parse_lsn(&upto).unwrap_or(0)
-        },
-        ..Pass::default()
-    };
-    let mut relations = Relations::default();
-    let mut open: Vec<(Uuid, Arc<pgoutput::Relation>, Vec<pgoutput::Value>)> = Vec::new();
-    for row in rows {
-        let data: &[u8] = row.get(0);
-        match pgoutput::decode(data)? {
-            Message::Relation(r) => relations.learn(r),
-            Message::Begin { .. } => open.clear(),
-            Message::Insert { relation, new } => {
-                let relation = relations.get(relation)?;
-                if relation.name == "events"
-                    && let Some(tenant) = relation
-                        .text(&new, "tenant_id")
-                        .and_then(|t| t.parse().ok())
-                {
-                    open.push((tenant, relation.clone(), new));
-                }
+/// One pgoutput message of a transaction: relations are remembered, events kept.
+fn decode_change(
+    data: &[u8],
+    relations: &mut Relations,
+    open: &mut Vec<OpenRow>,
+) -> Result<(), pgoutput::DecodeError> {
+    match pgoutput::decode(data)? {
+        Message::Relation(r) => relations.learn(r),
+        Message::Insert { relation, new } => {
+            let relation = relations.get(relation)?;
+            if relation.name == "events"
+                && let Some(tenant) = relation
+                    .text(&new, "tenant_id")
+                    .and_then(|t| t.parse().ok())
+            {
+                open.push((tenant, relation.clone(), new));
             }
-            Message::Commit { end_lsn, .. } => {
-                for (tenant, relation, row) in open.drain(..) {
-                    let t = pass.tenants.entry(tenant).or_default();
-                    t.rows.push((relation, row));
-                    t.version = end_lsn;
-                }
-                if full {
-                    pass.decoded_to = end_lsn;
-                }
-            }
-            _ => {}
         }
+        _ => {}
     }
-    Ok(pass)
+    Ok(())
 }
 
 fn event_of(relation: &pgoutput::Relation, values: &[pgoutput::Value]) -> Option<LiveEvent> {
@@ -421,12 +445,8 @@ mod tests {
         assert_eq!(slot_name("fahwa"), "fahwa_live_fahwa");
         assert_eq!(slot_name("My-DB"), "fahwa_live_my_db");
         assert_eq!(slot_name(&"x".repeat(100)).len(), 63);
-        assert_eq!(lsn_text(0x0000_0001_0000_00AB), "1/AB");
         assert_eq!(parse_lsn("1/AB"), Some(0x0000_0001_0000_00AB));
-        assert_eq!(
-            parse_lsn("16/B374D848").map(lsn_text).as_deref(),
-            Some("16/B374D848")
-        );
+        assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert_eq!(parse_lsn("nope"), None);
     }
 }
