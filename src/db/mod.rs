@@ -122,13 +122,33 @@ impl Db {
         F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
         R: Send + 'a,
     {
+        self.transaction("BEGIN", scope, work).await
+    }
+
+    /// `tenant`, but every statement of `work` reads the same snapshot (REPEATABLE READ): for
+    /// reads that add up tables another transaction moves rows between.
+    pub async fn tenant_snapshot<'a, R, F>(&self, tenant_id: Uuid, work: F) -> AppResult<R>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+        self.transaction(begin, Scope::Tenant(tenant_id), work)
+            .await
+    }
+
+    async fn transaction<'a, R, F>(&self, begin: &str, scope: Scope, work: F) -> AppResult<R>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
         let mut conn = self.pool.get().await?;
         let conn: &mut Conn = &mut conn;
         // The scope is set in the same round trip as BEGIN: it is only ever a UUID and a flag,
         // written by us, so it is safe as literal text.
         let (tenant, operator) = scope_settings(scope);
         let begin = format!(
-            "BEGIN; SELECT set_config('fahwa.tenant_id', '{tenant}', true), \
+            "{begin}; SELECT set_config('fahwa.tenant_id', '{tenant}', true), \
              set_config('fahwa.operator', '{operator}', true)"
         );
         if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &begin).await {

@@ -548,3 +548,110 @@ async fn sockets_close_when_the_token_expires_or_the_session_ends() {
     assert_eq!(expiring.closed(WAIT).await, Some(4401), "token expired");
     assert_eq!(owners.closed(Duration::from_millis(100)).await, None);
 }
+
+/// The live value of a bucket, read from the rollups plus the deltas not merged yet, equals
+/// what a dashboard reads once they are merged: late events, returning users, new users.
+#[tokio::test]
+async fn live_values_count_unmerged_ingestion_exactly() {
+    use fahwa::live::message::MetricKey;
+    use fahwa::metrics::Granularity;
+
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let now = chrono::Utc::now();
+    let at = |days: i64| (now - chrono::Duration::days(days)).to_rfc3339();
+    let event =
+        |user: &str, days: i64| json!({ "name": "login", "userId": user, "occurredAt": at(days) });
+    t.ingest_ok(
+        &s.access,
+        vec![
+            event("u1", 0),
+            event("u2", 0),
+            event("u3", 0),
+            event("u6", 1),
+            event("u9", 20),
+        ],
+    )
+    .await;
+    t.flush().await;
+
+    // Merging waits while this session holds the tenant's flush lock.
+    let pg = t.pg().await;
+    pg.execute(
+        "SELECT pg_advisory_lock(hashtextextended($1::text, 44))",
+        &[&s.tenant_id],
+    )
+    .await
+    .unwrap();
+    t.ingest_ok(
+        &s.access,
+        vec![
+            event("u1", 0),  // active today already
+            event("u7", 0),  // a new user
+            event("u6", 0),  // returning: active, not new
+            event("u8", 40), // new long ago, active today too
+            event("u8", 0),
+            event("u2", 3), // a late event: u2 was new today, now three days ago
+            event("u9", 0),
+        ],
+    )
+    .await;
+    let tenant: uuid::Uuid = s.tenant_id.parse().unwrap();
+    let wanted: Vec<(MetricKey, Granularity)> = MetricKey::ENGAGEMENT
+        .iter()
+        .flat_map(|&m| {
+            [
+                Granularity::Hour,
+                Granularity::Day,
+                Granularity::Week,
+                Granularity::Month,
+            ]
+            .map(|g| (m, g))
+        })
+        .collect();
+    let live = fahwa::live::capture::values::newest(&t.app.db, tenant, &wanted, now)
+        .await
+        .unwrap();
+    let pending: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM pending_segments WHERE tenant_id = $1::text::uuid",
+            &[&s.tenant_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(pending > 0, "the deltas were still unmerged when read");
+    pg.execute(
+        "SELECT pg_advisory_unlock(hashtextextended($1::text, 44))",
+        &[&s.tenant_id],
+    )
+    .await
+    .unwrap();
+
+    for c in live {
+        let granularity = format!("{:?}", c.granularity).to_uppercase();
+        let field = match c.metric {
+            MetricKey::ActiveUsers => "activeUsers",
+            MetricKey::NewUsers => "newUsers",
+            _ => "events",
+        };
+        let query = format!(
+            "query($r: TimeRangeInput!, $g: Granularity!) {{ analytics(range: $r, granularity: $g) {{ {field} {{ points {{ bucket value }} }} }} }}"
+        );
+        let to = now + chrono::Duration::days(40);
+        let r = t
+            .gql(
+                Some(&s.access),
+                &query,
+                json!({ "r": { "from": c.bucket.to_rfc3339(), "to": to.to_rfc3339() }, "g": granularity }),
+            )
+            .await;
+        let first = &r["data"]["analytics"][field]["points"][0];
+        assert_eq!(
+            first["value"].as_f64(),
+            Some(c.value),
+            "{:?} {granularity}: the dashboard's bucket {first} against the live value",
+            c.metric
+        );
+    }
+}

@@ -1,7 +1,9 @@
 //! The newest bucket of a tenant's followed metrics, recomputed from the rollups.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
+use diesel::sql_types::{BigInt, Date, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
@@ -45,8 +47,54 @@ fn measure(metric: MetricKey) -> Option<Measure> {
     }
 }
 
-/// The values of `wanted` for the buckets that contain `now`, with acknowledged ingestion merged
-/// first, exactly as a dashboard read would see them.
+/// What acknowledged ingestion not yet merged into the rollups adds to a span of whole days.
+#[derive(diesel::QueryableByName, Debug, Default, Clone, Copy)]
+struct Pending {
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+    #[diesel(sql_type = BigInt)]
+    active: i64,
+    #[diesel(sql_type = BigInt)]
+    new_users: i64,
+}
+
+/// Per user with pending deltas: events in the span; active in it without a rolled-up day
+/// there; new in it once the pending days count, minus new in it already (a late event can
+/// move a user's first day out of the span).
+const PENDING: &str = r#"
+WITH p AS (
+  SELECT user_id, min(day) AS first_pending,
+         coalesce(sum(events) FILTER (WHERE day BETWEEN $2 AND $3), 0) AS events,
+         bool_or(day BETWEEN $2 AND $3) AS in_span
+  FROM pending_segments WHERE tenant_id = $1 GROUP BY user_id
+), r AS (
+  SELECT p.*,
+    (SELECT min(u.day) FROM user_days u WHERE u.tenant_id = $1 AND u.user_id = p.user_id)
+      AS first_rolled,
+    EXISTS (SELECT 1 FROM user_days u WHERE u.tenant_id = $1 AND u.user_id = p.user_id
+            AND u.day BETWEEN $2 AND $3) AS active_rolled
+  FROM p
+)
+SELECT coalesce(sum(events), 0)::bigint AS events,
+       count(*) FILTER (WHERE in_span AND NOT active_rolled) AS active,
+       count(*) FILTER (WHERE least(first_pending, first_rolled) BETWEEN $2 AND $3)
+         - count(*) FILTER (WHERE first_rolled BETWEEN $2 AND $3) AS new_users
+FROM r
+"#;
+
+impl Pending {
+    fn of(&self, measure: Measure) -> f64 {
+        (match measure {
+            Measure::Events => self.events,
+            Measure::ActiveUsers => self.active,
+            Measure::NewUsers => self.new_users,
+        }) as f64
+    }
+}
+
+/// The values of `wanted` for the buckets that contain `now`, exactly as a dashboard read
+/// would see them once acknowledged ingestion is merged, without waiting for the merge: the
+/// rollups plus what the pending deltas add, read in one snapshot.
 pub async fn newest(
     db: &Db,
     tenant: Uuid,
@@ -65,25 +113,42 @@ pub async fn newest(
         .await?;
     let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
     let tracked = &context.rollup_properties;
-    let pending = context.pending;
     let wanted = &wanted;
-    db.tenant(tenant, |conn| {
+    db.tenant_snapshot(tenant, |conn| {
         async move {
-            if pending {
-                crate::events::rollups::flush(conn, tenant, true).await?;
-            }
             let none = EventFilter::default();
+            let mut pending: Vec<((NaiveDate, NaiveDate), Pending)> = Vec::new();
             let mut out = Vec::with_capacity(wanted.len());
             for &(metric, measure, granularity) in wanted {
                 let window = Window::current(now, granularity, tz)?;
                 let series =
                     engagement::series(conn, tenant, &window, tracked, measure, &none, None)
                         .await?;
+                // Hourly buckets read the events themselves, which hold everything.
+                let mut value = series.total;
+                if let Some(days) = window.whole().full_days
+                    && engagement::uses_rollups(&window, measure, &none, None)
+                {
+                    let add = match pending.iter().find(|(d, _)| *d == days) {
+                        Some((_, p)) => *p,
+                        None => {
+                            let p: Pending = diesel::sql_query(PENDING)
+                                .bind::<SqlUuid, _>(tenant)
+                                .bind::<Date, _>(days.0)
+                                .bind::<Date, _>(days.1)
+                                .get_result(conn)
+                                .await?;
+                            pending.push((days, p));
+                            p
+                        }
+                    };
+                    value += add.of(measure);
+                }
                 out.push(Computed {
                     metric,
                     granularity,
                     bucket: window.from,
-                    value: series.total,
+                    value,
                 });
             }
             Ok(out)
