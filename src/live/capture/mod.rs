@@ -65,8 +65,8 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// This database's slot, created if missing.
-async fn ensure_slot(client: &Client) -> anyhow::Result<String> {
+/// This database's slot name, and whether the slot exists.
+async fn this_slot(client: &Client) -> anyhow::Result<(String, bool)> {
     let database: String = client
         .query_one("SELECT current_database()::text", &[])
         .await?
@@ -79,6 +79,12 @@ async fn ensure_slot(client: &Client) -> anyhow::Result<String> {
         )
         .await?
         .is_some();
+    Ok((slot, exists))
+}
+
+/// This database's slot, created if missing.
+async fn ensure_slot(client: &Client) -> anyhow::Result<String> {
+    let (slot, exists) = this_slot(client).await?;
     if !exists {
         client
             .execute(
@@ -104,13 +110,9 @@ pub enum SlotDrop {
 /// whose rows are not worth decoding one by one). A running server creates it again.
 pub async fn drop_slot(url: &str) -> anyhow::Result<SlotDrop> {
     let client = connect(url).await?;
-    let database: String = client
-        .query_one("SELECT current_database()::text", &[])
-        .await?
-        .get(0);
-    let slot = slot_name(&database);
-    // Decoding through SQL functions marks the slot active only during a call: a leader is
-    // known by its lock (split by PostgreSQL into two 32-bit halves).
+    let (slot, exists) = this_slot(&client).await?;
+    // A leader is known by its lock (PostgreSQL splits the key into two 32-bit halves): its
+    // slot is not active yet between taking the lock and starting the stream.
     let leader: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
@@ -120,13 +122,6 @@ pub async fn drop_slot(url: &str) -> anyhow::Result<SlotDrop> {
         )
         .await?
         .get(0);
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
-        )
-        .await?
-        .is_some();
     Ok(match (exists, leader) {
         (false, _) => SlotDrop::NoSlot,
         (true, true) => SlotDrop::InUse,
