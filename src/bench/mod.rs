@@ -118,6 +118,11 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
     config.database_url = url.clone();
     let app = App::build(config.clone()).await?;
     let tenant = ensure_seeded(&app, &opts).await?;
+    // The last run's raw COPY (made with no server running) would otherwise be decoded by this
+    // run's first server while it is measured.
+    if let Err(e) = crate::live::capture::drop_slot(&url).await {
+        tracing::warn!(error = %e, "could not drop the bench database's capture slot");
+    }
     let key = api_key(&app, tenant, "READ").await?;
     let end = Utc::now().duration_trunc(chrono::Duration::days(1))?;
 
