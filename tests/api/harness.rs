@@ -188,13 +188,13 @@ impl TestApp {
 
     /// A server with Redis that takes part in change capture (live updates).
     pub async fn spawn_live() -> TestApp {
-        Self::spawn_live_on(redis_url()).await
+        Self::spawn_live_on(Some(redis_url())).await
     }
 
-    /// `spawn_live` with a Redis of its own.
-    pub async fn spawn_live_on(redis: String) -> TestApp {
+    /// `spawn_live` with a Redis of its own, or none (the in-process broker).
+    pub async fn spawn_live_on(redis: Option<String>) -> TestApp {
         let mut config = Self::config(true).await;
-        config.redis_url = Some(redis);
+        config.redis_url = redis;
         config.live_capture = true;
         Self::start(config).await
     }

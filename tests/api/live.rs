@@ -473,7 +473,7 @@ impl PrivateRedis {
 #[tokio::test]
 async fn updates_resume_after_redis_restarts() {
     let mut redis = PrivateRedis::start().await;
-    let t = TestApp::spawn_live_on(redis.url()).await;
+    let t = TestApp::spawn_live_on(Some(redis.url())).await;
     let s = t.sign_up("acme").await;
     let mut ws = Ws::connect(&t, &s.access).await;
     ws.subscribe(
@@ -654,4 +654,30 @@ async fn live_values_count_unmerged_ingestion_exactly() {
             c.metric
         );
     }
+}
+
+#[tokio::test]
+async fn without_redis_one_instance_delivers_in_process() {
+    let t = TestApp::spawn_live_on(None).await;
+    assert!(!t.app.kv.is_redis());
+    let s = t.sign_up("acme").await;
+    let mut ws = Ws::connect(&t, &s.access).await;
+    ws.subscribe(
+        "count",
+        "LiveMetric",
+        json!({ "metric": "EVENTS", "granularity": "DAY" }),
+    )
+    .await;
+    ws.subscribe("all", "LiveEvents", json!({})).await;
+    wait_ready(&[&t], &t, 2).await;
+    t.ingest_ok(&s.access, events(4, "login", "u")).await;
+    let (mut count, mut seen) = (None, 0);
+    ws.until(WAIT, |id, msg| {
+        match id {
+            "count" => count = metric_value(msg),
+            _ => seen += live_events(msg).0.len(),
+        }
+        count == Some(4.0) && seen == 4
+    })
+    .await;
 }
