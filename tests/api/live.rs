@@ -82,6 +82,12 @@ impl Ws {
             .await;
     }
 
+    /// The contract's LiveMetric for `metric` by `granularity`, as subscription `id`.
+    pub async fn follow_metric(&mut self, id: &str, metric: &str, granularity: &str) {
+        let variables = json!({ "metric": metric, "granularity": granularity });
+        self.subscribe(id, "LiveMetric", variables).await;
+    }
+
     /// The next protocol message (pings answered), or `None` after `wait` or a close.
     async fn message(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -184,30 +190,14 @@ async fn ingested_events_reach_metric_and_event_subscribers() {
     let t = TestApp::spawn_live().await;
     let s = t.sign_up("acme").await;
     let mut ws = Ws::connect(&t, &s.access).await;
-    ws.subscribe(
-        "dau",
-        "LiveMetric",
-        json!({ "metric": "ACTIVE_USERS", "granularity": "DAY" }),
-    )
-    .await;
-    ws.subscribe(
-        "count",
-        "LiveMetric",
-        json!({ "metric": "EVENTS", "granularity": "MONTH" }),
-    )
-    .await;
+    ws.follow_metric("dau", "ACTIVE_USERS", "DAY").await;
+    ws.follow_metric("count", "EVENTS", "MONTH").await;
     ws.subscribe("all", "LiveEvents", json!({ "name": null }))
         .await;
     ws.subscribe("logins", "LiveEvents", json!({ "name": "login" }))
         .await;
     let mut legacy = Ws::connect_legacy(&t, &s.access).await;
-    legacy
-        .subscribe(
-            "dau",
-            "LiveMetric",
-            json!({ "metric": "ACTIVE_USERS", "granularity": "DAY" }),
-        )
-        .await;
+    legacy.follow_metric("dau", "ACTIVE_USERS", "DAY").await;
     wait_ready(&[&t], &t, 5).await;
 
     let mut batch = events(4, "login", "u");
@@ -264,29 +254,13 @@ async fn revenue_metrics_are_for_analysts_and_up() {
     let analyst = t.member(&owner, "acme", "ANALYST").await;
 
     let mut ws = Ws::connect(&t, &viewer.access).await;
-    ws.subscribe(
-        "mrr",
-        "LiveMetric",
-        json!({ "metric": "MRR", "granularity": "MONTH" }),
-    )
-    .await;
+    ws.follow_metric("mrr", "MRR", "MONTH").await;
     let (id, msg) = ws.frame(WAIT).await.expect("an answer");
     assert_eq!(id, "mrr");
     assert_eq!(codes(&msg["payload"]), ["FORBIDDEN"], "{msg}");
-    ws.subscribe(
-        "dau",
-        "LiveMetric",
-        json!({ "metric": "ACTIVE_USERS", "granularity": "DAY" }),
-    )
-    .await;
+    ws.follow_metric("dau", "ACTIVE_USERS", "DAY").await;
     let mut analyst_ws = Ws::connect(&t, &analyst.access).await;
-    analyst_ws
-        .subscribe(
-            "mrr",
-            "LiveMetric",
-            json!({ "metric": "MRR", "granularity": "MONTH" }),
-        )
-        .await;
+    analyst_ws.follow_metric("mrr", "MRR", "MONTH").await;
     wait_ready(&[&t], &t, 2).await;
     assert!(
         analyst_ws.frame(Duration::from_millis(300)).await.is_none(),
@@ -312,12 +286,7 @@ async fn two_instances_share_updates_and_capture_fails_over() {
 
     let mut ws = Ws::connect(&survivor, &s.access).await;
     ws.subscribe("all", "LiveEvents", json!({})).await;
-    ws.subscribe(
-        "count",
-        "LiveMetric",
-        json!({ "metric": "EVENTS", "granularity": "DAY" }),
-    )
-    .await;
+    ws.follow_metric("count", "EVENTS", "DAY").await;
     wait_ready(&[&survivor, &leader], &survivor, 2).await;
 
     // Through the instance that does not hold the subscriber.
@@ -381,12 +350,7 @@ async fn a_slow_subscriber_does_not_hold_back_the_others() {
     slow.subscribe("all", "LiveEvents", json!({})).await;
     let mut fast = Ws::connect(&t, &s.access).await;
     fast.subscribe("all", "LiveEvents", json!({})).await;
-    fast.subscribe(
-        "count",
-        "LiveMetric",
-        json!({ "metric": "EVENTS", "granularity": "DAY" }),
-    )
-    .await;
+    fast.follow_metric("count", "EVENTS", "DAY").await;
     wait_ready(&[&t], &t, 3).await;
 
     let padding = "x".repeat(200);
@@ -476,12 +440,7 @@ async fn updates_resume_after_redis_restarts() {
     let t = TestApp::spawn_live_on(Some(redis.url())).await;
     let s = t.sign_up("acme").await;
     let mut ws = Ws::connect(&t, &s.access).await;
-    ws.subscribe(
-        "count",
-        "LiveMetric",
-        json!({ "metric": "EVENTS", "granularity": "DAY" }),
-    )
-    .await;
+    ws.follow_metric("count", "EVENTS", "DAY").await;
     wait_ready(&[&t], &t, 1).await;
     t.ingest_ok(&s.access, events(2, "login", "u")).await;
     ws.until(WAIT, |_, msg| metric_value(msg) == Some(2.0))
@@ -662,12 +621,7 @@ async fn without_redis_one_instance_delivers_in_process() {
     assert!(!t.app.kv.is_redis());
     let s = t.sign_up("acme").await;
     let mut ws = Ws::connect(&t, &s.access).await;
-    ws.subscribe(
-        "count",
-        "LiveMetric",
-        json!({ "metric": "EVENTS", "granularity": "DAY" }),
-    )
-    .await;
+    ws.follow_metric("count", "EVENTS", "DAY").await;
     ws.subscribe("all", "LiveEvents", json!({})).await;
     wait_ready(&[&t], &t, 2).await;
     t.ingest_ok(&s.access, events(4, "login", "u")).await;
