@@ -58,6 +58,7 @@ pub fn spawn(app: &App) -> LiveTasks {
             if let Err(e) = checker.sockets.check(&checker.db).await {
                 tracing::warn!(error = %e, "could not check the sessions of open sockets");
             }
+            metrics::gauge!("fahwa_live_member_sockets").set(checker.sockets.len() as f64);
         }
     }));
     let refresher = app.clone();

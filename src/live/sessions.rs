@@ -68,6 +68,7 @@ impl MemberSockets {
         }
     }
 
+    /// Member sockets open on this instance.
     pub fn len(&self) -> usize {
         self.lock().len()
     }
