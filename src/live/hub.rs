@@ -3,7 +3,7 @@
 //! A metric inbox keeps only the newest value; an events inbox keeps the newest events and
 //! counts the ones it had to drop.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -52,10 +52,6 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    pub fn topic(&self) -> &Topic {
-        &self.topic
-    }
-
     fn offer(&self, message: &LiveMessage) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let wake = match (&self.topic, message) {
@@ -170,16 +166,15 @@ impl Hub {
             list.retain(|w| w.strong_count() > 0);
             !list.is_empty()
         });
-        let mut out: Vec<(Uuid, Topic)> = Vec::new();
-        for (tenant, list) in tenants.iter() {
-            for inbox in list.iter().filter_map(Weak::upgrade) {
-                let entry = (*tenant, inbox.topic.clone());
-                if !out.contains(&entry) {
-                    out.push(entry);
-                }
-            }
-        }
-        out
+        let topics: HashSet<(Uuid, Topic)> = tenants
+            .iter()
+            .flat_map(|(tenant, list)| {
+                list.iter()
+                    .filter_map(Weak::upgrade)
+                    .map(|inbox| (*tenant, inbox.topic.clone()))
+            })
+            .collect();
+        topics.into_iter().collect()
     }
 
     pub fn subscriptions(&self) -> usize {

@@ -45,9 +45,9 @@ pub fn spawn(app: &App) -> LiveTasks {
         let mut every = tokio::time::interval(watch::REFRESH);
         loop {
             every.tick().await;
-            let topics = marker.live.hub().topics();
-            metrics::gauge!("fahwa_live_subscriptions").set(topics.len() as f64);
-            watch::mark(&marker.kv, &topics).await;
+            let hub = marker.live.hub();
+            metrics::gauge!("fahwa_live_subscriptions").set(hub.subscriptions() as f64);
+            watch::mark(&marker.kv, &hub.topics()).await;
         }
     }));
     let checker = app.clone();
