@@ -2,6 +2,7 @@
 //! topics every few seconds (keys that expire), and the capture worker computes and publishes
 //! only what someone follows.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -59,7 +60,7 @@ impl Watched {
 
 /// Marks `topics` as followed for the next while.
 pub async fn mark(kv: &Kv, topics: &[(Uuid, Topic)]) {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for (tenant, topic) in topics {
         let Some(w) = Watched::of(topic) else {
             continue;
@@ -73,14 +74,27 @@ pub async fn mark(kv: &Kv, topics: &[(Uuid, Topic)]) {
     }
 }
 
-/// What someone follows of `tenant`'s engagement data.
-pub async fn followed(kv: &Kv, tenant: Uuid) -> crate::error::AppResult<Vec<Watched>> {
+/// What someone follows of each tenant's engagement data, in one round trip.
+pub async fn followed(
+    kv: &Kv,
+    tenants: &[Uuid],
+) -> crate::error::AppResult<HashMap<Uuid, Vec<Watched>>> {
     let all = Watched::all();
-    let keys: Vec<String> = all.iter().map(|w| w.key(tenant)).collect();
+    let keys: Vec<String> = tenants
+        .iter()
+        .flat_map(|t| all.iter().map(|w| w.key(*t)))
+        .collect();
     let marks = kv.get_many(&keys).await?;
-    Ok(all
-        .into_iter()
-        .zip(marks)
-        .filter_map(|(w, m)| m.map(|_| w))
+    Ok(tenants
+        .iter()
+        .zip(marks.chunks(all.len()))
+        .map(|(t, marks)| {
+            let followed = all
+                .iter()
+                .zip(marks)
+                .filter_map(|(w, m)| m.map(|_| *w))
+                .collect();
+            (*t, followed)
+        })
         .collect())
 }

@@ -58,9 +58,8 @@ async fn connect(url: &str) -> anyhow::Result<Client> {
             tracing::debug!(error = %e, "capture connection ended");
         }
     });
-    // Values are decoded in the session's zone: read them in UTC.
     client
-        .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'fahwa-capture'")
+        .batch_execute("SET application_name = 'fahwa-capture'")
         .await?;
     Ok(client)
 }
@@ -107,7 +106,8 @@ pub enum SlotDrop {
 }
 
 /// Drops this database's slot (`fahwa drop-capture-slot`, and `fahwa seed` before a bulk load,
-/// whose rows are not worth decoding one by one). A running server creates it again.
+/// whose rows are not worth decoding one by one), unless a server leads capture; the next
+/// leader creates it again.
 pub async fn drop_slot(url: &str) -> anyhow::Result<SlotDrop> {
     let client = connect(url).await?;
     let (slot, exists) = this_slot(&client).await?;
@@ -363,11 +363,17 @@ const TENANTS_AT_ONCE: usize = 16;
 async fn handle(app: &App, published: &mut Published, pass: &Pass) -> anyhow::Result<()> {
     let now = Utc::now();
     let before = &*published;
+    let tenants: Vec<Uuid> = pass.tenants.keys().copied().collect();
+    let followed = watch::followed(&app.kv, &tenants).await?;
+    let none = Vec::new();
     // Made up front: a stream mapping borrowed entries trips the spawned task's lifetimes.
     let jobs: Vec<_> = pass
         .tenants
         .iter()
-        .map(|(tenant, changes)| publish_tenant(app, before, *tenant, changes, now))
+        .map(|(tenant, changes)| {
+            let followed = followed.get(tenant).unwrap_or(&none);
+            publish_tenant(app, before, *tenant, changes, followed, now)
+        })
         .collect();
     let sent: Vec<anyhow::Result<Vec<(PublishedKey, PublishedValue)>>> =
         futures_util::stream::iter(jobs)
@@ -386,9 +392,9 @@ async fn publish_tenant(
     published: &Published,
     tenant: Uuid,
     changes: &TenantChanges,
+    followed: &[Watched],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<(PublishedKey, PublishedValue)>> {
-    let followed = watch::followed(&app.kv, tenant).await?;
     if followed.contains(&Watched::Events) && !changes.rows.is_empty() {
         let skip = changes.rows.len().saturating_sub(EVENTS_PER_PASS);
         let kept: Vec<LiveEvent> = changes.rows[skip..]
