@@ -9,7 +9,7 @@ use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
 
 use crate::auth::guards::principal;
-use crate::auth::{ApiKeyScope, Principal, Role};
+use crate::auth::{Principal, Role};
 use crate::error::AppError;
 use crate::graphql::app;
 use crate::live::hub::{Delivery, Inbox, Topic};
@@ -54,18 +54,13 @@ pub struct LiveEventBatch {
     pub events: Vec<LiveEventView>,
 }
 
-/// Revenue follows `analytics.revenue`: ANALYST and above, and READ API keys.
+/// Revenue follows `analytics.revenue`: ANALYST and above. API keys need the READ scope for any
+/// topic, which `open` checks.
 fn may_follow(principal: &Principal, metric: MetricKey) -> Result<(), AppError> {
-    if !metric.is_revenue() {
-        return Ok(());
-    }
     match principal {
-        Principal::Member(m) if !m.role.at_least(Role::Analyst) => Err(AppError::forbidden(
-            "revenue metrics need the ANALYST role or higher",
-        )),
-        Principal::ApiKey(k) if !k.scopes.contains(&ApiKeyScope::Read) => {
-            Err(AppError::forbidden("this API key has no READ scope"))
-        }
+        Principal::Member(m) if metric.is_revenue() && !m.role.at_least(Role::Analyst) => Err(
+            AppError::forbidden("revenue metrics need the ANALYST role or higher"),
+        ),
         _ => Ok(()),
     }
 }
