@@ -3,7 +3,7 @@
 //! session ended (signed out, member removed, role changed), are told to close; the client
 //! reconnects with a fresh token or not at all.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -103,9 +103,14 @@ impl MemberSockets {
         if live.is_empty() {
             return Ok(());
         }
-        let families: Vec<Uuid> = live.iter().map(|(_, c)| c.family_id).collect();
-        let members: Vec<Uuid> = live.iter().map(|(_, c)| c.member_id).collect();
-        let roles: Vec<&str> = live.iter().map(|(_, c)| c.role.as_str()).collect();
+        // A session open in several tabs or widgets is checked once.
+        let sessions: HashSet<(Uuid, Uuid, &str)> = live
+            .iter()
+            .map(|(_, c)| (c.family_id, c.member_id, c.role.as_str()))
+            .collect();
+        let families: Vec<Uuid> = sessions.iter().map(|s| s.0).collect();
+        let members: Vec<Uuid> = sessions.iter().map(|s| s.1).collect();
+        let roles: Vec<&str> = sessions.iter().map(|s| s.2).collect();
         let (families, members, roles) = (&families, &members, &roles);
         let ended: Vec<Family> = db
             .outside_tenants(|conn| {
@@ -126,7 +131,7 @@ impl MemberSockets {
         if ended.is_empty() {
             return Ok(());
         }
-        let ended: std::collections::HashSet<Uuid> = ended.into_iter().map(|f| f.family).collect();
+        let ended: HashSet<Uuid> = ended.into_iter().map(|f| f.family).collect();
         self.close(
             live.iter()
                 .filter(|(_, c)| ended.contains(&c.family_id))

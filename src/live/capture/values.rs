@@ -1,4 +1,5 @@
-//! The newest bucket of a tenant's followed metrics, recomputed from the rollups.
+//! The newest bucket of a tenant's followed metrics, recomputed from the rollups and the
+//! ingestion deltas not merged into them yet.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
