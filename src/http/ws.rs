@@ -3,7 +3,6 @@
 //! the member's access token expires or their session ends (`live::sessions`).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, WebSocket, WebSocketProtocols, WsMessage};
 use axum::extract::ws::{CloseFrame, Message};
@@ -51,7 +50,6 @@ pub async fn graphql_ws(
         .on_upgrade(move |socket| async move {
             let app = state.app.clone();
             let (close_tx, mut close_rx) = oneshot::channel::<Closing>();
-            let close_tx = Arc::new(Mutex::new(Some(close_tx)));
             let (mut sink, stream) = socket.split();
             let input = stream
                 .take_while(|m| future::ready(m.is_ok()))
@@ -72,10 +70,9 @@ pub async fn graphql_ws(
                     if let Principal::Rejected(reason) = &principal {
                         return Err(async_graphql::Error::new(reason.clone()));
                     }
-                    let sender = close_tx.lock().ok().and_then(|mut tx| tx.take());
-                    let registration = match (&principal, sender) {
-                        (Principal::Member(claims), Some(tx)) => {
-                            Some(app.sockets.register(claims.clone(), tx))
+                    let registration = match &principal {
+                        Principal::Member(claims) => {
+                            Some(app.sockets.register(claims.clone(), close_tx))
                         }
                         _ => None,
                     };
