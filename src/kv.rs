@@ -50,7 +50,7 @@ impl Memory {
 /// How long a cached blob may live at most (entries are also keyed by data version).
 pub const BLOB_TTL: Duration = Duration::from_secs(15 * 60);
 
-fn redis_err(e: impl std::fmt::Display) -> AppError {
+pub(crate) fn redis_err(e: impl std::fmt::Display) -> AppError {
     AppError::internal(anyhow::anyhow!("redis: {e}"))
 }
 

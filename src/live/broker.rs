@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::hub::Hub;
 use super::message::{Envelope, LiveMessage};
 use crate::error::{AppError, AppResult};
-use crate::kv::RedisPool;
+use crate::kv::{RedisPool, redis_err};
 
 #[derive(Clone)]
 pub struct Broker {
@@ -84,14 +84,13 @@ impl Broker {
         };
         let payload = serde_json::to_vec(&Envelope { tenant, message })
             .map_err(|e| AppError::internal(anyhow::anyhow!("live message: {e}")))?;
-        let err = |e: &dyn std::fmt::Display| AppError::internal(anyhow::anyhow!("redis: {e}"));
-        let mut conn = redis.pool.get().await.map_err(|e| err(&e))?;
+        let mut conn = redis.pool.get().await.map_err(redis_err)?;
         let _: i64 = redis::cmd("PUBLISH")
             .arg(format!("{}{tenant}", redis.channel))
             .arg(payload)
             .query_async(&mut *conn)
             .await
-            .map_err(|e| err(&e))?;
+            .map_err(redis_err)?;
         Ok(())
     }
 
