@@ -355,7 +355,8 @@ async fn a_slow_subscriber_does_not_hold_back_the_others() {
 
     let padding = "x".repeat(200);
     let (batches, size) = (24, 500);
-    let mut sent = 0;
+    // Everything ingested reaches the reader, or is counted as dropped, while `slow` reads
+    // nothing.
     let reader = async {
         let (mut received, mut dropped, mut count) = (0i64, 0i64, None);
         fast.until(Duration::from_secs(30), |id, msg| {
@@ -370,7 +371,6 @@ async fn a_slow_subscriber_does_not_hold_back_the_others() {
             count == Some((batches * size) as f64) && received + dropped == batches * size
         })
         .await;
-        received
     };
     let writer = async {
         for b in 0..batches {
@@ -378,12 +378,9 @@ async fn a_slow_subscriber_does_not_hold_back_the_others() {
                 .map(|i| json!({ "name": "page_view", "userId": format!("u{}", i % 50), "properties": { "b": b, "pad": padding } }))
                 .collect();
             t.ingest_ok(&s.access, batch).await;
-            sent += size;
         }
     };
-    let (received, ()) = tokio::join!(reader, writer);
-    assert_eq!(sent, batches * size);
-    assert!(received > 0);
+    tokio::join!(reader, writer);
     drop(slow);
 }
 
