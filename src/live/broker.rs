@@ -74,23 +74,29 @@ impl Broker {
         metrics::gauge!("fahwa_live_capture_leader").set(if leading { 1.0 } else { 0.0 });
     }
 
-    /// Sends `message` to `tenant`'s subscribers on every instance. An error means it may not
-    /// have reached them: the caller tries again rather than moving on.
-    pub async fn publish(&self, tenant: Uuid, message: LiveMessage) -> AppResult<()> {
-        metrics::counter!("fahwa_live_published_total").increment(1);
+    /// Sends `messages`, in order, to `tenant`'s subscribers on every instance, in one round
+    /// trip. An error means they may not have reached them: the caller tries again rather than
+    /// moving on.
+    pub async fn publish(&self, tenant: Uuid, messages: Vec<LiveMessage>) -> AppResult<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        metrics::counter!("fahwa_live_published_total").increment(messages.len() as u64);
         let Some(redis) = &self.redis else {
-            self.hub.dispatch(tenant, &message);
+            for message in &messages {
+                self.hub.dispatch(tenant, message);
+            }
             return Ok(());
         };
-        let payload = serde_json::to_vec(&Envelope { tenant, message })
-            .map_err(|e| AppError::internal(anyhow::anyhow!("live message: {e}")))?;
+        let channel = format!("{}{tenant}", redis.channel);
+        let mut pipe = redis::pipe();
+        for message in messages {
+            let payload = serde_json::to_vec(&Envelope { tenant, message })
+                .map_err(|e| AppError::internal(anyhow::anyhow!("live message: {e}")))?;
+            pipe.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+        }
         let mut conn = redis.pool.get().await.map_err(redis_err)?;
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(format!("{}{tenant}", redis.channel))
-            .arg(payload)
-            .query_async(&mut *conn)
-            .await
-            .map_err(redis_err)?;
+        let () = pipe.query_async(&mut *conn).await.map_err(redis_err)?;
         Ok(())
     }
 

@@ -12,7 +12,6 @@ pub mod watch;
 
 use std::collections::HashMap;
 
-use scoped_futures::ScopedFutureExt;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -76,16 +75,9 @@ pub fn spawn(app: &App) -> LiveTasks {
     LiveTasks(tasks)
 }
 
-#[derive(diesel::QueryableByName)]
-struct WalPosition {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    lsn: String,
-}
-
 /// Marks this instance's topics again and hands its metric subscribers the current values:
 /// after the Redis subscription was down, what was published meanwhile never arrives. The
-/// values carry the log position read before computing them, so a replayed older change is
-/// ignored and any later one wins.
+/// values carry the log position of their snapshot, so any value computed later wins.
 async fn refresh_local(app: &App) -> AppResult<()> {
     let topics = app.live.hub().topics();
     watch::mark(&app.kv, &topics).await;
@@ -98,24 +90,10 @@ async fn refresh_local(app: &App) -> AppResult<()> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let position: WalPosition = app
-        .db
-        .outside_tenants(|conn| {
-            async move {
-                use diesel_async::RunQueryDsl;
-                Ok(
-                    diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
-                        .get_result(conn)
-                        .await?,
-                )
-            }
-            .scope_boxed()
-        })
-        .await?;
-    let version = capture::parse_lsn(&position.lsn).unwrap_or(0);
     let now = chrono::Utc::now();
     for (tenant, wanted) in wanted {
-        for c in capture::values::newest(&app.db, tenant, &wanted, now).await? {
+        let (version, values) = capture::values::newest(&app.db, tenant, &wanted, now).await?;
+        for c in values {
             app.live.hub().dispatch(tenant, &c.message(now, version));
         }
     }

@@ -565,9 +565,18 @@ async fn live_values_count_unmerged_ingestion_exactly() {
             .map(|g| (m, g))
         })
         .collect();
-    let live = fahwa::live::capture::values::newest(&t.app.db, tenant, &wanted, now)
+    let lsn = |row: tokio_postgres::Row| {
+        fahwa::live::capture::parse_lsn(row.get::<_, &str>(0)).expect("an LSN")
+    };
+    let before = lsn(pg
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap());
+    let (version, live) = fahwa::live::capture::values::newest(&t.app.db, tenant, &wanted, now)
         .await
         .unwrap();
+    // Values are versioned by their snapshot's log position: later than anything before.
+    assert!(version >= before, "{version} < {before}");
     let pending: i64 = pg
         .query_one(
             "SELECT count(*) FROM pending_segments WHERE tenant_id = $1::text::uuid",

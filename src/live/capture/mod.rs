@@ -4,35 +4,38 @@
 //! position: a crash replays what was not confirmed, and never loses it.
 
 pub mod pgoutput;
+mod publish;
+mod schedule;
 pub mod values;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent, TlsConfig};
 use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use self::pgoutput::{Message, Relations};
-use super::message::{LiveEvent, LiveMessage, MetricKey};
-use super::watch::{self, Watched};
+use self::schedule::{Capped, Schedule};
 use crate::App;
-use crate::metrics::Granularity;
 
 /// The publication the slot decodes (migration `live_capture`).
 pub const PUBLICATION: &str = "fahwa_live";
 /// Session advisory lock held by the capture leader, per database.
 const LEADER_LOCK: i64 = 0x0066_6168_7761_4c56;
-/// At most how often a tenant's metrics are published: changes that arrive within it are
-/// published together.
+/// At most how often a tenant's metrics are published: its changes that arrive within a tick
+/// of its last publication are published together.
 const TICK: Duration = Duration::from_millis(250);
-/// Changes held unpublished at most (a pass may hold a transaction's worth more).
+/// Events held unpublished at most: beyond it, reading the slot waits for publishing.
 const MAX_CHANGES: usize = 20_000;
-/// Events of one tenant published per pass at most; the rest are counted as skipped.
-const EVENTS_PER_PASS: usize = 5_000;
+/// Events of one tenant published per turn at most; the older ones are counted as skipped.
+const EVENTS_PER_TURN: usize = 5_000;
+/// Tenants published at once (each tenant's messages stay in order: one job per tenant).
+const TENANTS_AT_ONCE: usize = 16;
+/// How long a quiet tenant's last published values are remembered.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// A slot further behind than this is worth a warning.
 const LAG_WARNING_BYTES: i64 = 1 << 30;
 
@@ -172,16 +175,23 @@ async fn lead(app: &App) -> anyhow::Result<()> {
     stream.wait_started().await?;
     tracing::info!(slot, "leading change capture");
     app.live.set_leading(true);
-    let mut published = Published::default();
     let mut relations = Relations::default();
-    let mut open: Vec<OpenRow> = Vec::new();
-    let mut pass = Pass::default();
-    let mut handled = Instant::now() - TICK;
+    let mut open: HashMap<Uuid, Capped> = HashMap::new();
+    let mut schedule = Schedule::new(TICK, EVENTS_PER_TURN);
+    let mut jobs = FuturesUnordered::new();
     let mut lag = tokio::time::interval(Duration::from_secs(2));
     loop {
-        let due = handled + TICK;
+        let now = Instant::now();
+        while let Some(job) = schedule.next_job(now, TENANTS_AT_ONCE) {
+            let app = app.clone();
+            jobs.push(async move {
+                let tenant = job.tenant;
+                (tenant, Instant::now(), publish::publish(&app, job).await)
+            });
+        }
+        let due = schedule.next_due(TENANTS_AT_ONCE);
         tokio::select! {
-            event = stream.recv() => {
+            event = stream.recv(), if schedule.waiting_rows() < MAX_CHANGES => {
                 let Some(event) = event? else {
                     anyhow::bail!("the replication stream ended");
                 };
@@ -191,34 +201,32 @@ async fn lead(app: &App) -> anyhow::Result<()> {
                         decode_change(&data, &mut relations, &mut open)?
                     }
                     ReplicationEvent::Commit { end_lsn, .. } => {
-                        pass.commit(&mut open, end_lsn.0);
-                        if pass.tenants.is_empty() {
-                            stream.update_applied_lsn(end_lsn);
-                        }
+                        let changes = std::mem::take(&mut open);
+                        metrics::counter!("fahwa_live_changes_total")
+                            .increment(changes.values().map(|c| c.rows.len() as u64 + c.skipped).sum());
+                        schedule.commit(changes, end_lsn.0, Instant::now());
+                        stream.update_applied_lsn(Lsn(schedule.confirmable()));
                     }
                     // Nothing unpublished: WAL without events is confirmed as it passes.
                     ReplicationEvent::KeepAlive { wal_end, .. }
-                        if pass.tenants.is_empty() && open.is_empty() =>
+                        if schedule.is_idle() && open.is_empty() =>
                     {
                         stream.update_applied_lsn(wal_end)
                     }
                     _ => {}
                 }
             }
-            _ = tokio::time::sleep_until(due.into()), if !pass.tenants.is_empty() => {}
-            _ = lag.tick() => report_lag(&client, &slot).await?,
-        }
-        // One pass at most every TICK (the coalescing), sooner when it grows large.
-        if !pass.tenants.is_empty() && (pass.changes >= MAX_CHANGES || Instant::now() >= due) {
-            let started = Instant::now();
-            handle(app, &mut published, &pass).await?;
-            // Only now: a crash before this reads the pass again.
-            stream.update_applied_lsn(Lsn(pass.decoded_to));
-            metrics::counter!("fahwa_live_changes_total").increment(pass.changes as u64);
-            metrics::histogram!("fahwa_live_pass_seconds").record(started.elapsed().as_secs_f64());
-            pass = Pass::default();
-            // From the pass's start: a pass longer than TICK is followed at once.
-            handled = started;
+            Some((tenant, started, result)) = jobs.next(), if !jobs.is_empty() => {
+                // A failed publish ends this leadership: the next one reads the changes again.
+                schedule.done(tenant, result?, Instant::now());
+                metrics::histogram!("fahwa_live_pass_seconds").record(started.elapsed().as_secs_f64());
+                stream.update_applied_lsn(Lsn(schedule.confirmable()));
+            }
+            _ = tokio::time::sleep_until(due.unwrap_or(now).into()), if due.is_some() => {}
+            _ = lag.tick() => {
+                report_lag(&client, &slot).await?;
+                schedule.forget_older_than(FORGET_AFTER, Instant::now());
+            }
         }
     }
 }
@@ -276,43 +284,11 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-/// An inserted event of the transaction being read: its tenant and its row.
-type OpenRow = (Uuid, Arc<pgoutput::Relation>, Vec<pgoutput::Value>);
-
-/// What has been read and not yet published: committed transactions only, in commit order.
-#[derive(Default)]
-struct Pass {
-    changes: usize,
-    /// The end of the last transaction read: the position to confirm once published.
-    decoded_to: u64,
-    /// Per tenant, its new events in commit order and the position of its last change.
-    tenants: HashMap<Uuid, TenantChanges>,
-}
-
-impl Pass {
-    fn commit(&mut self, open: &mut Vec<OpenRow>, end_lsn: u64) {
-        self.changes += open.len();
-        for (tenant, relation, row) in open.drain(..) {
-            let t = self.tenants.entry(tenant).or_default();
-            t.rows.push((relation, row));
-            t.version = end_lsn;
-        }
-        self.decoded_to = end_lsn;
-    }
-}
-
-#[derive(Default)]
-struct TenantChanges {
-    /// Inserted events as decoded, made into `LiveEvent`s only if someone follows them.
-    rows: Vec<(Arc<pgoutput::Relation>, Vec<pgoutput::Value>)>,
-    version: u64,
-}
-
 /// One pgoutput message of a transaction: relations are remembered, events kept.
 fn decode_change(
     data: &[u8],
     relations: &mut Relations,
-    open: &mut Vec<OpenRow>,
+    open: &mut HashMap<Uuid, Capped>,
 ) -> Result<(), pgoutput::DecodeError> {
     match pgoutput::decode(data)? {
         Message::Relation(r) => relations.learn(r),
@@ -323,119 +299,14 @@ fn decode_change(
                     .text(&new, "tenant_id")
                     .and_then(|t| t.parse().ok())
             {
-                open.push((tenant, relation.clone(), new));
+                open.entry(tenant)
+                    .or_default()
+                    .push((relation.clone(), new), EVENTS_PER_TURN);
             }
         }
         _ => {}
     }
     Ok(())
-}
-
-fn event_of(relation: &pgoutput::Relation, values: &[pgoutput::Value]) -> Option<LiveEvent> {
-    let text = |name| relation.text(values, name);
-    let occurred_at = DateTime::parse_from_str(text("occurred_at")?, "%Y-%m-%d %H:%M:%S%.f%#z")
-        .ok()?
-        .with_timezone(&Utc);
-    Some(LiveEvent {
-        id: text("id")?.parse().ok()?,
-        name: text("name")?.to_string(),
-        user_id: text("user_id")?.to_string(),
-        occurred_at,
-        properties: text("properties")
-            .and_then(|p| serde_json::from_str(p).ok())
-            .unwrap_or_else(|| serde_json::json!({})),
-    })
-}
-
-type PublishedKey = (Uuid, MetricKey, Granularity);
-/// A value as published: its bucket and value.
-type PublishedValue = (DateTime<Utc>, f64);
-
-/// The last value published per tenant, metric and granularity: an unchanged value is not sent
-/// again.
-type Published = HashMap<PublishedKey, PublishedValue>;
-
-/// Tenants whose changes are published side by side (each tenant's messages stay in order).
-const TENANTS_AT_ONCE: usize = 16;
-
-/// Publishes what a pass changed for the topics someone follows. A failed publish fails the
-/// pass, so that its changes are read again.
-async fn handle(app: &App, published: &mut Published, pass: &Pass) -> anyhow::Result<()> {
-    let now = Utc::now();
-    let before = &*published;
-    let tenants: Vec<Uuid> = pass.tenants.keys().copied().collect();
-    let followed = watch::followed(&app.kv, &tenants).await?;
-    let none = Vec::new();
-    // Made up front: a stream mapping borrowed entries trips the spawned task's lifetimes.
-    let jobs: Vec<_> = pass
-        .tenants
-        .iter()
-        .map(|(tenant, changes)| {
-            let followed = followed.get(tenant).unwrap_or(&none);
-            publish_tenant(app, before, *tenant, changes, followed, now)
-        })
-        .collect();
-    let sent: Vec<anyhow::Result<Vec<(PublishedKey, PublishedValue)>>> =
-        futures_util::stream::iter(jobs)
-            .buffer_unordered(TENANTS_AT_ONCE)
-            .collect()
-            .await;
-    for values in sent {
-        published.extend(values?);
-    }
-    Ok(())
-}
-
-/// One tenant's part of a pass; returns the metric values it published.
-async fn publish_tenant(
-    app: &App,
-    published: &Published,
-    tenant: Uuid,
-    changes: &TenantChanges,
-    followed: &[Watched],
-    now: DateTime<Utc>,
-) -> anyhow::Result<Vec<(PublishedKey, PublishedValue)>> {
-    if followed.contains(&Watched::Events) && !changes.rows.is_empty() {
-        let skip = changes.rows.len().saturating_sub(EVENTS_PER_PASS);
-        let kept: Vec<LiveEvent> = changes.rows[skip..]
-            .iter()
-            .filter_map(|(relation, row)| event_of(relation, row))
-            .collect();
-        for (i, chunk) in kept.chunks(1_000).enumerate() {
-            let message = LiveMessage::Events {
-                events: chunk.to_vec(),
-                skipped: if i == 0 { skip as u64 } else { 0 },
-            };
-            app.live.publish(tenant, message).await?;
-        }
-    }
-    let wanted: Vec<(MetricKey, Granularity)> = followed
-        .iter()
-        .filter_map(|w| match w {
-            Watched::Metric(m, g) => Some((*m, *g)),
-            Watched::Events => None,
-        })
-        .collect();
-    let computed = match values::newest(&app.db, tenant, &wanted, now).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(tenant = %tenant, error = %e, "live: could not compute values");
-            return Ok(Vec::new());
-        }
-    };
-    let mut sent = Vec::new();
-    for c in computed {
-        let key = (tenant, c.metric, c.granularity);
-        let seen = (c.bucket, c.value);
-        if published.get(&key) == Some(&seen) {
-            continue;
-        }
-        app.live
-            .publish(tenant, c.message(now, changes.version))
-            .await?;
-        sent.push((key, seen));
-    }
-    Ok(sent)
 }
 
 #[cfg(test)]

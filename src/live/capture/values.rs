@@ -93,21 +93,30 @@ impl Pending {
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct WalPosition {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    lsn: String,
+}
+
 /// The values of `wanted` for the buckets that contain `now`, exactly as a dashboard read
 /// would see them once acknowledged ingestion is merged, without waiting for the merge: the
-/// rollups plus what the pending deltas add, read in one snapshot.
+/// rollups plus what the pending deltas add, read in one snapshot. With them, their version:
+/// the log position read after the snapshot was taken, so that a value computed later always
+/// carries a higher version, whichever change it was computed for (a replayed change is
+/// computed from newer data than its own position says).
 pub async fn newest(
     db: &Db,
     tenant: Uuid,
     wanted: &[(MetricKey, Granularity)],
     now: DateTime<Utc>,
-) -> AppResult<Vec<Computed>> {
+) -> AppResult<(u64, Vec<Computed>)> {
     let wanted: Vec<(MetricKey, Measure, Granularity)> = wanted
         .iter()
         .filter_map(|&(m, g)| Some((m, measure(m)?, g)))
         .collect();
     if wanted.is_empty() {
-        return Ok(Vec::new());
+        return Ok((0, Vec::new()));
     }
     let context = db
         .outside_tenants(|conn| async move { TenantContext::get(conn, tenant).await }.scope_boxed())
@@ -117,6 +126,11 @@ pub async fn newest(
     let wanted = &wanted;
     db.tenant_snapshot(tenant, |conn| {
         async move {
+            let position: WalPosition =
+                diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
+                    .get_result(conn)
+                    .await?;
+            let version = super::parse_lsn(&position.lsn).unwrap_or(0);
             let none = EventFilter::default();
             let mut pending: Vec<((NaiveDate, NaiveDate), Pending)> = Vec::new();
             let mut out = Vec::with_capacity(wanted.len());
@@ -152,7 +166,7 @@ pub async fn newest(
                     value,
                 });
             }
-            Ok(out)
+            Ok((version, out))
         }
         .scope_boxed()
     })
