@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use uuid::Uuid;
 
 use super::load::percentile;
@@ -37,6 +38,9 @@ struct Received {
     follows: Follows,
     frames: Vec<(Instant, Vec<f64>)>,
     dropped: i64,
+    /// Per metric frame: from the server starting to compute the value (`updatedAt`) to the
+    /// frame's arrival, in ms: the fan-out's share of the latency.
+    fanout_ms: Vec<f64>,
 }
 
 struct Sent {
@@ -48,7 +52,7 @@ struct Sent {
 }
 
 const LIVE_METRIC: &str =
-    "subscription { metricUpdated(metric: EVENTS, granularity: DAY) { value } }";
+    "subscription { metricUpdated(metric: EVENTS, granularity: DAY) { value updatedAt } }";
 const LIVE_UPGRADES: &str =
     "subscription { liveEvents(name: \"upgrade\") { dropped events { properties } } }";
 
@@ -67,7 +71,13 @@ async fn subscribe(
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    // Small buffers, as the server has: the default 128 KiB read buffer is zeroed on every read,
+    // which cost the load driver (sharing the server's two cores) a tenth of the machine.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
     let send = |v: Value| Message::Text(v.to_string().into());
     ws.send(send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {key}") } })))
         .await?;
@@ -84,6 +94,7 @@ async fn subscribe(
         follows,
         frames: Vec::new(),
         dropped: 0,
+        fanout_ms: Vec::new(),
     };
     let mut acked = false;
     loop {
@@ -98,6 +109,7 @@ async fn subscribe(
             break;
         };
         let at = Instant::now();
+        let wall = chrono::Utc::now();
         let msg: Value = serde_json::from_str(&text)?;
         match msg["type"].as_str() {
             Some("connection_ack") if !acked => {
@@ -108,10 +120,21 @@ async fn subscribe(
             Some("next") => {
                 let data = &msg["payload"]["data"];
                 let values = match received.follows {
-                    Follows::Count => data["metricUpdated"]["value"]
-                        .as_f64()
-                        .into_iter()
-                        .collect(),
+                    Follows::Count => {
+                        if let Some(updated) = data["metricUpdated"]["updatedAt"]
+                            .as_str()
+                            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        {
+                            let lag = wall.signed_duration_since(updated);
+                            received
+                                .fanout_ms
+                                .push(lag.num_microseconds().unwrap_or(0) as f64 / 1000.0);
+                        }
+                        data["metricUpdated"]["value"]
+                            .as_f64()
+                            .into_iter()
+                            .collect()
+                    }
                     Follows::Upgrades => {
                         received.dropped += data["liveEvents"]["dropped"].as_i64().unwrap_or(0);
                         data["liveEvents"]["events"]
@@ -256,11 +279,13 @@ pub async fn run(
     say(
         opts,
         format!(
-            "live: ingest return to frame p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms over {} (subscriber, batch) pairs; frames {} delivered, {} if none were coalesced; batches never seen {}; upgrade events {} of {} delivered, {} reported dropped; server peak {:.0} MiB ({:.0} MiB with the subscribers idle)",
+            "live: ingest return to frame p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms over {} (subscriber, batch) pairs (of which from computing the value to the metric frame p50 {:.1} ms, p99 {:.1} ms); frames {} delivered, {} if none were coalesced; batches never seen {}; upgrade events {} of {} delivered, {} reported dropped; server peak {:.0} MiB ({:.0} MiB with the subscribers idle)",
             figures.p50,
             figures.p95,
             figures.p99,
             figures.samples,
+            figures.fanout_p50,
+            figures.fanout_p99,
             figures.frames,
             figures.uncoalesced,
             figures.missed,
@@ -279,6 +304,8 @@ pub async fn run(
         "p95_ms": figures.p95,
         "p99_ms": figures.p99,
         "samples": figures.samples,
+        "fanout_p50_ms": figures.fanout_p50,
+        "fanout_p99_ms": figures.fanout_p99,
         "frames": figures.frames,
         "frames_uncoalesced": figures.uncoalesced,
         "batches_missed": figures.missed,
@@ -297,6 +324,8 @@ struct Figures {
     p95: f64,
     p99: f64,
     samples: usize,
+    fanout_p50: f64,
+    fanout_p99: f64,
     frames: usize,
     uncoalesced: usize,
     missed: usize,
@@ -309,6 +338,11 @@ struct Figures {
 /// batch (a count at least the tenant's total after it, or the batch's upgrade event).
 fn measure(sent: &[Sent], received: &[Received]) -> Figures {
     let mut latencies = Vec::new();
+    let mut fanout: Vec<f64> = received
+        .iter()
+        .flat_map(|r| r.fanout_ms.iter().copied())
+        .collect();
+    fanout.sort_by(f64::total_cmp);
     let (mut frames, mut uncoalesced, mut missed) = (0, 0, 0);
     let (mut metric_subscribers, mut event_subscribers) = (0, 0);
     let (mut events_delivered, mut events_expected, mut events_dropped) = (0, 0, 0);
@@ -346,6 +380,8 @@ fn measure(sent: &[Sent], received: &[Received]) -> Figures {
         p95: percentile(&latencies, 95.0),
         p99: percentile(&latencies, 99.0),
         samples: latencies.len(),
+        fanout_p50: percentile(&fanout, 50.0),
+        fanout_p99: percentile(&fanout, 99.0),
         frames,
         uncoalesced,
         missed,

@@ -107,6 +107,12 @@ pub async fn serve(
     );
     let _live = crate::live::spawn(&app);
     let router = router(app);
+    // Live frames are small and must not wait for the previous one's acknowledgement (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
-use diesel::sql_types::{BigInt, Date, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Date, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
@@ -61,20 +61,26 @@ struct Pending {
 
 /// Per user with pending deltas: events in the span; active in it without a rolled-up day
 /// there; new in it once the pending days count, minus new in it already (a late event can
-/// move a user's first day out of the span).
+/// move a user's first day out of the span). Each user's rolled-up days are looked up once, and
+/// not at all when only events are wanted (`$4` false).
 const PENDING: &str = r#"
-WITH p AS (
+WITH p AS MATERIALIZED (
   SELECT user_id, min(day) AS first_pending,
          coalesce(sum(events) FILTER (WHERE day BETWEEN $2 AND $3), 0) AS events,
          bool_or(day BETWEEN $2 AND $3) AS in_span
   FROM pending_segments WHERE tenant_id = $1 GROUP BY user_id
-), r AS (
-  SELECT p.*,
-    (SELECT min(u.day) FROM user_days u WHERE u.tenant_id = $1 AND u.user_id = p.user_id)
-      AS first_rolled,
-    EXISTS (SELECT 1 FROM user_days u WHERE u.tenant_id = $1 AND u.user_id = p.user_id
-            AND u.day BETWEEN $2 AND $3) AS active_rolled
+), r AS MATERIALIZED (
+  SELECT p.*, f.first_rolled, a.active_rolled IS NOT NULL AS active_rolled
   FROM p
+  LEFT JOIN LATERAL (
+    SELECT u.day AS first_rolled FROM user_days u
+    WHERE $4 AND u.tenant_id = $1 AND u.user_id = p.user_id ORDER BY u.day LIMIT 1
+  ) f ON true
+  LEFT JOIN LATERAL (
+    SELECT 1 AS active_rolled FROM user_days u
+    WHERE $4 AND p.in_span AND u.tenant_id = $1 AND u.user_id = p.user_id
+      AND u.day BETWEEN $2 AND $3 LIMIT 1
+  ) a ON true
 )
 SELECT coalesce(sum(events), 0)::bigint AS events,
        count(*) FILTER (WHERE in_span AND NOT active_rolled) AS active,
@@ -118,14 +124,14 @@ pub async fn newest(
     if wanted.is_empty() {
         return Ok((0, Vec::new()));
     }
-    let context = db
-        .outside_tenants(|conn| async move { TenantContext::get(conn, tenant).await }.scope_boxed())
-        .await?;
-    let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
-    let tracked = &context.rollup_properties;
+    // The pending deltas' users matter to user counts only.
+    let users_wanted = wanted.iter().any(|(_, m, _)| *m != Measure::Events);
     let wanted = &wanted;
     db.tenant_snapshot(tenant, |conn| {
         async move {
+            let context = TenantContext::get(conn, tenant).await?;
+            let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
+            let tracked = &context.rollup_properties;
             let position: WalPosition =
                 diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
                     .get_result(conn)
@@ -151,6 +157,7 @@ pub async fn newest(
                                 .bind::<SqlUuid, _>(tenant)
                                 .bind::<Date, _>(days.0)
                                 .bind::<Date, _>(days.1)
+                                .bind::<Bool, _>(users_wanted)
                                 .get_result(conn)
                                 .await?;
                             pending.push((days, p));
