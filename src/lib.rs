@@ -15,6 +15,7 @@ pub mod http;
 pub mod kv;
 pub mod live;
 pub mod metrics;
+pub mod revenue;
 pub mod seed;
 pub mod telemetry;
 pub mod validate;

@@ -20,6 +20,9 @@ CREATE TABLE revenue_changes (
   occurred_at timestamptz NOT NULL,
   amount_minor bigint NOT NULL CHECK (amount_minor >= 0),
   currency text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+  -- The currency's decimal places: amount_minor * 10^-exponent is the amount sent.
+  exponent smallint NOT NULL CHECK (exponent BETWEEN 0 AND 4),
+  -- In the tenant's currency, converted with the rate of the change's UTC day.
   mrr numeric NOT NULL CHECK (mrr >= 0),
   plan text,
   received_at timestamptz NOT NULL DEFAULT now(),
@@ -31,6 +34,9 @@ CREATE UNIQUE INDEX revenue_changes_client_id_idx ON revenue_changes (tenant_id,
 CREATE INDEX revenue_changes_customer_idx
   ON revenue_changes (tenant_id, customer_id, occurred_at, id) INCLUDE (mrr);
 CREATE INDEX revenue_changes_time_idx ON revenue_changes (tenant_id, occurred_at);
+-- The changes a corrected rate converts again.
+CREATE INDEX revenue_changes_rate_idx
+  ON revenue_changes (tenant_id, currency, ((occurred_at AT TIME ZONE 'UTC')::date));
 
 -- Each customer's current state, kept by ingestion (out-of-order changes included).
 CREATE TABLE customers (
@@ -45,6 +51,24 @@ CREATE TABLE customers (
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (tenant_id, customer_id)
 );
+
+-- Recomputes the state of `p_customers` from all of their changes, in time order (ties in
+-- arrival order): after a batch, in whatever order its changes came, or a corrected rate.
+CREATE FUNCTION fahwa_recompute_customers(p_tenant uuid, p_customers text[])
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO customers (tenant_id, customer_id, first_change_at, first_paid_at, mrr, currency, plan)
+  SELECT p_tenant, customer_id, min(occurred_at), min(occurred_at) FILTER (WHERE mrr > 0),
+         (array_agg(mrr ORDER BY occurred_at DESC, id DESC))[1],
+         (array_agg(currency ORDER BY occurred_at DESC, id DESC))[1],
+         (array_agg(plan ORDER BY occurred_at DESC, id DESC))[1]
+  FROM revenue_changes
+  WHERE tenant_id = p_tenant AND customer_id = ANY (p_customers)
+  GROUP BY customer_id
+  ON CONFLICT (tenant_id, customer_id) DO UPDATE SET
+    first_change_at = excluded.first_change_at, first_paid_at = excluded.first_paid_at,
+    mrr = excluded.mrr, currency = excluded.currency, plan = excluded.plan, updated_at = now()
+$$;
+GRANT EXECUTE ON FUNCTION fahwa_recompute_customers(uuid, text[]) TO fahwa_app;
 
 ALTER TABLE tenant_usage ADD COLUMN revenue_changes_total bigint NOT NULL DEFAULT 0;
 

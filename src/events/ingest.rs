@@ -18,6 +18,7 @@ use crate::accounts::Caller;
 use crate::auth::{ApiKeyScope, Principal, Role};
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::error::{AppError, AppResult};
+use crate::metrics::versions::{self, Added};
 
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
@@ -36,12 +37,6 @@ pub struct NewEvent {
     pub properties: Option<Value>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Bumped {
-    #[diesel(sql_type = BigInt)]
-    data_version: i64,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestOutcome {
     pub accepted: i64,
@@ -49,7 +44,7 @@ pub struct IngestOutcome {
 }
 
 /// Who may ingest: an API key with INGEST scope or an ADMIN+ member; returns the tenant and actor.
-fn ingesting_tenant(principal: &Principal) -> AppResult<(Uuid, Actor)> {
+pub(crate) fn ingesting_tenant(principal: &Principal) -> AppResult<(Uuid, Actor)> {
     match principal {
         Principal::ApiKey(k) if k.scopes.contains(&ApiKeyScope::Ingest) => {
             Ok((k.tenant_id, Actor::ApiKey(k.key_id)))
@@ -240,22 +235,16 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
                     },
                 )
                 .await?;
-                // Last: every batch of the tenant updates this row, and holds it until commit.
-                let bumped: Bumped = diesel::sql_query(
-                    "UPDATE tenant_usage SET events_total = events_total + $2, data_version = data_version + 1 WHERE tenant_id = $1 RETURNING data_version",
-                )
-                .bind::<SqlUuid, _>(tenant_id)
-                .bind::<BigInt, _>(written.inserted)
-                .get_result(conn)
-                .await?;
-                Ok((written.inserted, bumped.data_version))
+                let version =
+                    versions::bump(conn, tenant_id, Added::Events(written.inserted)).await?;
+                Ok((written.inserted, version))
             }
             .scope_boxed()
         })
         .await?;
     if caller.app.config.metric_cache {
         // Before the call answers: a dashboard load after it must not be served an older answer.
-        crate::metrics::versions::raise(&caller.app.kv, tenant_id, version).await;
+        versions::raise(&caller.app.kv, tenant_id, version).await;
     }
     Ok(IngestOutcome {
         accepted: inserted,

@@ -1,10 +1,13 @@
 //! Ingestion mutations (contract `ingest.graphql`).
 
 use async_graphql::{Context, InputObject, Json, Object, Result, SimpleObject};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 
 use crate::events::{self, NewEvent};
 use crate::graphql::caller;
+use crate::revenue::rates::NewRate;
+use crate::revenue::{self, NewRevenueChange};
 
 /// One event. `id` is the client's idempotency key: the same id twice is stored once.
 #[derive(InputObject)]
@@ -16,6 +19,34 @@ pub struct EventInput {
     pub occurred_at: Option<DateTime<Utc>>,
     /// A JSON object of event properties.
     pub properties: Option<Json<serde_json::Value>>,
+}
+
+/// From `occurredAt` on, the customer's monthly recurring revenue is `mrr`, in major units of
+/// `currency` ("49.00"). `id` is the client's idempotency key.
+#[derive(InputObject)]
+pub struct RevenueChangeInput {
+    pub id: Option<String>,
+    pub customer_id: String,
+    pub occurred_at: DateTime<Utc>,
+    pub mrr: Decimal,
+    /// ISO 4217 code; other than the tenant's currency, it needs a rate for the change's UTC
+    /// day (`setExchangeRates`).
+    pub currency: String,
+    pub plan: Option<String>,
+}
+
+/// One unit of `currency` was worth `rate` units of the tenant's currency on `date` (UTC).
+#[derive(InputObject)]
+pub struct ExchangeRateInput {
+    pub currency: String,
+    pub date: NaiveDate,
+    pub rate: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct SetExchangeRatesResult {
+    /// Rates stored (new or replaced).
+    pub set: i64,
 }
 
 #[derive(SimpleObject)]
@@ -52,5 +83,49 @@ impl IngestMutation {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
         })
+    }
+
+    /// Up to 10,000 revenue changes, stored whole or not at all, in any order. INGEST API keys
+    /// and ADMIN+ members.
+    async fn ingest_revenue_changes(
+        &self,
+        ctx: &Context<'_>,
+        changes: Vec<RevenueChangeInput>,
+    ) -> Result<IngestResult> {
+        let changes = changes
+            .into_iter()
+            .map(|c| NewRevenueChange {
+                id: c.id,
+                customer_id: c.customer_id,
+                occurred_at: c.occurred_at,
+                mrr: serde_json::Value::String(c.mrr.to_string()),
+                currency: c.currency,
+                plan: c.plan,
+            })
+            .collect();
+        let outcome = revenue::ingest_revenue(&caller(ctx), changes).await?;
+        Ok(IngestResult {
+            accepted: outcome.accepted,
+            duplicates: outcome.duplicates,
+        })
+    }
+
+    /// Exchange rates into the tenant's currency, by UTC day (ADMIN+). Setting a day's rate
+    /// again converts that day's changes again.
+    async fn set_exchange_rates(
+        &self,
+        ctx: &Context<'_>,
+        rates: Vec<ExchangeRateInput>,
+    ) -> Result<SetExchangeRatesResult> {
+        let rates = rates
+            .into_iter()
+            .map(|r| NewRate {
+                currency: r.currency,
+                day: r.date,
+                rate: r.rate.to_string(),
+            })
+            .collect();
+        let set = revenue::rates::set_rates(&caller(ctx), rates).await?;
+        Ok(SetExchangeRatesResult { set })
     }
 }

@@ -1,4 +1,5 @@
-//! `POST /api/v1/events`: bulk ingestion for SDKs, `{"events": [EventInput...]}`.
+//! Bulk ingestion for SDKs: `POST /api/v1/events` (`{"events": [EventInput...]}`) and
+//! `POST /api/v1/revenue` (`{"changes": [RevenueChangeInput...]}`).
 
 use std::net::SocketAddr;
 
@@ -9,14 +10,17 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::graphql::caller_of;
 use super::{HttpState, error_response};
 use crate::accounts::Caller;
 use crate::auth::Principal;
-use crate::error::AppError;
+use crate::db::audit::RequestMeta;
+use crate::error::{AppError, AppResult};
 use crate::events::{self, NewEvent};
+use crate::revenue::{self, NewRevenueChange};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,54 +55,99 @@ fn app_error_response(err: &AppError) -> Response {
     response
 }
 
+/// The caller and the parsed body of an ingestion request, or the answer that refuses it.
+async fn accept<B: DeserializeOwned>(
+    state: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    shape: &str,
+) -> Result<(Principal, RequestMeta, B), Response> {
+    let body = body.map_err(|rejection| {
+        error_response(rejection.status(), "BAD_USER_INPUT", &rejection.body_text())
+    })?;
+    let (principal, meta) = caller_of(state, headers, peer).await;
+    if matches!(principal, Principal::Anonymous | Principal::Rejected(_)) {
+        let err = principal
+            .member()
+            .err()
+            .unwrap_or_else(|| AppError::unauthenticated("send an API key"));
+        return Err(app_error_response(&err));
+    }
+    let parsed = serde_json::from_slice(&body).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            &format!("the body must be {shape}: {e}"),
+        )
+    })?;
+    Ok((principal, meta, parsed))
+}
+
+/// `{accepted, duplicates}`, or the error as the contract's code.
+fn answer(outcome: AppResult<(i64, i64)>, what: &str) -> Response {
+    match outcome {
+        Ok((accepted, duplicates)) => (
+            StatusCode::OK,
+            Json(json!({ "accepted": accepted, "duplicates": duplicates })),
+        )
+            .into_response(),
+        Err(err) => {
+            if let AppError::Internal(cause) = &err {
+                tracing::error!(error = format!("{cause:#}"), "{what} ingestion failed");
+            }
+            app_error_response(&err)
+        }
+    }
+}
+
 pub async fn ingest(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            return error_response(rejection.status(), "BAD_USER_INPUT", &rejection.body_text());
-        }
-    };
-    let (principal, meta) = caller_of(&state, &headers, peer).await;
-    if matches!(principal, Principal::Anonymous | Principal::Rejected(_)) {
-        let err = principal
-            .member()
-            .err()
-            .unwrap_or_else(|| AppError::unauthenticated("send an API key"));
-        return app_error_response(&err);
-    }
-    let parsed: Body = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                "BAD_USER_INPUT",
-                &format!("the body must be {{\"events\": [...]}}: {e}"),
-            );
-        }
+    let shape = "{\"events\": [...]}";
+    let (principal, meta, parsed) = match accept::<Body>(&state, peer, &headers, body, shape).await
+    {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused,
     };
     let caller = Caller {
         app: &state.app,
         principal: &principal,
         meta: &meta,
     };
-    match events::ingest_events(&caller, parsed.events).await {
-        Ok(outcome) => (
-            StatusCode::OK,
-            Json(json!({ "accepted": outcome.accepted, "duplicates": outcome.duplicates })),
-        )
-            .into_response(),
-        Err(err) => {
-            if let AppError::Internal(cause) = &err {
-                tracing::error!(error = format!("{cause:#}"), "ingestion failed");
-            }
-            app_error_response(&err)
-        }
-    }
+    let outcome = events::ingest_events(&caller, parsed.events).await;
+    answer(outcome.map(|o| (o.accepted, o.duplicates)), "event")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevenueBody {
+    changes: Vec<NewRevenueChange>,
+}
+
+/// `POST /api/v1/revenue`: `{"changes": [RevenueChangeInput...]}`, as `ingestRevenueChanges`.
+pub async fn ingest_revenue(
+    State(state): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let shape = "{\"changes\": [...]}";
+    let (principal, meta, parsed) =
+        match accept::<RevenueBody>(&state, peer, &headers, body, shape).await {
+            Ok(accepted) => accepted,
+            Err(refused) => return refused,
+        };
+    let caller = Caller {
+        app: &state.app,
+        principal: &principal,
+        meta: &meta,
+    };
+    let outcome = revenue::ingest_revenue(&caller, parsed.changes).await;
+    answer(outcome.map(|o| (o.accepted, o.duplicates)), "revenue")
 }
 
 #[cfg(test)]

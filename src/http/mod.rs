@@ -57,6 +57,10 @@ pub fn router(app: App) -> Router {
             "/api/v1/events",
             post(events::ingest).layer(DefaultBodyLimit::max(events_body_limit)),
         )
+        .route(
+            "/api/v1/revenue",
+            post(events::ingest_revenue).layer(DefaultBodyLimit::max(events_body_limit)),
+        )
         .route("/playground", get(playground::page))
         .route("/playground/assets/{file}", get(playground::asset))
         .route("/healthz", get(health::healthz))

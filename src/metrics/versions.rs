@@ -20,6 +20,45 @@ pub fn mirror_key(tenant: Uuid) -> String {
     format!("dv:{tenant}")
 }
 
+/// What a write added, counted in `tenant_usage` beside the version bump.
+#[derive(Debug, Clone, Copy)]
+pub enum Added {
+    Events(i64),
+    RevenueChanges(i64),
+    Nothing,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Bumped {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    data_version: i64,
+}
+
+/// Bumps the tenant's data version inside the writing transaction; returns the new version.
+/// Every batch of the tenant updates this one row and holds it until commit: call it last.
+pub async fn bump(
+    conn: &mut crate::db::Conn,
+    tenant: Uuid,
+    added: Added,
+) -> crate::error::AppResult<i64> {
+    use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    let (column, n) = match added {
+        Added::Events(n) => ("events_total", n),
+        Added::RevenueChanges(n) => ("revenue_changes_total", n),
+        Added::Nothing => ("events_total", 0),
+    };
+    let bumped: Bumped = diesel::sql_query(format!(
+        "UPDATE tenant_usage SET {column} = {column} + $2, data_version = data_version + 1 \
+         WHERE tenant_id = $1 RETURNING data_version"
+    ))
+    .bind::<SqlUuid, _>(tenant)
+    .bind::<BigInt, _>(n)
+    .get_result(conn)
+    .await?;
+    Ok(bumped.data_version)
+}
+
 /// Raises the tenant's mirrored version to `version` (never lowers it). A failure is logged
 /// only: the mirror then expires and readers fall back to PostgreSQL.
 pub async fn raise(kv: &Kv, tenant: Uuid, version: i64) {

@@ -11,7 +11,6 @@ use apollo_compiler::{ExecutableDocument, Schema};
 /// the test fails if one of them starts to validate, so it cannot go stale.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("analytics.graphql", "Overview"),
-    ("ingest.graphql", "IngestRevenueChanges"),
     ("integrations.graphql", "Integrations"),
     ("integrations.graphql", "ConnectIntegration"),
     ("integrations.graphql", "SyncIntegration"),

@@ -6,9 +6,14 @@ use serde_json::{Value, json};
 use crate::harness::{TestApp, codes};
 
 async fn rest(t: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    post(t, "/api/v1/events", token, body).await
+}
+
+/// A POST of JSON to `path` with a bearer token: the status and the JSON answer.
+pub async fn post(t: &TestApp, path: &str, token: &str, body: Value) -> (u16, Value) {
     let resp = t
         .client
-        .post(format!("{}/api/v1/events", t.base))
+        .post(format!("{}{path}", t.base))
         .bearer_auth(token)
         .json(&body)
         .send()
@@ -26,7 +31,7 @@ async fn stored(t: &TestApp) -> i64 {
         .get(0)
 }
 
-async fn key(t: &TestApp, token: &str, scope: &str) -> String {
+pub async fn key(t: &TestApp, token: &str, scope: &str) -> String {
     t.op(
         Some(token),
         "tenant.graphql",

@@ -15,4 +15,5 @@ mod loaders;
 mod migrations;
 mod plans;
 mod rbac;
+mod revenue;
 mod tenancy;

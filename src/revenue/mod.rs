@@ -1,0 +1,29 @@
+//! Revenue: changes of customers' MRR in (`ingest`), exchange rates into the tenant's currency
+//! (`rates`), and exact money handling (`amount`).
+
+pub mod amount;
+pub mod ingest;
+pub mod rates;
+
+use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+pub use ingest::{NewRevenueChange, ingest_revenue};
+
+use crate::db::Conn;
+use crate::error::AppResult;
+
+/// Derives the state of `customers` again from all of their changes (SQL
+/// `fahwa_recompute_customers`), inside the caller's transaction.
+async fn recompute_customers(conn: &mut Conn, tenant: Uuid, customers: &[String]) -> AppResult<()> {
+    if customers.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query("SELECT fahwa_recompute_customers($1, $2)")
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Array<Text>, _>(customers)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Exchange rates into a tenant's reporting currency, one per currency and UTC day. Setting a
+//! rate again converts the changes of that currency and day again, so that no stored amount
+//! keeps a corrected rate.
+
+use std::collections::HashSet;
+
+use chrono::NaiveDate;
+use diesel::sql_types::{Array, BigInt, Date, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
+use scoped_futures::ScopedFutureExt;
+use serde_json::json;
+
+use super::amount;
+use crate::accounts::Caller;
+use crate::auth::Role;
+use crate::db::audit::{self, Actor, AuditEntry};
+use crate::error::{AppError, AppResult};
+use crate::metrics::versions::{self, Added};
+
+pub const MAX_RATES: usize = 10_000;
+
+/// One unit of `currency` was worth `rate` units of the tenant's currency on `day` (UTC).
+#[derive(Debug, Clone)]
+pub struct NewRate {
+    pub currency: String,
+    pub day: NaiveDate,
+    pub rate: String,
+}
+
+struct Columns {
+    currencies: Vec<String>,
+    days: Vec<NaiveDate>,
+    rates: Vec<String>,
+}
+
+fn validate(rates: Vec<NewRate>) -> AppResult<Columns> {
+    if rates.is_empty() || rates.len() > MAX_RATES {
+        return Err(AppError::bad_input(format!(
+            "rates: send 1 to {MAX_RATES} rates, got {}",
+            rates.len()
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut cols = Columns {
+        currencies: Vec::with_capacity(rates.len()),
+        days: Vec::with_capacity(rates.len()),
+        rates: Vec::with_capacity(rates.len()),
+    };
+    for (i, r) in rates.into_iter().enumerate() {
+        let currency = r.currency.trim().to_uppercase();
+        if iso_currency::Currency::from_code(&currency).is_none() {
+            return Err(AppError::bad_input(format!(
+                "rates[{i}].currency: '{}' is not an ISO 4217 currency code",
+                r.currency.chars().take(10).collect::<String>()
+            )));
+        }
+        let rate: Decimal = amount::parse(&r.rate)
+            .ok()
+            .filter(|d| *d > Decimal::ZERO && *d < Decimal::from(1_000_000_000i64))
+            .ok_or_else(|| {
+                AppError::bad_input(format!(
+                    "rates[{i}].rate: must be a positive decimal below 1,000,000,000"
+                ))
+            })?;
+        if !seen.insert((currency.clone(), r.day)) {
+            return Err(AppError::bad_input(format!(
+                "rates[{i}]: {currency} on {} is given twice",
+                r.day
+            )));
+        }
+        cols.currencies.push(currency);
+        cols.days.push(r.day);
+        cols.rates.push(rate.normalize().to_string());
+    }
+    Ok(cols)
+}
+
+const SET_RATES: &str = r#"
+WITH input AS (
+  SELECT * FROM unnest($2::text[], $3::date[], $4::text[]::numeric[]) AS t(currency, day, rate)
+), up AS (
+  INSERT INTO exchange_rates (tenant_id, currency, day, rate)
+  SELECT $1, currency, day, rate FROM input
+  ON CONFLICT (tenant_id, currency, day) DO UPDATE SET rate = excluded.rate, updated_at = now()
+  RETURNING 1
+), converted AS (
+  UPDATE revenue_changes c
+  SET mrr = c.amount_minor * power(10::numeric, -c.exponent) * i.rate
+  FROM input i
+  WHERE c.tenant_id = $1 AND c.currency = i.currency
+    AND (c.occurred_at AT TIME ZONE 'UTC')::date = i.day
+    AND c.mrr <> c.amount_minor * power(10::numeric, -c.exponent) * i.rate
+  RETURNING c.customer_id
+)
+SELECT (SELECT count(*) FROM up) AS set,
+       coalesce((SELECT array_agg(DISTINCT customer_id) FROM converted), '{}') AS touched
+"#;
+
+#[derive(diesel::QueryableByName)]
+struct Set {
+    #[diesel(sql_type = BigInt)]
+    set: i64,
+    #[diesel(sql_type = Array<Text>)]
+    touched: Vec<String>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Reporting {
+    #[diesel(sql_type = Text)]
+    currency: String,
+}
+
+/// Sets rates (ADMIN and above); returns how many were set.
+pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i64> {
+    let actor = caller.principal.member_at_least(Role::Admin)?.clone();
+    let tenant_id = actor.tenant_id;
+    let cols = validate(rates)?;
+    let cols = &cols;
+    let meta = caller.meta;
+    let (set, version) = caller
+        .app
+        .db
+        .tenant(tenant_id, |conn| {
+            async move {
+                let reporting: Reporting =
+                    diesel::sql_query("SELECT currency FROM tenants WHERE id = $1")
+                        .bind::<SqlUuid, _>(tenant_id)
+                        .get_result(conn)
+                        .await?;
+                if let Some(i) = cols.currencies.iter().position(|c| *c == reporting.currency) {
+                    return Err(AppError::bad_input(format!(
+                        "rates[{i}].currency: {} is the tenant's own currency, whose rate is always 1",
+                        reporting.currency
+                    )));
+                }
+                // The same lock as ingestion: a batch converted at the old rate must not land
+                // after the new one is applied.
+                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
+                    .bind::<SqlUuid, _>(tenant_id)
+                    .bind::<BigInt, _>(super::ingest::REVENUE_LOCK)
+                    .execute(conn)
+                    .await?;
+                let done: Set = diesel::sql_query(SET_RATES)
+                    .bind::<SqlUuid, _>(tenant_id)
+                    .bind::<Array<Text>, _>(&cols.currencies)
+                    .bind::<Array<Date>, _>(&cols.days)
+                    .bind::<Array<Text>, _>(&cols.rates)
+                    .get_result(conn)
+                    .await?;
+                super::recompute_customers(conn, tenant_id, &done.touched).await?;
+                audit::record(
+                    conn,
+                    meta,
+                    AuditEntry {
+                        tenant_id: Some(tenant_id),
+                        actor: Actor::Member(actor.member_id),
+                        action: "revenue.set_exchange_rates",
+                        target_type: Some("ExchangeRates"),
+                        target_id: None,
+                        details: json!({ "rates": done.set, "customersReconverted": done.touched.len() }),
+                    },
+                )
+                .await?;
+                let version = versions::bump(conn, tenant_id, Added::Nothing).await?;
+                Ok((done.set, version))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    if caller.app.config.metric_cache {
+        versions::raise(&caller.app.kv, tenant_id, version).await;
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(currency: &str, day: &str, rate: &str) -> NewRate {
+        NewRate {
+            currency: currency.into(),
+            day: day.parse().expect("a date"),
+            rate: rate.into(),
+        }
+    }
+
+    #[test]
+    fn rates_are_checked_before_anything_is_stored() {
+        let ok = validate(vec![
+            rate("eur", "2026-01-01", "1.0850"),
+            rate("EUR", "2026-01-02", "1.09"),
+        ])
+        .expect("valid");
+        assert_eq!(ok.currencies, ["EUR", "EUR"]);
+        assert_eq!(ok.rates, ["1.085", "1.09"]);
+        let message = |rates| match validate(rates) {
+            Err(AppError::BadInput(m)) => m,
+            _ => panic!("accepted"),
+        };
+        assert!(message(vec![rate("EUR", "2026-01-01", "0")]).starts_with("rates[0].rate"));
+        assert!(message(vec![rate("EUR", "2026-01-01", "-1.2")]).starts_with("rates[0].rate"));
+        assert!(message(vec![rate("ABC", "2026-01-01", "1")]).starts_with("rates[0].currency"));
+        assert!(
+            message(vec![
+                rate("EUR", "2026-01-01", "1"),
+                rate("EUR", "2026-01-01", "2")
+            ])
+            .starts_with("rates[1]: EUR on 2026-01-01 is given twice")
+        );
+        assert!(message(vec![]).starts_with("rates:"));
+    }
+}
