@@ -57,6 +57,27 @@ impl Guard for SelfOrRole {
     }
 }
 
+/// Revenue is for ANALYST and above (contract README); API keys need the READ scope, which
+/// every reading resolver checks.
+pub fn may_read_revenue(principal: &Principal) -> Result<(), crate::error::AppError> {
+    match principal {
+        Principal::Member(m) if !m.role.at_least(Role::Analyst) => Err(
+            crate::error::AppError::forbidden("revenue needs the ANALYST role or higher"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// `analytics.revenue` and everything under it.
+pub struct RevenueGuard;
+
+impl Guard for RevenueGuard {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        may_read_revenue(principal(ctx))?;
+        Ok(())
+    }
+}
+
 /// Platform operators only.
 pub struct OperatorGuard;
 

@@ -1,4 +1,4 @@
-//! Engagement analytics (contract `analytics.graphql`).
+//! Analytics (contract `analytics.graphql`): engagement here, revenue in `revenue.rs`.
 
 use async_graphql::{Context, InputObject, InputType, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -7,7 +7,8 @@ use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::points::Points;
-use crate::auth::guards::principal;
+use super::revenue::RevenueAnalytics;
+use crate::auth::guards::{RevenueGuard, principal};
 use crate::error::AppError;
 use crate::graphql::app;
 use crate::metrics::engagement::{self, Measure};
@@ -425,6 +426,24 @@ impl Analytics {
                 })
                 .collect(),
         })
+    }
+
+    /// Revenue: ANALYST and above, and READ API keys; others get null with FORBIDDEN here and
+    /// the rest of the answer intact.
+    #[graphql(guard = "RevenueGuard")]
+    async fn revenue(&self, ctx: &Context<'_>) -> Result<Option<RevenueAnalytics>> {
+        let (tenant, window) = (self.tenant, &self.window);
+        let db = &app(ctx).db;
+        let key = &range_key("revenue", window);
+        let report = cache::cached(cache_of(ctx), tenant, self.version, key, async || {
+            db.tenant(tenant, |conn| {
+                async move { crate::revenue::metrics::report(conn, tenant, window).await }
+                    .scope_boxed()
+            })
+            .await
+        })
+        .await?;
+        Ok(Some(RevenueAnalytics(report)))
     }
 
     /// Users who did the steps in order, within `conversionWindowHours` of the first.

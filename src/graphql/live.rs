@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use futures_util::stream::{self, StreamExt};
 
-use crate::auth::guards::principal;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
+use crate::auth::guards::{may_read_revenue, principal};
 use crate::error::AppError;
 use crate::graphql::app;
 use crate::live::hub::{Delivery, Inbox, Topic};
@@ -54,15 +54,13 @@ pub struct LiveEventBatch {
     pub events: Vec<LiveEventView>,
 }
 
-/// Revenue follows `analytics.revenue`: ANALYST and above. API keys need the READ scope for any
-/// topic, which `open` checks.
+/// Revenue follows `analytics.revenue`. API keys need the READ scope for any topic, which
+/// `open` checks.
 fn may_follow(principal: &Principal, metric: MetricKey) -> Result<(), AppError> {
-    match principal {
-        Principal::Member(m) if metric.is_revenue() && !m.role.at_least(Role::Analyst) => Err(
-            AppError::forbidden("revenue metrics need the ANALYST role or higher"),
-        ),
-        _ => Ok(()),
+    if metric.is_revenue() {
+        may_read_revenue(principal)?;
     }
+    Ok(())
 }
 
 async fn open(ctx: &Context<'_>, topic: Topic) -> Result<Arc<Inbox>, AppError> {

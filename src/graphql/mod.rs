@@ -8,6 +8,7 @@ mod live;
 pub mod loaders;
 pub mod pagination;
 mod points;
+mod revenue;
 pub mod tenant;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};

@@ -3,6 +3,7 @@
 
 pub mod amount;
 pub mod ingest;
+pub mod metrics;
 pub mod rates;
 
 use diesel::sql_types::{Array, Text, Uuid as SqlUuid};

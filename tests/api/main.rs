@@ -16,4 +16,5 @@ mod migrations;
 mod plans;
 mod rbac;
 mod revenue;
+mod revenue_metrics;
 mod tenancy;
