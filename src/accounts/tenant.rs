@@ -61,6 +61,17 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
         .tenant(tenant_id, |conn| {
             async move {
                 let before = TenantRow::find(conn, tenant_id).await?;
+                if let Some(currency) = &changes.currency
+                    && *currency != before.currency
+                    && crate::revenue::has_changes(conn).await?
+                {
+                    // Stored amounts and rates are in the old currency: converting them all
+                    // needs rates between the two currencies for every day, which no one gave.
+                    return Err(AppError::bad_input(format!(
+                        "input.currency: revenue is already stored in {}; the reporting currency cannot change once revenue exists",
+                        before.currency
+                    )));
+                }
                 TenantRow::update(conn, tenant_id, &changes).await?;
                 let after = TenantRow::find(conn, tenant_id).await?;
                 audit::record(

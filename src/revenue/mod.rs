@@ -15,6 +15,21 @@ pub use ingest::{NewRevenueChange, ingest_revenue};
 use crate::db::Conn;
 use crate::error::AppResult;
 
+#[derive(diesel::QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Whether the tenant in scope has stored any revenue change.
+pub async fn has_changes(conn: &mut Conn) -> AppResult<bool> {
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM revenue_changes) AS exists")
+            .get_result(conn)
+            .await?;
+    Ok(found.exists)
+}
+
 /// Derives the state of `customers` again from all of their changes (SQL
 /// `fahwa_recompute_customers`), inside the caller's transaction.
 async fn recompute_customers(conn: &mut Conn, tenant: Uuid, customers: &[String]) -> AppResult<()> {
