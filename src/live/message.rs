@@ -35,6 +35,19 @@ impl MetricKey {
         MetricKey::NewUsers,
         MetricKey::Events,
     ];
+
+    pub const ALL: [MetricKey; 10] = [
+        MetricKey::ActiveUsers,
+        MetricKey::NewUsers,
+        MetricKey::Events,
+        MetricKey::Mrr,
+        MetricKey::Arr,
+        MetricKey::PayingCustomers,
+        MetricKey::Arpu,
+        MetricKey::CustomerChurnRate,
+        MetricKey::RevenueChurnRate,
+        MetricKey::NetNewMrr,
+    ];
 }
 
 /// The value of the newest bucket of one metric. `version` is the log position of the change

@@ -46,10 +46,10 @@ impl Watched {
         }
     }
 
-    /// Everything that can be watched for engagement data.
+    /// Everything that can be watched.
     fn all() -> Vec<Watched> {
         let mut out = vec![Watched::Events];
-        for m in MetricKey::ENGAGEMENT {
+        for m in MetricKey::ALL {
             for g in GRANULARITIES {
                 out.push(Watched::Metric(m, g));
             }
@@ -74,7 +74,7 @@ pub async fn mark(kv: &Kv, topics: &[(Uuid, Topic)]) {
     }
 }
 
-/// What someone follows of each tenant's engagement data, in one round trip.
+/// What someone follows of each tenant's data, in one round trip.
 pub async fn followed(
     kv: &Kv,
     tenants: &[Uuid],

@@ -641,3 +641,46 @@ async fn without_redis_one_instance_delivers_in_process() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn revenue_changes_and_corrected_rates_reach_revenue_subscribers() {
+    let t = TestApp::spawn_live().await;
+    let s = t.sign_up("acme").await;
+    let mut ws = Ws::connect(&t, &s.access).await;
+    ws.follow_metric("mrr", "MRR", "MONTH").await;
+    ws.follow_metric("paying", "PAYING_CUSTOMERS", "DAY").await;
+    ws.follow_metric("net", "NET_NEW_MRR", "MONTH").await;
+    wait_ready(&[&t], &t, 3).await;
+
+    let now = chrono::Utc::now();
+    let rates = "mutation($r: [ExchangeRateInput!]!) { setExchangeRates(rates: $r) { set } }";
+    let rate = |r: &str| json!({ "r": [{ "currency": "EUR", "date": now.date_naive().to_string(), "rate": r }] });
+    let r = t.gql(Some(&s.access), rates, rate("2")).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let change = |id: &str, customer: &str, mrr: &str, currency: &str| json!({ "id": id, "customerId": customer, "occurredAt": now.to_rfc3339(), "mrr": mrr, "currency": currency });
+    let r = t
+        .op(
+            Some(&s.access),
+            "ingest.graphql",
+            "IngestRevenueChanges",
+            json!({ "changes": [change("a", "cus_1", "49.00", "USD"), change("b", "cus_2", "10", "EUR")] }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let (mut mrr, mut paying, mut net) = (None, None, None);
+    ws.until(WAIT, |id, msg| {
+        match id {
+            "mrr" => mrr = metric_value(msg),
+            "paying" => paying = metric_value(msg),
+            _ => net = metric_value(msg),
+        }
+        (mrr, paying, net) == (Some(69.0), Some(2.0), Some(69.0))
+    })
+    .await;
+    // A corrected rate is an update of the day's changes: it reaches subscribers too.
+    t.gql(Some(&s.access), rates, rate("3")).await;
+    ws.until(WAIT, |id, msg| {
+        id == "mrr" && metric_value(msg) == Some(79.0)
+    })
+    .await;
+}

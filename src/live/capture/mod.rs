@@ -21,8 +21,9 @@ use self::pgoutput::{Message, Relations};
 use self::schedule::{Capped, Schedule};
 use crate::App;
 
-/// The publication the slot decodes (migration `live_capture`).
-pub const PUBLICATION: &str = "fahwa_live";
+/// The publications the slot decodes: events (migration `live_capture`) and revenue changes
+/// (migration `live_revenue`).
+pub const PUBLICATIONS: [&str; 2] = ["fahwa_live", "fahwa_live_revenue"];
 /// Session advisory lock held by the capture leader, per database.
 const LEADER_LOCK: i64 = 0x0066_6168_7761_4c56;
 /// At most how often a tenant's metrics are published: its changes that arrive within a tick
@@ -250,7 +251,7 @@ fn replication_config(url: &str, slot: &str) -> anyhow::Result<ReplicationConfig
         password,
         pg.get_dbname().unwrap_or(user),
         slot,
-        PUBLICATION,
+        PUBLICATIONS,
     )
     .with_port(pg.get_ports().first().copied().unwrap_or(5432))
     .with_tls(TlsConfig::disabled())
@@ -284,7 +285,8 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-/// One pgoutput message of a transaction: relations are remembered, events kept.
+/// One pgoutput message of a transaction: relations are remembered, events kept; a revenue
+/// change only marks its tenant, whose revenue values are computed again.
 fn decode_change(
     data: &[u8],
     relations: &mut Relations,
@@ -292,16 +294,17 @@ fn decode_change(
 ) -> Result<(), pgoutput::DecodeError> {
     match pgoutput::decode(data)? {
         Message::Relation(r) => relations.learn(r),
-        Message::Insert { relation, new } => {
+        Message::Insert { relation, new } | Message::Update { relation, new } => {
             let relation = relations.get(relation)?;
-            if relation.name == "events"
-                && let Some(tenant) = relation
-                    .text(&new, "tenant_id")
-                    .and_then(|t| t.parse().ok())
-            {
-                open.entry(tenant)
-                    .or_default()
-                    .push((relation.clone(), new), EVENTS_PER_TURN);
+            let Some(tenant) = relation
+                .text(&new, "tenant_id")
+                .and_then(|t| t.parse::<Uuid>().ok())
+            else {
+                return Ok(());
+            };
+            let changes = open.entry(tenant).or_default();
+            if relation.name == "events" {
+                changes.push((relation.clone(), new), EVENTS_PER_TURN);
             }
         }
         _ => {}

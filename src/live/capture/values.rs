@@ -1,5 +1,5 @@
 //! The newest bucket of a tenant's followed metrics, recomputed from the rollups and the
-//! ingestion deltas not merged into them yet.
+//! ingestion deltas not merged into them yet, and from the revenue changes.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -14,6 +14,7 @@ use crate::live::message::{LiveMessage, MetricKey, MetricValue};
 use crate::metrics::cache::TenantContext;
 use crate::metrics::engagement::{self, Measure};
 use crate::metrics::{EventFilter, Granularity, Window};
+use crate::revenue::metrics::Report;
 
 /// A metric's newest bucket and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,9 +44,54 @@ fn measure(metric: MetricKey) -> Option<Measure> {
         MetricKey::ActiveUsers => Some(Measure::ActiveUsers),
         MetricKey::NewUsers => Some(Measure::NewUsers),
         MetricKey::Events => Some(Measure::Events),
-        // Revenue has no data to follow until revenue changes are stored.
+        // Revenue: `revenue_values`.
         _ => None,
     }
+}
+
+/// The newest bucket of the revenue metrics wanted, one report per granularity.
+async fn revenue_values(
+    conn: &mut crate::db::Conn,
+    tenant: Uuid,
+    wanted: &[(MetricKey, Granularity)],
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> AppResult<Vec<Computed>> {
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut reports: Vec<(Granularity, Report)> = Vec::new();
+    for &(metric, granularity) in wanted {
+        let window = Window::current(now, granularity, tz)?;
+        let report = match reports.iter().position(|(g, _)| *g == granularity) {
+            Some(i) => &reports[i].1,
+            None => {
+                let report = crate::revenue::metrics::report(conn, tenant, &window).await?;
+                reports.push((granularity, report));
+                &reports[reports.len() - 1].1
+            }
+        };
+        let newest = |s: &crate::metrics::Series| s.points.iter().next().map_or(0.0, |p| p.value);
+        let value = match metric {
+            MetricKey::Mrr => newest(&report.mrr),
+            MetricKey::Arr => newest(&report.arr),
+            MetricKey::PayingCustomers => newest(&report.paying_customers),
+            MetricKey::Arpu => newest(&report.arpu),
+            MetricKey::CustomerChurnRate => newest(&report.customer_churn_rate),
+            MetricKey::RevenueChurnRate => newest(&report.revenue_churn_rate),
+            MetricKey::NetNewMrr => report
+                .movements
+                .iter()
+                .next()
+                .map_or(0.0, |m| m.net_new_mrr),
+            MetricKey::ActiveUsers | MetricKey::NewUsers | MetricKey::Events => continue,
+        };
+        out.push(Computed {
+            metric,
+            granularity,
+            bucket: window.from,
+            value,
+        });
+    }
+    Ok(out)
 }
 
 /// What acknowledged ingestion not yet merged into the rollups adds to a span of whole days.
@@ -117,13 +163,19 @@ pub async fn newest(
     wanted: &[(MetricKey, Granularity)],
     now: DateTime<Utc>,
 ) -> AppResult<(u64, Vec<Computed>)> {
+    let revenue: Vec<(MetricKey, Granularity)> = wanted
+        .iter()
+        .copied()
+        .filter(|(m, _)| m.is_revenue())
+        .collect();
     let wanted: Vec<(MetricKey, Measure, Granularity)> = wanted
         .iter()
         .filter_map(|&(m, g)| Some((m, measure(m)?, g)))
         .collect();
-    if wanted.is_empty() {
+    if wanted.is_empty() && revenue.is_empty() {
         return Ok((0, Vec::new()));
     }
+    let revenue = &revenue;
     // The pending deltas' users matter to user counts only.
     let users_wanted = wanted.iter().any(|(_, m, _)| *m != Measure::Events);
     let wanted = &wanted;
@@ -173,6 +225,7 @@ pub async fn newest(
                     value,
                 });
             }
+            out.extend(revenue_values(conn, tenant, revenue, now, tz).await?);
             Ok((version, out))
         }
         .scope_boxed()

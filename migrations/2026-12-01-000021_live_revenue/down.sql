@@ -1,0 +1,1 @@
+DROP PUBLICATION fahwa_live_revenue;
