@@ -69,7 +69,8 @@ async fn revenue_values(
                 &reports[reports.len() - 1].1
             }
         };
-        let newest = |s: &crate::metrics::Series| s.points.iter().next().map_or(0.0, |p| p.value);
+        // `<[_]>::first`: diesel's `QueryDsl::first` shadows the slice method here.
+        let newest = |s: &crate::metrics::Series| <[_]>::first(&s.points).map_or(0.0, |p| p.value);
         let value = match metric {
             MetricKey::Mrr => newest(&report.mrr),
             MetricKey::Arr => newest(&report.arr),
@@ -77,11 +78,7 @@ async fn revenue_values(
             MetricKey::Arpu => newest(&report.arpu),
             MetricKey::CustomerChurnRate => newest(&report.customer_churn_rate),
             MetricKey::RevenueChurnRate => newest(&report.revenue_churn_rate),
-            MetricKey::NetNewMrr => report
-                .movements
-                .iter()
-                .next()
-                .map_or(0.0, |m| m.net_new_mrr),
+            MetricKey::NetNewMrr => <[_]>::first(&report.movements).map_or(0.0, |m| m.net_new_mrr),
             MetricKey::ActiveUsers | MetricKey::NewUsers | MetricKey::Events => continue,
         };
         out.push(Computed {
