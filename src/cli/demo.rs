@@ -96,8 +96,8 @@ pub async fn ensure(app: &App) -> anyhow::Result<()> {
         };
         let report = crate::seed::seed(app, &opts).await?;
         println!(
-            "demo data: {} events from {} users over {} days",
-            report.events, opts.users, opts.days
+            "demo data: {} events and {} revenue changes from {} users over {} days",
+            report.events, report.revenue_changes, opts.users, opts.days
         );
     }
     println!("\nDemo tenant ready. Log in at the playground with tenantSlug \"{DEMO_SLUG}\":");

@@ -152,8 +152,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let report = crate::seed::seed(&app, &opts).await?;
             let total = report.write_secs + report.rollup_secs;
             println!(
-                "seeded {} events for {} users over {} days in {:.1} s: written at {:.0} rows/s, rolled up in {:.1} s; {:.0} rows/s overall",
+                "seeded {} events and {} revenue changes for {} users over {} days in {:.1} s: events written at {:.0} rows/s, rolled up in {:.1} s; {:.0} events/s overall",
                 report.events,
+                report.revenue_changes,
                 opts.users,
                 opts.days,
                 total,

@@ -1,7 +1,8 @@
 //! `fahwa seed`: realistic, deterministic data for a tenant, written with binary COPY and then
-//! rolled up in one pass.
+//! rolled up in one pass, and revenue that fits its users (`revenue.rs`).
 
 mod model;
+pub mod revenue;
 
 use std::time::Instant;
 
@@ -42,6 +43,7 @@ pub struct SeedOptions {
 pub struct SeedReport {
     pub tenant_id: Uuid,
     pub events: u64,
+    pub revenue_changes: u64,
     pub write_secs: f64,
     pub rollup_secs: f64,
 }
@@ -133,6 +135,9 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
     bar.finish_and_clear();
     let write_secs = started.elapsed().as_secs_f64();
 
+    let revenue_changes = revenue::write(&app.config.database_url, tenant, &model, start, end)
+        .await
+        .context("writing the revenue")?;
     let rolled = Instant::now();
     rollups::rebuild(&app.db, tenant).await?;
     analyze(&app.config.database_url).await?;
@@ -140,6 +145,7 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
     Ok(SeedReport {
         tenant_id: tenant,
         events: written,
+        revenue_changes,
         write_secs,
         rollup_secs,
     })
@@ -180,7 +186,7 @@ async fn analyze(url: &str) -> anyhow::Result<()> {
     client
         .batch_execute(
             "ANALYZE events, segment_days, event_counts_daily, user_days, active_transitions, \
-             daily_activity, end_users",
+             daily_activity, end_users, revenue_changes, customers, exchange_rates",
         )
         .await?;
     driver.abort();

@@ -93,7 +93,7 @@ pub struct Model {
     pub users: Vec<UserModel>,
     /// Events per user, summing to the requested total.
     pub counts: Vec<u64>,
-    seed: u64,
+    pub(super) seed: u64,
 }
 
 impl Model {

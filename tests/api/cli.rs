@@ -212,7 +212,7 @@ async fn print_schema_prints_the_checked_in_schema() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), on_disk);
 }
 
-async fn seeded_digest(db: &str) -> (i64, i64, String) {
+async fn seeded_digest(db: &str) -> (i64, i64, String, String) {
     let (client, conn) = tokio_postgres::connect(db, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -224,7 +224,15 @@ async fn seeded_digest(db: &str) -> (i64, i64, String) {
         )
         .await
         .unwrap();
-    (row.get(0), row.get(1), row.get(2))
+    let revenue: String = client
+        .query_one(
+            "SELECT md5(string_agg(customer_id || occurred_at::text || mrr::text || currency, ',' ORDER BY customer_id, occurred_at, id)) FROM revenue_changes",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (row.get(0), row.get(1), row.get(2), revenue)
 }
 
 #[tokio::test]
@@ -273,6 +281,29 @@ async fn seed_is_deterministic_and_rolled_up() {
             .unwrap()
             .get(0);
         assert!(names >= 5, "a realistic mix of event names");
+        // Revenue belongs to seeded users, and each customer's state is its last change.
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM revenue_changes), \
+                   (SELECT count(*) FROM customers c WHERE NOT EXISTS \
+                      (SELECT 1 FROM end_users u WHERE u.user_id = c.customer_id)), \
+                   (SELECT count(*) FROM customers c WHERE c.mrr IS DISTINCT FROM \
+                      (SELECT r.mrr FROM revenue_changes r WHERE r.customer_id = c.customer_id \
+                       ORDER BY r.occurred_at DESC, r.id DESC LIMIT 1)), \
+                   (SELECT count(DISTINCT currency) FROM revenue_changes)",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (changes, strangers, stale, currencies): (i64, i64, i64, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert!(changes > 100, "{changes} revenue changes");
+        assert!(
+            stdout.contains(&format!("{changes} revenue changes")),
+            "{stdout}"
+        );
+        assert_eq!((strangers, stale), (0, 0));
+        assert!(currencies >= 3, "{currencies} currencies");
         digests.push(seeded_digest(&db).await);
     }
     assert_eq!(
