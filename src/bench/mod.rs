@@ -226,6 +226,41 @@ async fn events_total(app: &App, tenant: Uuid) -> anyhow::Result<i64> {
         .await?)
 }
 
+/// A bench database seeded before revenue existed gets the revenue of the same users: the
+/// seed's period ends at the midnight after its last event.
+async fn add_missing_revenue(app: &App, opts: &BenchOptions, tenant: Uuid) -> anyhow::Result<()> {
+    let (client, conn) =
+        tokio_postgres::connect(&app.config.database_url, tokio_postgres::NoTls).await?;
+    let driver = tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM revenue_changes WHERE tenant_id = $1), \
+               (SELECT date_trunc('day', max(occurred_at) AT TIME ZONE 'UTC') + interval '1 day' \
+                FROM events WHERE tenant_id = $1) AT TIME ZONE 'UTC'",
+            &[&tenant],
+        )
+        .await?;
+    let (changes, end): (i64, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
+    if changes == 0
+        && let Some(end) = end
+    {
+        let start = end - chrono::Duration::days(opts.days as i64);
+        let model = crate::seed::Model::new(opts.seed, opts.users, opts.events, start, end);
+        let written =
+            crate::seed::revenue::write(&app.config.database_url, tenant, &model, start, end)
+                .await?;
+        client
+            .batch_execute("ANALYZE revenue_changes, customers, exchange_rates")
+            .await?;
+        say(
+            opts,
+            format!("added {written} revenue changes to the bench tenant"),
+        );
+    }
+    driver.abort();
+    Ok(())
+}
+
 async fn ensure_seeded(app: &App, opts: &BenchOptions) -> anyhow::Result<Uuid> {
     let tenant = crate::seed::ensure_tenant(app, SLUG).await?;
     let have = events_total(app, tenant).await?;
@@ -234,6 +269,7 @@ async fn ensure_seeded(app: &App, opts: &BenchOptions) -> anyhow::Result<Uuid> {
             opts,
             format!("bench database already holds {have} events; --reseed to start over"),
         );
+        add_missing_revenue(app, opts, tenant).await?;
         return Ok(tenant);
     }
     anyhow::ensure!(
@@ -257,8 +293,8 @@ async fn ensure_seeded(app: &App, opts: &BenchOptions) -> anyhow::Result<Uuid> {
     say(
         opts,
         format!(
-            "seeded {} events in {:.1} s (+{:.1} s rollups)",
-            report.events, report.write_secs, report.rollup_secs
+            "seeded {} events and {} revenue changes in {:.1} s (+{:.1} s rollups)",
+            report.events, report.revenue_changes, report.write_secs, report.rollup_secs
         ),
     );
     let (client, conn) =

@@ -8,6 +8,9 @@ pub const FILTERED: &str = "query FilteredActivity($range: TimeRangeInput!, $gra
 pub const RETENTION: &str = "query Retention($range: TimeRangeInput!, $granularity: Granularity!, $periods: Int!) { analytics(range: $range, granularity: $granularity) { retention(periods: $periods) { cohorts { cohortStart size retained } } } }";
 pub const FUNNEL: &str = "query Funnel($range: TimeRangeInput!, $steps: [String!]!, $windowHours: Int!) { analytics(range: $range, granularity: DAY) { funnel(steps: $steps, conversionWindowHours: $windowHours) { steps { name users conversionRate } } } }";
 
+/// The contract's Overview: engagement and revenue, what an ANALYST's dashboard sends.
+pub const OVERVIEW: &str = "fragment Series on MetricSeries { total points { bucket value } } query Overview($range: TimeRangeInput!, $granularity: Granularity!) { analytics(range: $range, granularity: $granularity) { activeUsers { ...Series } newUsers { ...Series } events { ...Series } revenue { mrr { ...Series } arr { ...Series } payingCustomers { ...Series } arpu { ...Series } customerChurnRate { ...Series } revenueChurnRate { ...Series } ltv mrrMovements { bucket newMrr expansionMrr contractionMrr churnedMrr reactivationMrr netNewMrr } } } }";
+
 pub struct Scenario {
     pub name: &'static str,
     pub body: Value,
@@ -41,6 +44,14 @@ pub fn all(end: DateTime<Utc>) -> Vec<Scenario> {
                 "range": range(end, 364), "granularity": "WEEK",
                 "filter": { "properties": [{ "key": "plan", "equals": "pro" }] }, "breakdownBy": "country",
             } }),
+        },
+        Scenario {
+            name: "Overview 90 days by DAY",
+            body: json!({ "query": OVERVIEW, "variables": { "range": range(end, 90), "granularity": "DAY" } }),
+        },
+        Scenario {
+            name: "Overview 24 months by MONTH",
+            body: json!({ "query": OVERVIEW, "variables": { "range": range(end, 730), "granularity": "MONTH" } }),
         },
         Scenario {
             name: "Retention 12 weeks",

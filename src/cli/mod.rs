@@ -82,6 +82,18 @@ enum Command {
         #[command(flatten)]
         flags: ConfigFlags,
     },
+    /// Set a tenant's exchange rates from a CSV file of `currency,date,rate` lines: one unit of
+    /// the currency in the tenant's currency on that UTC day (as the setExchangeRates mutation)
+    SetExchangeRates {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// The tenant's slug
+        #[arg(long)]
+        tenant: String,
+        /// The CSV file; `-` reads standard input
+        #[arg(long = "file")]
+        csv: String,
+    },
     /// Print the GraphQL schema (SDL); `schema.graphql` holds its output
     PrintSchema,
     /// Create a platform operator (or make an existing member one)
@@ -180,6 +192,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     "a running server is reading the change capture slot; stop every server first"
                 ),
             }
+            Ok(())
+        }
+        Command::SetExchangeRates { flags, tenant, csv } => {
+            let config = Config::load(file, &flags)?;
+            telemetry::init(config.log_format);
+            let text = if csv == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&csv).with_context(|| format!("cannot read {csv}"))?
+            };
+            let rates = crate::revenue::rates::parse_csv(&text)?;
+            let app = App::build(config).await?;
+            let id = app
+                .db
+                .scoped(crate::db::Scope::Anonymous, |conn| {
+                    let tenant = tenant.clone();
+                    scoped_futures::ScopedFutureExt::scope_boxed(async move {
+                        crate::db::tenants::TenantRow::id_by_slug(conn, &tenant).await
+                    })
+                })
+                .await?
+                .with_context(|| format!("no tenant has the slug {tenant}"))?;
+            let meta = crate::db::audit::RequestMeta {
+                ip: None,
+                user_agent: Some("fahwa set-exchange-rates".into()),
+                request_id: None,
+            };
+            let set = crate::revenue::rates::store(
+                &app,
+                id,
+                crate::db::audit::Actor::System,
+                &meta,
+                rates,
+            )
+            .await?;
+            println!("set {set} exchange rates for {tenant}");
             Ok(())
         }
         Command::Retention { flags } => {

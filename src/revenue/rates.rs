@@ -113,13 +113,53 @@ struct Reporting {
 
 /// Sets rates (ADMIN and above); returns how many were set.
 pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i64> {
-    let actor = caller.principal.member_at_least(Role::Admin)?.clone();
-    let tenant_id = actor.tenant_id;
+    let member = caller.principal.member_at_least(Role::Admin)?;
+    let actor = Actor::Member(member.member_id);
+    store(caller.app, member.tenant_id, actor, caller.meta, rates).await
+}
+
+/// Reads `currency,date,rate` lines (a header line is allowed), as `fahwa set-exchange-rates`
+/// takes them; errors name the line.
+pub fn parse_csv(text: &str) -> AppResult<Vec<NewRate>> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (n == 0 && line.to_lowercase().starts_with("currency")) {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let [currency, day, rate] = fields[..] else {
+            return Err(AppError::bad_input(format!(
+                "line {}: expected currency,date,rate",
+                n + 1
+            )));
+        };
+        let day = day.parse().map_err(|_| {
+            AppError::bad_input(format!(
+                "line {}: '{day}' is not a date (YYYY-MM-DD)",
+                n + 1
+            ))
+        })?;
+        out.push(NewRate {
+            currency: currency.to_string(),
+            day,
+            rate: rate.to_string(),
+        });
+    }
+    Ok(out)
+}
+
+/// Stores rates for `tenant_id` on behalf of `actor` (a member, or the CLI as the system).
+pub async fn store(
+    app: &crate::App,
+    tenant_id: uuid::Uuid,
+    actor: Actor,
+    meta: &crate::db::audit::RequestMeta,
+    rates: Vec<NewRate>,
+) -> AppResult<i64> {
     let cols = validate(rates)?;
     let cols = &cols;
-    let meta = caller.meta;
-    let (set, version) = caller
-        .app
+    let (set, version) = app
         .db
         .tenant(tenant_id, |conn| {
             async move {
@@ -154,7 +194,7 @@ pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i6
                     meta,
                     AuditEntry {
                         tenant_id: Some(tenant_id),
-                        actor: Actor::Member(actor.member_id),
+                        actor,
                         action: "revenue.set_exchange_rates",
                         target_type: Some("ExchangeRates"),
                         target_id: None,
@@ -168,8 +208,8 @@ pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i6
             .scope_boxed()
         })
         .await?;
-    if caller.app.config.metric_cache {
-        versions::raise(&caller.app.kv, tenant_id, version).await;
+    if app.config.metric_cache {
+        versions::raise(&app.kv, tenant_id, version).await;
     }
     Ok(set)
 }
@@ -184,6 +224,24 @@ mod tests {
             day: day.parse().expect("a date"),
             rate: rate.into(),
         }
+    }
+
+    #[test]
+    fn csv_lines_become_rates_and_bad_lines_are_named() {
+        let rates =
+            parse_csv("currency,date,rate\nEUR,2026-01-01,1.08\n\n GBP , 2026-01-01 , 1.27 \n")
+                .expect("valid");
+        assert_eq!(rates.len(), 2);
+        assert_eq!(
+            (rates[1].currency.as_str(), rates[1].rate.as_str()),
+            ("GBP", "1.27")
+        );
+        let message = |text| match parse_csv(text) {
+            Err(AppError::BadInput(m)) => m,
+            _ => panic!("accepted"),
+        };
+        assert!(message("EUR,2026-01-01").starts_with("line 1"));
+        assert!(message("EUR,2026-01-01,1\nEUR,01/02/2026,1").starts_with("line 2"));
     }
 
     #[test]

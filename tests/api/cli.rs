@@ -353,3 +353,68 @@ async fn drop_capture_slot_refuses_while_a_server_captures() {
         "this database has no change capture slot"
     );
 }
+
+#[tokio::test]
+async fn exchange_rates_are_set_from_a_csv_file() {
+    let t = crate::harness::TestApp::spawn().await;
+    t.sign_up("acme").await;
+    let dir = std::env::temp_dir().join(format!("fahwa-rates-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("rates.csv");
+    std::fs::write(
+        &good,
+        "currency,date,rate\nEUR,2026-03-01,1.08\nGBP,2026-03-01,1.27\n",
+    )
+    .unwrap();
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "EUR,2026-03-02,1.09\nEUR,2026-03-03\n").unwrap();
+    let run = |file: std::path::PathBuf| {
+        fahwa()
+            .args(["set-exchange-rates", "--tenant", "acme", "--file"])
+            .arg(file)
+            .env("FAHWA_DATABASE_URL", &t.db_url)
+            .output()
+    };
+    let out = run(good).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("set 2 exchange rates for acme"));
+    let out = run(bad).await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pg = t.pg().await;
+    let rates: Vec<(String, String)> = pg
+        .query(
+            "SELECT currency, rate::text FROM exchange_rates ORDER BY currency",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(
+        rates,
+        [
+            ("EUR".to_string(), "1.08".to_string()),
+            ("GBP".to_string(), "1.27".to_string())
+        ]
+    );
+    let audited: i64 = pg
+        .query_one(
+            "SELECT count(*) FROM audit_log WHERE action = 'revenue.set_exchange_rates' AND actor_kind = 'SYSTEM'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+    std::fs::remove_dir_all(dir).ok();
+}
