@@ -433,6 +433,7 @@ async fn revenue_is_for_analysts_and_read_keys_and_null_for_viewers() {
     let owner = t.sign_up("acme").await;
     let viewer = t.member(&owner, "acme", "VIEWER").await;
     let analyst = t.member(&owner, "acme", "ANALYST").await;
+    let admin = t.member(&owner, "acme", "ADMIN").await;
     let read_key = key(&t, &owner.access, "READ").await;
     let (from, to) = (Utc::now() - Duration::days(7), Utc::now());
     let r = overview(&t, &viewer.access, from, to, "DAY").await;
@@ -446,7 +447,7 @@ async fn revenue_is_for_analysts_and_read_keys_and_null_for_viewers() {
         Some(8),
         "the rest of Overview is intact: {r}"
     );
-    for token in [&analyst.access, &owner.access, &read_key] {
+    for token in [&analyst.access, &admin.access, &owner.access, &read_key] {
         let r = overview(&t, token, from, to, "DAY").await;
         assert!(r["errors"].is_null(), "{r}");
         assert_eq!(r["data"]["analytics"]["revenue"]["mrr"]["total"], 0.0);
