@@ -184,9 +184,11 @@ ins AS (
     AND r.day = (i.occurred_at AT TIME ZONE 'UTC')::date
   ORDER BY i.idx
   ON CONFLICT (tenant_id, client_id) WHERE client_id IS NOT NULL DO NOTHING
-  RETURNING customer_id
+  RETURNING customer_id, occurred_at
 )
-SELECT count(*) AS inserted, coalesce(array_agg(DISTINCT customer_id), '{{}}') AS touched FROM ins"#
+SELECT count(*) AS inserted, coalesce(array_agg(DISTINCT customer_id), '{{}}') AS touched,
+       min(occurred_at) AS since
+FROM ins"#
     )
 }
 
@@ -196,6 +198,9 @@ struct Written {
     inserted: i64,
     #[diesel(sql_type = Array<Text>)]
     touched: Vec<String>,
+    /// The earliest change inserted: what depends on later ones is derived again.
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    since: Option<DateTime<Utc>>,
 }
 
 pub async fn ingest_revenue(
@@ -238,7 +243,8 @@ pub async fn ingest_revenue(
                     )));
                 }
                 let written: Written = bind(insert_sql()).get_result(conn).await?;
-                super::recompute_customers(conn, tenant_id, &written.touched).await?;
+                super::recompute_customers(conn, tenant_id, &written.touched, written.since)
+                    .await?;
                 audit::record(
                     conn,
                     meta,

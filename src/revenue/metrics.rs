@@ -13,25 +13,34 @@ use crate::db::Conn;
 use crate::error::AppResult;
 use crate::metrics::{Point, Series, Window};
 
-/// A customer's state at an instant is its last change before it (ties in arrival order). Per
-/// change: the MRR before it and whether the customer ever paid before it. `k` numbers the
-/// bucket (0: before the range). Per bucket and customer (and over the whole range, `k` null):
-/// the MRR at the bucket's start and end, and whether it had paid before the bucket.
+/// A customer's state at an instant is its last change before it (ties in arrival order).
+/// Each change carries the MRR before it and whether the customer had paid before it
+/// (`fahwa_recompute_customers`), so only the range's changes are read: the stocks at its
+/// start come from the UTC days before it (`revenue_days`) plus that day's changes before it.
+/// `k` numbers the range's buckets from 1. Per bucket and customer (and over the whole range,
+/// `k` null): the MRR at the bucket's start and end, and whether it had paid before.
 const REPORT: &str = r#"
-WITH ch AS (
-  SELECT customer_id, occurred_at, id, mrr,
-         coalesce(lag(mrr) OVER w, 0) AS prev,
-         coalesce(bool_or(mrr > 0) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false)
-           AS paid_before,
+WITH start_day AS (
+  SELECT ($5::timestamptz AT TIME ZONE 'UTC')::date AS day
+), base AS (
+  SELECT coalesce(sum(d.d_mrr), 0) AS mrr, coalesce(sum(d.d_paying), 0) AS paying
+  FROM revenue_days d, start_day s WHERE d.tenant_id = $1 AND d.day < s.day
+), partial AS (
+  SELECT coalesce(sum(c.mrr - c.prev_mrr), 0) AS mrr,
+         coalesce(sum((c.mrr > 0)::int - (c.prev_mrr > 0)::int), 0) AS paying
+  FROM revenue_changes c, start_day s
+  WHERE c.tenant_id = $1 AND c.occurred_at >= s.day::timestamp AT TIME ZONE 'UTC'
+    AND c.occurred_at < $5
+), ch AS (
+  SELECT customer_id, occurred_at, id, mrr, prev_mrr AS prev, paid_before,
          width_bucket(occurred_at, $2::timestamptz[]) AS k
-  FROM revenue_changes WHERE tenant_id = $1 AND occurred_at < $3
-  WINDOW w AS (PARTITION BY customer_id ORDER BY occurred_at, id)
+  FROM revenue_changes WHERE tenant_id = $1 AND occurred_at >= $5 AND occurred_at < $3
 ), per_customer AS (
   SELECT k, customer_id,
          (array_agg(prev ORDER BY occurred_at, id))[1] AS s,
          (array_agg(mrr ORDER BY occurred_at DESC, id DESC))[1] AS e,
          (array_agg(paid_before ORDER BY occurred_at, id))[1] AS p
-  FROM ch WHERE k >= 1 GROUP BY GROUPING SETS ((k, customer_id), (customer_id))
+  FROM ch GROUP BY GROUPING SETS ((k, customer_id), (customer_id))
 ), moves AS (
   SELECT coalesce(k, -1) AS k,
          coalesce(sum(e) FILTER (WHERE s = 0 AND e > 0 AND NOT p), 0) AS new_mrr,
@@ -48,8 +57,10 @@ WITH ch AS (
   SELECT generate_series(0, $4) AS k
 )
 SELECT ks.k,
-       (sum(coalesce(d.d_mrr, 0)) OVER (ORDER BY ks.k))::float8 AS mrr,
-       (sum(coalesce(d.d_paying, 0)) OVER (ORDER BY ks.k))::bigint AS paying,
+       ((SELECT mrr FROM base) + (SELECT mrr FROM partial)
+         + sum(coalesce(d.d_mrr, 0)) OVER (ORDER BY ks.k))::float8 AS mrr,
+       ((SELECT paying FROM base) + (SELECT paying FROM partial)
+         + sum(coalesce(d.d_paying, 0)) OVER (ORDER BY ks.k))::bigint AS paying,
        coalesce(m.new_mrr, 0)::float8 AS new_mrr,
        coalesce(m.reactivation_mrr, 0)::float8 AS reactivation_mrr,
        coalesce(m.expansion_mrr, 0)::float8 AS expansion_mrr,
@@ -137,6 +148,7 @@ pub async fn report(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult
         .bind::<Array<Timestamptz>, _>(&edges)
         .bind::<Timestamptz, _>(window.to)
         .bind::<Integer, _>(n as i32)
+        .bind::<Timestamptz, _>(window.from)
         .load(conn)
         .await?;
     let whole = rows.iter().find(|r| r.k == -1).cloned().unwrap_or_default();

@@ -6,7 +6,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod rates;
 
-use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -30,15 +31,21 @@ pub async fn has_changes(conn: &mut Conn) -> AppResult<bool> {
     Ok(found.exists)
 }
 
-/// Derives the state of `customers` again from all of their changes (SQL
-/// `fahwa_recompute_customers`), inside the caller's transaction.
-async fn recompute_customers(conn: &mut Conn, tenant: Uuid, customers: &[String]) -> AppResult<()> {
-    if customers.is_empty() {
+/// Derives again, from all of their changes, what depends on the changes of `customers` at or
+/// after `since` (SQL `fahwa_recompute_customers`), inside the caller's transaction.
+async fn recompute_customers(
+    conn: &mut Conn,
+    tenant: Uuid,
+    customers: &[String],
+    since: Option<DateTime<Utc>>,
+) -> AppResult<()> {
+    let Some(since) = since.filter(|_| !customers.is_empty()) else {
         return Ok(());
-    }
-    diesel::sql_query("SELECT fahwa_recompute_customers($1, $2)")
+    };
+    diesel::sql_query("SELECT fahwa_recompute_customers($1, $2, $3)")
         .bind::<SqlUuid, _>(tenant)
         .bind::<Array<Text>, _>(customers)
+        .bind::<Timestamptz, _>(since)
         .execute(conn)
         .await?;
     Ok(())

@@ -91,10 +91,11 @@ WITH input AS (
   WHERE c.tenant_id = $1 AND c.currency = i.currency
     AND (c.occurred_at AT TIME ZONE 'UTC')::date = i.day
     AND c.mrr <> c.amount_minor * power(10::numeric, -c.exponent) * i.rate
-  RETURNING c.customer_id
+  RETURNING c.customer_id, c.occurred_at
 )
 SELECT (SELECT count(*) FROM up) AS set,
-       coalesce((SELECT array_agg(DISTINCT customer_id) FROM converted), '{}') AS touched
+       coalesce((SELECT array_agg(DISTINCT customer_id) FROM converted), '{}') AS touched,
+       (SELECT min(occurred_at) FROM converted) AS since
 "#;
 
 #[derive(diesel::QueryableByName)]
@@ -103,6 +104,8 @@ struct Set {
     set: i64,
     #[diesel(sql_type = Array<Text>)]
     touched: Vec<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -188,7 +191,7 @@ pub async fn store(
                     .bind::<Array<Text>, _>(&cols.rates)
                     .get_result(conn)
                     .await?;
-                super::recompute_customers(conn, tenant_id, &done.touched).await?;
+                super::recompute_customers(conn, tenant_id, &done.touched, done.since).await?;
                 audit::record(
                     conn,
                     meta,

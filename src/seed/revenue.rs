@@ -242,7 +242,7 @@ pub async fn write(
     }
     for chunk in customers.chunks(10_000) {
         tx.execute(
-            "SELECT fahwa_recompute_customers($1, $2)",
+            "SELECT fahwa_recompute_customers($1, $2, '-infinity')",
             &[&tenant, &chunk],
         )
         .await?;

@@ -209,9 +209,14 @@ mod tests {
 
     const TICK: Duration = Duration::from_millis(250);
 
+    /// Ties in the queue go by tenant id: `a` before `b`.
+    fn two() -> (Uuid, Uuid) {
+        (Uuid::from_u128(1), Uuid::from_u128(2))
+    }
+
     #[test]
     fn a_quiet_tenant_goes_at_once_and_a_busy_one_waits_out_its_tick() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = two();
         let mut s = Schedule::new(TICK, 10);
         let t0 = Instant::now();
         s.commit(changes(&[a]), 100, t0);
@@ -234,7 +239,7 @@ mod tests {
 
     #[test]
     fn the_slot_is_confirmed_only_up_to_the_first_unpublished_change() {
-        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let (a, b) = two();
         let mut s = Schedule::new(TICK, 10);
         let now = Instant::now();
         s.commit(HashMap::new(), 50, now);
@@ -243,6 +248,7 @@ mod tests {
         s.commit(changes(&[b]), 200, now);
         assert_eq!(s.confirmable(), 50);
         let job_a = s.next_job(now, 1).expect("a");
+        assert_eq!(job_a.tenant, a);
         assert!(s.next_job(now, 1).is_none(), "one job at a time here");
         s.commit(changes(&[a]), 300, now);
         assert_eq!(
