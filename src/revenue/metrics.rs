@@ -35,12 +35,26 @@ WITH start_day AS (
   SELECT customer_id, occurred_at, id, mrr, prev_mrr AS prev, paid_before,
          width_bucket(occurred_at, $2::timestamptz[]) AS k
   FROM revenue_changes WHERE tenant_id = $1 AND occurred_at >= $5 AND occurred_at < $3
+), marked AS (
+  -- First and last change of each customer in each bucket and in the whole range.
+  SELECT ch.*,
+         lag(k) OVER w IS DISTINCT FROM k AS first_in_bucket,
+         lead(k) OVER w IS DISTINCT FROM k AS last_in_bucket,
+         lag(k) OVER w IS NULL AS first_in_range,
+         lead(k) OVER w IS NULL AS last_in_range
+  FROM ch WINDOW w AS (PARTITION BY customer_id ORDER BY occurred_at, id)
 ), per_customer AS (
   SELECT k, customer_id,
-         (array_agg(prev ORDER BY occurred_at, id))[1] AS s,
-         (array_agg(mrr ORDER BY occurred_at DESC, id DESC))[1] AS e,
-         (array_agg(paid_before ORDER BY occurred_at, id))[1] AS p
-  FROM ch GROUP BY GROUPING SETS ((k, customer_id), (customer_id))
+         max(prev) FILTER (WHERE first_in_bucket) AS s,
+         max(mrr) FILTER (WHERE last_in_bucket) AS e,
+         bool_or(paid_before) FILTER (WHERE first_in_bucket) AS p
+  FROM marked WHERE first_in_bucket OR last_in_bucket GROUP BY k, customer_id
+  UNION ALL
+  SELECT NULL, customer_id,
+         max(prev) FILTER (WHERE first_in_range),
+         max(mrr) FILTER (WHERE last_in_range),
+         bool_or(paid_before) FILTER (WHERE first_in_range)
+  FROM marked WHERE first_in_range OR last_in_range GROUP BY customer_id
 ), moves AS (
   SELECT coalesce(k, -1) AS k,
          coalesce(sum(e) FILTER (WHERE s = 0 AND e > 0 AND NOT p), 0) AS new_mrr,
