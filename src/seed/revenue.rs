@@ -180,11 +180,13 @@ pub async fn write(
         &[&tenant, &cur, &days, &values],
     )
     .await?;
+    let by_day: std::collections::HashMap<(&str, NaiveDate), Decimal> =
+        day_rates.iter().map(|(c, d, r)| ((*c, *d), *r)).collect();
     let rate_of = |currency: &str, day: NaiveDate| {
-        day_rates
-            .iter()
-            .find(|(c, d, _)| *c == currency && *d == day)
-            .map_or(Decimal::ONE, |(_, _, r)| *r)
+        by_day
+            .get(&(currency, day))
+            .copied()
+            .with_context(|| format!("no seeded {currency} rate for {day}"))
     };
     let mut written = 0u64;
     let mut batch: Vec<SeedChange> = Vec::new();
@@ -213,7 +215,7 @@ pub async fn write(
                 let rate = if c.currency == "USD" {
                     Decimal::ONE
                 } else {
-                    rate_of(c.currency, c.at.date_naive())
+                    rate_of(c.currency, c.at.date_naive())?
                 };
                 ids.push(format!("seed-{}-{}", c.user, c.step));
                 users.push(model.users[c.user].id.clone());
