@@ -18,7 +18,7 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use self::pgoutput::{Message, Relations};
-use self::schedule::{Capped, Schedule};
+use self::schedule::{Changes, Schedule};
 use crate::App;
 
 /// The publications the slot decodes: events (migration `live_capture`) and revenue changes
@@ -177,7 +177,7 @@ async fn lead(app: &App) -> anyhow::Result<()> {
     tracing::info!(slot, "leading change capture");
     app.live.set_leading(true);
     let mut relations = Relations::default();
-    let mut open: HashMap<Uuid, Capped> = HashMap::new();
+    let mut open: HashMap<Uuid, Changes> = HashMap::new();
     let mut schedule = Schedule::new(TICK, EVENTS_PER_TURN);
     let mut jobs = FuturesUnordered::new();
     let mut lag = tokio::time::interval(Duration::from_secs(2));
@@ -290,7 +290,7 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
 fn decode_change(
     data: &[u8],
     relations: &mut Relations,
-    open: &mut HashMap<Uuid, Capped>,
+    open: &mut HashMap<Uuid, Changes>,
 ) -> Result<(), pgoutput::DecodeError> {
     match pgoutput::decode(data)? {
         Message::Relation(r) => relations.learn(r),
@@ -305,6 +305,8 @@ fn decode_change(
             let changes = open.entry(tenant).or_default();
             if relation.name == "events" {
                 changes.push((relation.clone(), new), EVENTS_PER_TURN);
+            } else {
+                changes.revenue = true;
             }
         }
         _ => {}

@@ -7,7 +7,7 @@ use super::pgoutput::{Relation, Value};
 use super::schedule::{Job, Published};
 use super::values;
 use crate::App;
-use crate::live::message::{LiveEvent, LiveMessage};
+use crate::live::message::{LiveEvent, LiveMessage, MetricKey};
 use crate::live::watch::{self, Watched};
 
 /// Events handed to the broker in one message at most.
@@ -43,7 +43,8 @@ pub async fn publish(app: &App, job: Job) -> anyhow::Result<Published> {
         .remove(&tenant)
         .unwrap_or_default();
     let mut messages = Vec::new();
-    if followed.contains(&Watched::Events) && !events.is_empty() {
+    let events_changed = !events.no_events();
+    if followed.contains(&Watched::Events) && events_changed {
         let kept: Vec<LiveEvent> = events
             .rows
             .iter()
@@ -63,11 +64,19 @@ pub async fn publish(app: &App, job: Job) -> anyhow::Result<Published> {
             });
         }
     }
+    // Only what the changes can move: engagement with events, revenue with revenue changes.
+    let moved = |m: MetricKey| {
+        if m.is_revenue() {
+            events.revenue
+        } else {
+            events_changed
+        }
+    };
     let wanted: Vec<_> = followed
         .iter()
         .filter_map(|w| match w {
-            Watched::Metric(m, g) => Some((*m, *g)),
-            Watched::Events => None,
+            Watched::Metric(m, g) if moved(*m) => Some((*m, *g)),
+            _ => None,
         })
         .collect();
     match values::newest(&app.db, tenant, &wanted, now).await {

@@ -22,14 +22,16 @@ pub type Row = (Arc<Relation>, Vec<Value>);
 /// sent again.
 pub type Published = HashMap<(MetricKey, Granularity), (DateTime<Utc>, f64)>;
 
-/// A tenant's newest events, at most `cap` of them; the older ones are counted as skipped.
+/// What changed for a tenant: its newest events, at most `cap` of them (the older ones are
+/// counted as skipped), and whether its revenue changed.
 #[derive(Default)]
-pub struct Capped {
+pub struct Changes {
     pub rows: VecDeque<Row>,
     pub skipped: u64,
+    pub revenue: bool,
 }
 
-impl Capped {
+impl Changes {
     pub fn push(&mut self, row: Row, cap: usize) {
         if self.rows.len() == cap {
             self.rows.pop_front();
@@ -38,14 +40,16 @@ impl Capped {
         self.rows.push_back(row);
     }
 
-    fn append(&mut self, other: Capped, cap: usize) {
+    fn append(&mut self, other: Changes, cap: usize) {
         self.skipped += other.skipped;
+        self.revenue |= other.revenue;
         for row in other.rows {
             self.push(row, cap);
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    /// No events (revenue aside).
+    pub fn no_events(&self) -> bool {
         self.rows.is_empty() && self.skipped == 0
     }
 
@@ -57,13 +61,13 @@ impl Capped {
 /// One tenant's work, handed to a publishing job.
 pub struct Job {
     pub tenant: Uuid,
-    pub events: Capped,
+    pub events: Changes,
     pub published: Published,
 }
 
 #[derive(Default)]
 struct Tenant {
-    waiting: Capped,
+    waiting: Changes,
     /// Where the slot may be confirmed up to without losing the waiting changes: the end of
     /// the transaction before the first of them.
     waiting_since: Option<u64>,
@@ -112,7 +116,7 @@ impl Schedule {
 
     /// A transaction committed at `end_lsn` with these events per tenant (none for one that
     /// touched no events), read at `now`.
-    pub fn commit(&mut self, changes: HashMap<Uuid, Capped>, end_lsn: u64, now: Instant) {
+    pub fn commit(&mut self, changes: HashMap<Uuid, Changes>, end_lsn: u64, now: Instant) {
         let before = self.decoded_to;
         for (id, events) in changes {
             let tenant = self.tenants.entry(id).or_default();
@@ -203,8 +207,8 @@ impl Schedule {
 mod tests {
     use super::*;
 
-    fn changes(tenants: &[Uuid]) -> HashMap<Uuid, Capped> {
-        tenants.iter().map(|t| (*t, Capped::default())).collect()
+    fn changes(tenants: &[Uuid]) -> HashMap<Uuid, Changes> {
+        tenants.iter().map(|t| (*t, Changes::default())).collect()
     }
 
     const TICK: Duration = Duration::from_millis(250);
@@ -272,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn events_are_capped_per_tenant_and_counted_when_skipped() {
+    fn events_are_capped_per_tenant_and_counted_when_skipped_and_revenue_is_kept() {
         let a = Uuid::new_v4();
         let relation = Arc::new(Relation {
             id: 1,
@@ -283,13 +287,16 @@ mod tests {
         let mut s = Schedule::new(TICK, 3);
         let now = Instant::now();
         for i in 0..5u64 {
-            let mut c = Capped::default();
+            let mut c = Changes::default();
             c.push((relation.clone(), vec![Value::Text(i.to_string())]), 3);
+            // A revenue change in one transaction of several.
+            c.revenue = i == 1;
             s.commit(HashMap::from([(a, c)]), 100 + i, now);
         }
         assert_eq!(s.waiting_rows(), 3);
         let job = s.next_job(now, 4).expect("a");
         assert_eq!(job.events.skipped, 2);
+        assert!(job.events.revenue, "a revenue change among the events is not forgotten");
         let kept: Vec<_> = job
             .events
             .rows
