@@ -108,6 +108,20 @@ pub fn currency(value: &str, field: &str) -> AppResult<String> {
     }
 }
 
+/// Longest name or id an ingested item may carry.
+pub const MAX_ITEM_TEXT: usize = 200;
+
+/// A name or id of item `index` of an ingested batch (`list`: "events", "changes").
+pub fn item_text(value: &str, list: &str, index: usize, field: &str) -> AppResult<()> {
+    if value.trim().is_empty() || value.len() > MAX_ITEM_TEXT || value.chars().any(char::is_control)
+    {
+        return Err(AppError::bad_input(format!(
+            "{list}[{index}].{field}: must be 1 to {MAX_ITEM_TEXT} bytes of printable text"
+        )));
+    }
+    Ok(())
+}
+
 pub fn uuid(value: &str, what: &'static str) -> AppResult<uuid::Uuid> {
     // An ID that cannot exist is reported like one that does not: the caller learns nothing.
     value.parse().map_err(|_| AppError::NotFound(what))

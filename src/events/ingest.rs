@@ -22,7 +22,6 @@ use crate::metrics::versions::{self, Added};
 
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
-const MAX_NAME: usize = 200;
 const MAX_PROPERTIES_BYTES: usize = 32 * 1024;
 
 /// One event as a client sends it (GraphQL `EventInput`, or JSON on the REST path).
@@ -58,12 +57,7 @@ pub(crate) fn ingesting_tenant(principal: &Principal) -> AppResult<(Uuid, Actor)
 }
 
 fn check_text(value: &str, index: usize, field: &str) -> AppResult<()> {
-    if value.trim().is_empty() || value.len() > MAX_NAME || value.chars().any(char::is_control) {
-        return Err(AppError::bad_input(format!(
-            "events[{index}].{field}: must be 1 to {MAX_NAME} bytes of printable text"
-        )));
-    }
-    Ok(())
+    crate::validate::item_text(value, "events", index, field)
 }
 
 /// Columns ready for the insert, in the order of the batch, without in-batch duplicates.

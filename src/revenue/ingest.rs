@@ -23,7 +23,6 @@ use crate::events::ingest::ingesting_tenant;
 use crate::metrics::versions::{self, Added};
 
 pub const MAX_BATCH: usize = 10_000;
-const MAX_TEXT: usize = 200;
 /// Serializes a tenant's revenue batches: each one recomputes its customers' state from all of
 /// their changes, which a concurrent batch must not miss.
 pub(super) const REVENUE_LOCK: i64 = 45;
@@ -57,12 +56,7 @@ struct Columns {
 }
 
 fn check_text(value: &str, index: usize, field: &str) -> AppResult<()> {
-    if value.trim().is_empty() || value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-        return Err(AppError::bad_input(format!(
-            "changes[{index}].{field}: must be 1 to {MAX_TEXT} bytes of printable text"
-        )));
-    }
-    Ok(())
+    crate::validate::item_text(value, "changes", index, field)
 }
 
 fn mrr_text(value: &Value) -> Option<String> {

@@ -15,6 +15,7 @@ use super::amount;
 use crate::accounts::Caller;
 use crate::auth::Role;
 use crate::db::audit::{self, Actor, AuditEntry};
+use crate::db::tenants::TenantRow;
 use crate::error::{AppError, AppResult};
 use crate::metrics::versions::{self, Added};
 
@@ -108,12 +109,6 @@ struct Set {
     since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct Reporting {
-    #[diesel(sql_type = Text)]
-    currency: String,
-}
-
 /// Sets rates (ADMIN and above); returns how many were set.
 pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i64> {
     let member = caller.principal.member_at_least(Role::Admin)?;
@@ -166,11 +161,7 @@ pub async fn store(
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                let reporting: Reporting =
-                    diesel::sql_query("SELECT currency FROM tenants WHERE id = $1")
-                        .bind::<SqlUuid, _>(tenant_id)
-                        .get_result(conn)
-                        .await?;
+                let reporting = TenantRow::find(conn, tenant_id).await?;
                 if let Some(i) = cols.currencies.iter().position(|c| *c == reporting.currency) {
                     return Err(AppError::bad_input(format!(
                         "rates[{i}].currency: {} is the tenant's own currency, whose rate is always 1",

@@ -296,7 +296,10 @@ mod tests {
         assert_eq!(s.waiting_rows(), 3);
         let job = s.next_job(now, 4).expect("a");
         assert_eq!(job.events.skipped, 2);
-        assert!(job.events.revenue, "a revenue change among the events is not forgotten");
+        assert!(
+            job.events.revenue,
+            "a revenue change among the events is not forgotten"
+        );
         let kept: Vec<_> = job
             .events
             .rows
