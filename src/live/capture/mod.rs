@@ -220,7 +220,7 @@ async fn lead(app: &App) -> anyhow::Result<()> {
             Some((tenant, started, result)) = jobs.next(), if !jobs.is_empty() => {
                 // A failed publish ends this leadership: the next one reads the changes again.
                 schedule.done(tenant, result?, Instant::now());
-                metrics::histogram!("fahwa_live_pass_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("fahwa_live_publish_seconds").record(started.elapsed().as_secs_f64());
                 stream.update_applied_lsn(Lsn(schedule.confirmable()));
             }
             _ = tokio::time::sleep_until(due.unwrap_or(now).into()), if due.is_some() => {}
