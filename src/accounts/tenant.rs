@@ -74,6 +74,9 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
                 }
                 TenantRow::update(conn, tenant_id, &changes).await?;
                 let after = TenantRow::find(conn, tenant_id).await?;
+                if before.timezone != after.timezone {
+                    crate::revenue::rebuild_periods(conn, tenant_id).await?;
+                }
                 audit::record(
                     conn,
                     meta,

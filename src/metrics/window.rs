@@ -38,6 +38,17 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The first local day of the period of `granularity` this bucket is, when the range holds
+    /// all of it (the whole day, week or month); None for hours and for buckets the range cuts.
+    pub fn whole_period(&self, granularity: Granularity, tz: Tz) -> Option<NaiveDate> {
+        if granularity == Granularity::Hour {
+            return None;
+        }
+        let first = bucket_start_date(granularity, local_date(tz, self.label));
+        let last = next_bucket_date(granularity, first) - Duration::days(1);
+        (self.full_days == Some((first, last))).then_some(first)
+    }
+
     /// Parts of the bucket not covered by whole days: read from raw events.
     pub fn edges(&self, tz: Tz) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
         match self.full_days {
@@ -226,6 +237,31 @@ mod tests {
 
     fn utc(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_buckets_the_range_holds_whole_are_periods() {
+        let tz: Tz = "America/Los_Angeles".parse().unwrap();
+        let (from, to) = (utc("2026-02-25T21:00:00Z"), utc("2026-04-20T07:00:00Z"));
+        let periods = |g| {
+            let w = Window::new(from, to, g, tz).unwrap();
+            w.buckets
+                .iter()
+                .map(|b| b.whole_period(g, tz).map(|d| d.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let month = periods(Granularity::Month);
+        assert_eq!(month, [None, Some("2026-03-01".into()), None]);
+        let week = periods(Granularity::Week);
+        assert_eq!(week.first(), Some(&None));
+        // The week of the change to daylight time (Monday 2 March to Sunday 8 March) is whole.
+        assert_eq!(week[1].as_deref(), Some("2026-03-02"));
+        // The range ends at local midnight on Monday 20 April: the last week is whole.
+        assert_eq!(week.last().unwrap().as_deref(), Some("2026-04-13"));
+        let day = periods(Granularity::Day);
+        assert_eq!(day.first(), Some(&None));
+        assert!(day[1..].iter().all(Option::is_some));
+        assert!(periods(Granularity::Hour).iter().all(Option::is_none));
     }
 
     #[test]

@@ -23,10 +23,6 @@ use crate::events::ingest::ingesting_tenant;
 use crate::metrics::versions::{self, Added};
 
 pub const MAX_BATCH: usize = 10_000;
-/// Serializes a tenant's revenue batches: each one recomputes its customers' state from all of
-/// their changes, which a concurrent batch must not miss.
-pub(super) const REVENUE_LOCK: i64 = 45;
-
 /// One change as a client sends it: from `occurred_at` on, the customer's MRR is `mrr` (major
 /// units of `currency`, as text or a JSON number).
 #[derive(Debug, Clone, Deserialize)]
@@ -212,11 +208,7 @@ pub async fn ingest_revenue(
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
-                    .bind::<SqlUuid, _>(tenant_id)
-                    .bind::<BigInt, _>(REVENUE_LOCK)
-                    .execute(conn)
-                    .await?;
+                super::lock(conn, tenant_id).await?;
                 let bind = |sql: String| {
                     diesel::sql_query(sql)
                         .bind::<SqlUuid, _>(tenant_id)

@@ -4,59 +4,65 @@
 //! against the bucket's start.
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Double, Integer, Timestamptz, Uuid as SqlUuid};
+use chrono::{Datelike, NaiveDate};
+use diesel::sql_types::{Array, BigInt, Date, Double, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::db::Conn;
 use crate::error::AppResult;
+use crate::metrics::window::{Granularity, local_date, local_midnight};
 use crate::metrics::{Point, Series, Window};
 
 /// A customer's state at an instant is its last change before it (ties in arrival order).
-/// Each change carries the MRR before it and whether the customer had paid before it
-/// (`fahwa_recompute_customers`), so only the range's changes are read: the stocks at its
-/// start come from the UTC days before it (`revenue_days`) plus that day's changes before it.
-/// `k` numbers the range's buckets from 1. Per bucket and customer (and over the whole range,
-/// `k` null): the MRR at the bucket's start and end, and whether it had paid before.
+/// Each change carries the MRR before it, whether the customer had paid before it, and when the
+/// customer's previous and next changes happened (`fahwa_recompute_customers`). So a bucket the
+/// range holds whole is one row of `revenue_periods`, and only the changes inside a cut bucket
+/// (or inside the whole range, for its totals) are read: a change is its customer's first in a
+/// span when the previous one is before the span, and its last when the next one is after.
+///
+/// Rows: `k` 0 is the stock at the range's start (the days before it, a month at a time, plus
+/// that day's changes before it); `k` 1..n a bucket's net change of the stocks and movements;
+/// `k` -1 the whole range's movements. Stocks come out as of the end of each bucket.
 const REPORT: &str = r#"
-WITH start_day AS (
-  SELECT ($5::timestamptz AT TIME ZONE 'UTC')::date AS day
-), base AS (
-  SELECT coalesce(sum(d.d_mrr), 0) AS mrr, coalesce(sum(d.d_paying), 0) AS paying
-  FROM revenue_days d, start_day s WHERE d.tenant_id = $1 AND d.day < s.day
+WITH base AS (
+  SELECT coalesce(sum(d_mrr), 0) AS d_mrr, coalesce(sum(d_paying), 0) AS d_paying
+  FROM revenue_periods
+  WHERE tenant_id = $1 AND ((grain = 'm' AND period < $3) OR (grain = 'd' AND period >= $3 AND period < $2))
 ), partial AS (
-  SELECT coalesce(sum(c.mrr - c.prev_mrr), 0) AS mrr,
-         coalesce(sum((c.mrr > 0)::int - (c.prev_mrr > 0)::int), 0) AS paying
-  FROM revenue_changes c, start_day s
-  WHERE c.tenant_id = $1 AND c.occurred_at >= s.day::timestamp AT TIME ZONE 'UTC'
-    AND c.occurred_at < $5
+  SELECT coalesce(sum(mrr - prev_mrr), 0) AS d_mrr,
+         coalesce(sum((mrr > 0)::int - (prev_mrr > 0)::int), 0) AS d_paying
+  FROM revenue_changes WHERE tenant_id = $1 AND occurred_at >= $4 AND occurred_at < $5
+), whole AS (
+  SELECT w.k, p.d_mrr, p.d_paying::bigint AS d_paying, p.new_mrr, p.reactivation_mrr,
+         p.expansion_mrr, p.contraction_mrr, p.churned_mrr, p.churned::bigint AS churned
+  FROM unnest($7::int[], $8::date[]) AS w (k, period)
+  JOIN revenue_periods p ON p.tenant_id = $1 AND p.grain = $6::"char" AND p.period = w.period
 ), ch AS (
-  SELECT customer_id, occurred_at, id, mrr, prev_mrr AS prev, paid_before,
-         width_bucket(occurred_at, $2::timestamptz[]) AS k
-  FROM revenue_changes WHERE tenant_id = $1 AND occurred_at >= $5 AND occurred_at < $3
-), marked AS (
-  -- First and last change of each customer in each bucket and in the whole range.
-  SELECT ch.*,
-         lag(k) OVER w IS DISTINCT FROM k AS first_in_bucket,
-         lead(k) OVER w IS DISTINCT FROM k AS last_in_bucket,
-         lag(k) OVER w IS NULL AS first_in_range,
-         lead(k) OVER w IS NULL AS last_in_range
-  FROM ch WINDOW w AS (PARTITION BY customer_id ORDER BY occurred_at, id)
+  SELECT x.k, c.customer_id, c.mrr, c.prev_mrr, c.paid_before,
+         c.prev_at IS NULL OR c.prev_at < x.lo AS first,
+         c.next_at IS NULL OR c.next_at >= x.hi AS last
+  FROM unnest($9::int[], $10::timestamptz[], $11::timestamptz[]) AS x (k, lo, hi)
+  JOIN revenue_changes c ON c.tenant_id = $1 AND c.occurred_at >= x.lo AND c.occurred_at < x.hi
 ), per_customer AS (
   SELECT k, customer_id,
-         max(prev) FILTER (WHERE first_in_bucket) AS s,
-         max(mrr) FILTER (WHERE last_in_bucket) AS e,
-         bool_or(paid_before) FILTER (WHERE first_in_bucket) AS p
-  FROM marked WHERE first_in_bucket OR last_in_bucket GROUP BY k, customer_id
+         max(prev_mrr) FILTER (WHERE first) AS s,
+         max(mrr) FILTER (WHERE last) AS e,
+         bool_or(paid_before) FILTER (WHERE first) AS p
+  FROM ch WHERE first OR last GROUP BY k, customer_id
   UNION ALL
-  SELECT NULL, customer_id,
-         max(prev) FILTER (WHERE first_in_range),
-         max(mrr) FILTER (WHERE last_in_range),
-         bool_or(paid_before) FILTER (WHERE first_in_range)
-  FROM marked WHERE first_in_range OR last_in_range GROUP BY customer_id
+  -- The whole range, straight from the index: only its customers' first and last changes.
+  SELECT -1, customer_id,
+         max(prev_mrr) FILTER (WHERE prev_at IS NULL OR prev_at < $12),
+         max(mrr) FILTER (WHERE next_at IS NULL OR next_at >= $13),
+         bool_or(paid_before) FILTER (WHERE prev_at IS NULL OR prev_at < $12)
+  FROM revenue_changes
+  WHERE tenant_id = $1 AND occurred_at >= $12 AND occurred_at < $13
+    AND (prev_at IS NULL OR prev_at < $12 OR next_at IS NULL OR next_at >= $13)
+  GROUP BY customer_id
 ), moves AS (
-  SELECT coalesce(k, -1) AS k,
+  SELECT k,
          coalesce(sum(e) FILTER (WHERE s = 0 AND e > 0 AND NOT p), 0) AS new_mrr,
          coalesce(sum(e) FILTER (WHERE s = 0 AND e > 0 AND p), 0) AS reactivation_mrr,
          coalesce(sum(e - s) FILTER (WHERE s > 0 AND e > s), 0) AS expansion_mrr,
@@ -64,29 +70,31 @@ WITH start_day AS (
          coalesce(sum(s) FILTER (WHERE s > 0 AND e = 0), 0) AS churned_mrr,
          count(*) FILTER (WHERE s > 0 AND e = 0) AS churned
   FROM per_customer GROUP BY k
-), deltas AS (
-  SELECT k, sum(mrr - prev) AS d_mrr, sum((mrr > 0)::int - (prev > 0)::int) AS d_paying
+), cut AS (
+  SELECT k, sum(mrr - prev_mrr) AS d_mrr, sum((mrr > 0)::int - (prev_mrr > 0)::int) AS d_paying
   FROM ch GROUP BY k
-), ks AS (
-  SELECT generate_series(0, $4) AS k
+), buckets AS (
+  SELECT 0 AS k, base.d_mrr + partial.d_mrr AS d_mrr, base.d_paying + partial.d_paying AS d_paying,
+         0::numeric AS new_mrr, 0::numeric AS reactivation_mrr, 0::numeric AS expansion_mrr,
+         0::numeric AS contraction_mrr, 0::numeric AS churned_mrr, 0::bigint AS churned
+  FROM base, partial
+  UNION ALL
+  SELECT * FROM whole
+  UNION ALL
+  SELECT c.k, c.d_mrr, c.d_paying, m.new_mrr, m.reactivation_mrr, m.expansion_mrr,
+         m.contraction_mrr, m.churned_mrr, m.churned
+  FROM cut c JOIN moves m USING (k)
 )
-SELECT ks.k,
-       ((SELECT mrr FROM base) + (SELECT mrr FROM partial)
-         + sum(coalesce(d.d_mrr, 0)) OVER (ORDER BY ks.k))::float8 AS mrr,
-       ((SELECT paying FROM base) + (SELECT paying FROM partial)
-         + sum(coalesce(d.d_paying, 0)) OVER (ORDER BY ks.k))::bigint AS paying,
-       coalesce(m.new_mrr, 0)::float8 AS new_mrr,
-       coalesce(m.reactivation_mrr, 0)::float8 AS reactivation_mrr,
-       coalesce(m.expansion_mrr, 0)::float8 AS expansion_mrr,
-       coalesce(m.contraction_mrr, 0)::float8 AS contraction_mrr,
-       coalesce(m.churned_mrr, 0)::float8 AS churned_mrr,
-       coalesce(m.churned, 0) AS churned
-FROM ks LEFT JOIN deltas d USING (k) LEFT JOIN moves m USING (k)
+SELECT k, (sum(d_mrr) OVER (ORDER BY k))::float8 AS mrr,
+       (sum(d_paying) OVER (ORDER BY k))::bigint AS paying,
+       new_mrr::float8 AS new_mrr, reactivation_mrr::float8 AS reactivation_mrr,
+       expansion_mrr::float8 AS expansion_mrr, contraction_mrr::float8 AS contraction_mrr,
+       churned_mrr::float8 AS churned_mrr, churned
+FROM buckets
 UNION ALL
 SELECT -1, 0, 0, new_mrr::float8, reactivation_mrr::float8, expansion_mrr::float8,
        contraction_mrr::float8, churned_mrr::float8, churned
 FROM moves WHERE k = -1
-ORDER BY 1
 "#;
 
 #[derive(diesel::QueryableByName, Debug, Default, Clone)]
@@ -153,26 +161,90 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
+/// The range's buckets as the statement takes them: whole periods by their first day, cut
+/// buckets by their instants.
+#[derive(Default)]
+struct Plan {
+    period_k: Vec<i32>,
+    periods: Vec<NaiveDate>,
+    span_k: Vec<i32>,
+    span_from: Vec<DateTime<Utc>>,
+    span_to: Vec<DateTime<Utc>>,
+}
+
+impl Plan {
+    fn of(window: &Window) -> Self {
+        let mut plan = Plan::default();
+        for (i, bucket) in window.buckets.iter().enumerate() {
+            let k = i as i32 + 1;
+            match bucket.whole_period(window.granularity, window.tz) {
+                Some(first_day) => {
+                    plan.period_k.push(k);
+                    plan.periods.push(first_day);
+                }
+                None => plan.span(k, bucket.start, bucket.end),
+            }
+        }
+        plan
+    }
+
+    fn span(&mut self, k: i32, from: DateTime<Utc>, to: DateTime<Utc>) {
+        self.span_k.push(k);
+        self.span_from.push(from);
+        self.span_to.push(to);
+    }
+}
+
+fn grain(granularity: Granularity) -> &'static str {
+    match granularity {
+        Granularity::Hour | Granularity::Day => "d",
+        Granularity::Week => "w",
+        Granularity::Month => "m",
+    }
+}
+
 pub async fn report(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<Report> {
-    let mut edges: Vec<DateTime<Utc>> = window.buckets.iter().map(|b| b.start).collect();
-    edges.push(window.to);
     let n = window.buckets.len();
+    let plan = Plan::of(window);
+    let from_day = local_date(window.tz, window.from);
+    let from_month = from_day.with_day(1).unwrap_or(from_day);
     let rows: Vec<Row> = diesel::sql_query(REPORT)
         .bind::<SqlUuid, _>(tenant)
-        .bind::<Array<Timestamptz>, _>(&edges)
-        .bind::<Timestamptz, _>(window.to)
-        .bind::<Integer, _>(n as i32)
+        .bind::<Date, _>(from_day)
+        .bind::<Date, _>(from_month)
+        .bind::<Timestamptz, _>(local_midnight(window.tz, from_day))
         .bind::<Timestamptz, _>(window.from)
+        .bind::<Text, _>(grain(window.granularity))
+        .bind::<Array<Integer>, _>(&plan.period_k)
+        .bind::<Array<Date>, _>(&plan.periods)
+        .bind::<Array<Integer>, _>(&plan.span_k)
+        .bind::<Array<Timestamptz>, _>(&plan.span_from)
+        .bind::<Array<Timestamptz>, _>(&plan.span_to)
+        .bind::<Timestamptz, _>(window.from)
+        // With one bucket, the range's totals are that bucket's: an empty span reads nothing.
+        .bind::<Timestamptz, _>(if n > 1 { window.to } else { window.from })
         .load(conn)
         .await?;
-    let whole = rows.iter().find(|r| r.k == -1).cloned().unwrap_or_default();
     let mut at = vec![Row::default(); n + 1];
-    for r in rows.into_iter().filter(|r| r.k >= 0) {
-        let k = r.k as usize;
-        if k <= n {
-            at[k] = r;
+    let mut whole = None;
+    for r in rows {
+        match usize::try_from(r.k) {
+            Ok(k) if k <= n => at[k] = r,
+            _ => whole = Some(r),
         }
     }
+    // A bucket without changes has no row: its stocks are the previous bucket's.
+    for k in 1..=n {
+        if at[k].k == 0 {
+            at[k].mrr = at[k - 1].mrr;
+            at[k].paying = at[k - 1].paying;
+        }
+    }
+    let whole = match whole {
+        Some(w) => w,
+        None if n == 1 => at[1].clone(),
+        None => Row::default(),
+    };
     let series = |total: f64, value: &dyn Fn(usize) -> f64| Series {
         total,
         points: window

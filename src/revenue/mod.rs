@@ -7,7 +7,7 @@ pub mod metrics;
 pub mod rates;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -46,6 +46,30 @@ async fn recompute_customers(
         .bind::<SqlUuid, _>(tenant)
         .bind::<Array<Text>, _>(customers)
         .bind::<Timestamptz, _>(since)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Serializes the tenant's revenue writes until the transaction ends: a batch recomputes its
+/// customers from all of their changes, which a concurrent batch must not miss; a batch
+/// converted at an old rate must not land after a new rate; periods are not rebuilt under one.
+pub(crate) async fn lock(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
+    const REVENUE_LOCK: i64 = 45;
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<BigInt, _>(REVENUE_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// After the tenant's time zone changed, inside that transaction: the periods of the revenue
+/// metrics are the new zone's days, weeks and months.
+pub async fn rebuild_periods(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
+    lock(conn, tenant).await?;
+    diesel::sql_query("SELECT fahwa_rebuild_revenue_periods($1)")
+        .bind::<SqlUuid, _>(tenant)
         .execute(conn)
         .await?;
     Ok(())

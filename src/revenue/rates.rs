@@ -170,11 +170,7 @@ pub async fn store(
                 }
                 // The same lock as ingestion: a batch converted at the old rate must not land
                 // after the new one is applied.
-                diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
-                    .bind::<SqlUuid, _>(tenant_id)
-                    .bind::<BigInt, _>(super::ingest::REVENUE_LOCK)
-                    .execute(conn)
-                    .await?;
+                super::lock(conn, tenant_id).await?;
                 let done: Set = diesel::sql_query(SET_RATES)
                     .bind::<SqlUuid, _>(tenant_id)
                     .bind::<Array<Text>, _>(&cols.currencies)

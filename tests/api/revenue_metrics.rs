@@ -378,6 +378,26 @@ async fn revenue_metrics_match_a_brute_force_over_the_changes() {
         .unwrap()
         .len();
     assert_eq!(days, 48);
+
+    // Another zone (half an hour off whole hours): whole buckets are its days, weeks and months.
+    let r = t
+        .op(
+            Some(&s.access),
+            "tenant.graphql",
+            "UpdateTenant",
+            json!({ "input": { "timezone": "Asia/Kolkata" } }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let (from, to) = (from + Duration::days(3), to - Duration::days(2));
+    for g in ["DAY", "WEEK", "MONTH"] {
+        let r = overview(&t, &s.access, from, to, g).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let revenue = &r["data"]["analytics"]["revenue"];
+        let second = revenue["mrr"]["points"][1]["bucket"].as_str().unwrap();
+        assert!(second.contains("T18:30:00"), "{g}: {second}");
+        check(&changes, revenue, from, to, &format!("Kolkata {g}"));
+    }
 }
 
 #[tokio::test]
