@@ -27,6 +27,8 @@ pub struct AppInner {
     pub live: Broker,
     /// Members' open WebSockets, closed when their token expires or their session ends.
     pub sockets: Arc<MemberSockets>,
+    /// Tenants' revenue changes in memory, for the totals of a range.
+    pub revenue_index: Arc<crate::revenue::index::Index>,
 }
 
 impl Deref for App {
@@ -68,8 +70,11 @@ impl App {
             }
             _ => Broker::local(hub),
         };
+        let revenue_index =
+            crate::revenue::index::Index::new(db.clone(), config.revenue_index_mb * 1024 * 1024);
         Ok(App(Arc::new(AppInner {
             config,
+            revenue_index,
             db,
             kv,
             tokens,

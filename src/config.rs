@@ -48,6 +48,8 @@ pub struct Config {
     pub metric_cache: bool,
     /// Take part in change capture (one instance at a time leads it); needs `wal_level=logical`.
     pub live_capture: bool,
+    /// Memory for tenants' revenue changes kept for range totals (0: always read them in SQL).
+    pub revenue_index_mb: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -86,6 +88,7 @@ impl Default for Config {
             max_query_aliases: 30,
             metric_cache: true,
             live_capture: true,
+            revenue_index_mb: 256,
         }
     }
 }

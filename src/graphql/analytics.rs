@@ -433,11 +433,11 @@ impl Analytics {
     #[graphql(guard = "RevenueGuard")]
     async fn revenue(&self, ctx: &Context<'_>) -> Result<Option<RevenueAnalytics>> {
         let (tenant, window) = (self.tenant, &self.window);
-        let db = &app(ctx).db;
+        let (db, index) = (&app(ctx).db, Some(&app(ctx).revenue_index));
         let key = &range_key("revenue", window);
         let report = cache::cached(cache_of(ctx), tenant, self.version, key, async || {
-            db.tenant(tenant, |conn| {
-                async move { crate::revenue::metrics::report(conn, tenant, window).await }
+            db.tenant_snapshot(tenant, |conn| {
+                async move { crate::revenue::metrics::report(conn, tenant, window, index).await }
                     .scope_boxed()
             })
             .await

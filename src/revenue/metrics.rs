@@ -10,6 +10,9 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
+use super::index::{Index, Totals};
 use crate::db::Conn;
 use crate::error::AppResult;
 use crate::metrics::window::{Granularity, local_date, local_midnight};
@@ -120,6 +123,21 @@ struct Row {
     churned: i64,
 }
 
+impl From<Totals> for Row {
+    fn from(t: Totals) -> Self {
+        Row {
+            k: -1,
+            new_mrr: t.new_mrr,
+            reactivation_mrr: t.reactivation_mrr,
+            expansion_mrr: t.expansion_mrr,
+            contraction_mrr: t.contraction_mrr,
+            churned_mrr: t.churned_mrr,
+            churned: t.churned,
+            ..Row::default()
+        }
+    }
+}
+
 /// One bucket's MRR movements, in the tenant's currency (GraphQL `MrrMovement`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, async_graphql::SimpleObject)]
 #[graphql(name = "MrrMovement")]
@@ -203,9 +221,26 @@ fn grain(granularity: Granularity) -> &'static str {
     }
 }
 
-pub async fn report(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<Report> {
+/// `index`: this instance's in-memory copies of revenue changes, used for the range's totals
+/// when the tenant's is current in the caller's snapshot (call inside `tenant_snapshot`).
+pub async fn report(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+    index: Option<&Arc<Index>>,
+) -> AppResult<Report> {
     let n = window.buckets.len();
     let plan = Plan::of(window);
+    let copy = match index {
+        Some(index) if n > 1 => {
+            let version = super::index::version(conn, tenant).await?;
+            index.at_version(tenant, version).await
+        }
+        _ => None,
+    };
+    // With one bucket the range's totals are that bucket's, and with a current copy they come
+    // from memory: then an empty span reads nothing.
+    let totals_in_sql = n > 1 && copy.is_none();
     let from_day = local_date(window.tz, window.from);
     let from_month = from_day.with_day(1).unwrap_or(from_day);
     let rows: Vec<Row> = diesel::sql_query(REPORT)
@@ -221,8 +256,11 @@ pub async fn report(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult
         .bind::<Array<Timestamptz>, _>(&plan.span_from)
         .bind::<Array<Timestamptz>, _>(&plan.span_to)
         .bind::<Timestamptz, _>(window.from)
-        // With one bucket, the range's totals are that bucket's: an empty span reads nothing.
-        .bind::<Timestamptz, _>(if n > 1 { window.to } else { window.from })
+        .bind::<Timestamptz, _>(if totals_in_sql {
+            window.to
+        } else {
+            window.from
+        })
         .load(conn)
         .await?;
     let mut at = vec![Row::default(); n + 1];
@@ -240,10 +278,11 @@ pub async fn report(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult
             at[k].paying = at[k - 1].paying;
         }
     }
-    let whole = match whole {
-        Some(w) => w,
-        None if n == 1 => at[1].clone(),
-        None => Row::default(),
+    let whole = match (copy, whole) {
+        (Some(copy), _) => Row::from(copy.totals(window.from, window.to)),
+        (None, Some(w)) => w,
+        (None, None) if n == 1 => at[1].clone(),
+        (None, None) => Row::default(),
     };
     let series = |total: f64, value: &dyn Fn(usize) -> f64| Series {
         total,

@@ -2,6 +2,7 @@
 //! (`rates`), and exact money handling (`amount`).
 
 pub mod amount;
+pub mod index;
 pub mod ingest;
 pub mod metrics;
 pub mod rates;

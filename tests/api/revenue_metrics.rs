@@ -398,6 +398,61 @@ async fn revenue_metrics_match_a_brute_force_over_the_changes() {
         assert!(second.contains("T18:30:00"), "{g}: {second}");
         check(&changes, revenue, from, to, &format!("Kolkata {g}"));
     }
+
+    // Range totals from this instance's in-memory copy of the changes, over many ranges.
+    let tenant: uuid::Uuid = s.tenant_id.parse().unwrap();
+    let index = &t.app.revenue_index;
+    index.refresh(tenant).await.unwrap();
+    let mut rng = Lcg(11);
+    let span_start = Utc.with_ymd_and_hms(2026, 2, 18, 0, 0, 0).unwrap();
+    for i in 0..12 {
+        let from = span_start + Duration::hours(rng.next(24 * 40) as i64);
+        let to = from + Duration::hours(25 + rng.next(24 * 50) as i64);
+        let g = ["DAY", "WEEK", "MONTH"][i % 3];
+        let r = overview(&t, &s.access, from, to, g).await;
+        check(
+            &changes,
+            &r["data"]["analytics"]["revenue"],
+            from,
+            to,
+            &format!("copy {g} {i}"),
+        );
+    }
+    // A new change makes the copy stale: the next answer must include it all the same.
+    let mut changes = changes;
+    let at = Utc.with_ymd_and_hms(2026, 4, 2, 12, 0, 0).unwrap();
+    changes.push(Change {
+        customer: 7,
+        at,
+        mrr: 0.0,
+    });
+    let r = t
+        .op(
+            Some(&ingest_key),
+            "ingest.graphql",
+            "IngestRevenueChanges",
+            json!({ "changes": [{ "id": "late", "customerId": "cus_7", "occurredAt": at.to_rfc3339(), "mrr": "0", "currency": "USD" }] }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let (from, to) = (at - Duration::days(20), at + Duration::days(10));
+    let r = overview(&t, &s.access, from, to, "WEEK").await;
+    check(
+        &changes,
+        &r["data"]["analytics"]["revenue"],
+        from,
+        to,
+        "after a change",
+    );
+    index.refresh(tenant).await.unwrap();
+    let r = overview(&t, &s.access, from, to, "WEEK").await;
+    check(
+        &changes,
+        &r["data"]["analytics"]["revenue"],
+        from,
+        to,
+        "copy after a change",
+    );
 }
 
 #[tokio::test]

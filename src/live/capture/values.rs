@@ -64,7 +64,7 @@ async fn revenue_values(
         let report = match reports.iter().position(|(g, _)| *g == granularity) {
             Some(i) => &reports[i].1,
             None => {
-                let report = crate::revenue::metrics::report(conn, tenant, &window).await?;
+                let report = crate::revenue::metrics::report(conn, tenant, &window, None).await?;
                 reports.push((granularity, report));
                 &reports[reports.len() - 1].1
             }
