@@ -28,7 +28,7 @@ pub struct AppInner {
     /// Members' open WebSockets, closed when their token expires or their session ends.
     pub sockets: Arc<MemberSockets>,
     /// Tenants' revenue changes in memory, for the totals of a range.
-    pub revenue_index: Arc<crate::revenue::index::Index>,
+    pub revenue_index: Option<Arc<crate::revenue::index::Index>>,
 }
 
 impl Deref for App {

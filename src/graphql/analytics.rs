@@ -433,7 +433,7 @@ impl Analytics {
     #[graphql(guard = "RevenueGuard")]
     async fn revenue(&self, ctx: &Context<'_>) -> Result<Option<RevenueAnalytics>> {
         let (tenant, window) = (self.tenant, &self.window);
-        let (db, index) = (&app(ctx).db, Some(&app(ctx).revenue_index));
+        let (db, index) = (&app(ctx).db, app(ctx).revenue_index.as_ref());
         let key = &range_key("revenue", window);
         let report = cache::cached(cache_of(ctx), tenant, self.version, key, async || {
             db.tenant_snapshot(tenant, |conn| {

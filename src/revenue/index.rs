@@ -3,8 +3,8 @@
 //! A range's totals net every customer over the whole range (contract: "as if it were one
 //! bucket"), which no per-period rollup holds: it takes each customer's MRR at both ends. In
 //! SQL that is a hash aggregation over every change in the range (50 ms for 90 days of the
-//! bench tenant); here it is one pass over columns with customers numbered densely (well
-//! under a millisecond). A copy is used only while the tenant's `revenue_version` (raised by a
+//! bench tenant); here it is one pass over columns with customers numbered densely, and
+//! stocks are prefix sums, so a whole report costs one pass over the range's changes. A copy is used only while the tenant's `revenue_version` (raised by a
 //! trigger on every write of `revenue_changes`) still equals the one it was read at, in the
 //! reading transaction's snapshot; a stale or missing copy makes that request take the SQL
 //! path while one background task per tenant reads a new copy. Copies are bounded in bytes.
@@ -33,8 +33,16 @@ pub struct Changes {
     mrr: Vec<f64>,
     prev_mrr: Vec<f64>,
     paid_before: Vec<bool>,
+    /// MRR and paying customers after the first `i` changes (`n + 1` entries).
+    cum_mrr: Vec<f64>,
+    cum_paying: Vec<i64>,
     customers: usize,
 }
+
+/// Per customer, its MRR before its first change in the span being read, and whether it had
+/// paid. Never reset: a customer's first change in a span comes before its last, so each entry
+/// is written before it is read.
+pub struct Scratch(Vec<(f64, bool)>);
 
 /// A range's movements with each customer netted over all of it.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -49,8 +57,6 @@ pub struct Totals {
 
 #[derive(diesel::QueryableByName)]
 struct Row {
-    #[diesel(sql_type = BigInt)]
-    version: i64,
     #[diesel(sql_type = Text)]
     customer_id: String,
     #[diesel(sql_type = Timestamptz)]
@@ -67,11 +73,9 @@ struct Row {
     paid_before: bool,
 }
 
-/// The version travels with every row so that the copy and its version share one snapshot.
-const LOAD: &str = "SELECT u.revenue_version AS version, c.customer_id, c.occurred_at, c.prev_at, \
-    c.next_at, c.mrr::float8 AS mrr, c.prev_mrr::float8 AS prev_mrr, c.paid_before \
-    FROM revenue_changes c JOIN tenant_usage u ON u.tenant_id = c.tenant_id \
-    WHERE c.tenant_id = $1 ORDER BY c.occurred_at, c.id";
+const LOAD: &str = "SELECT customer_id, occurred_at, prev_at, next_at, mrr::float8 AS mrr, \
+    prev_mrr::float8 AS prev_mrr, paid_before \
+    FROM revenue_changes WHERE tenant_id = $1 ORDER BY occurred_at, id";
 
 const VERSION: &str = "SELECT revenue_version AS version FROM tenant_usage WHERE tenant_id = $1";
 
@@ -95,15 +99,14 @@ fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 impl Changes {
-    /// Reads the tenant's changes; None when it has none (nothing worth keeping).
-    pub async fn load(conn: &mut Conn, tenant: Uuid) -> AppResult<Option<Changes>> {
+    /// Reads the tenant's changes and their version; call inside `tenant_snapshot`, so that
+    /// both come from one snapshot.
+    pub async fn load(conn: &mut Conn, tenant: Uuid) -> AppResult<Changes> {
+        let version = version(conn, tenant).await?;
         let rows: Vec<Row> = diesel::sql_query(LOAD)
             .bind::<SqlUuid, _>(tenant)
             .load(conn)
             .await?;
-        let Some(version) = <[Row]>::first(&rows).map(|r| r.version) else {
-            return Ok(None);
-        };
         let n = rows.len();
         let mut numbers: HashMap<String, u32> = HashMap::new();
         let mut c = Changes {
@@ -115,8 +118,13 @@ impl Changes {
             mrr: Vec::with_capacity(n),
             prev_mrr: Vec::with_capacity(n),
             paid_before: Vec::with_capacity(n),
+            cum_mrr: Vec::with_capacity(n + 1),
+            cum_paying: Vec::with_capacity(n + 1),
             customers: 0,
         };
+        let (mut mrr, mut paying) = (0.0, 0);
+        c.cum_mrr.push(mrr);
+        c.cum_paying.push(paying);
         for r in rows {
             let next = numbers.len() as u32;
             let number = *numbers.entry(r.customer_id).or_insert(next);
@@ -127,9 +135,13 @@ impl Changes {
             c.mrr.push(r.mrr);
             c.prev_mrr.push(r.prev_mrr);
             c.paid_before.push(r.paid_before);
+            mrr += r.mrr - r.prev_mrr;
+            paying += i64::from(r.mrr > 0.0) - i64::from(r.prev_mrr > 0.0);
+            c.cum_mrr.push(mrr);
+            c.cum_paying.push(paying);
         }
         c.customers = numbers.len();
-        Ok(Some(c))
+        Ok(c)
     }
 
     pub fn version(&self) -> i64 {
@@ -138,18 +150,32 @@ impl Changes {
 
     /// Bytes held, for the cache's bound.
     fn weight(&self) -> u32 {
-        let per_change = 8 * 5 + 4 + 1;
-        u32::try_from(self.at.len() * per_change).unwrap_or(u32::MAX)
+        let per_change = 8 * 7 + 4 + 1;
+        u32::try_from(256 + self.at.len() * per_change).unwrap_or(u32::MAX)
+    }
+
+    pub fn scratch(&self) -> Scratch {
+        Scratch(vec![(0.0, false); self.customers])
+    }
+
+    /// MRR and paying customers at `t`: every change before it counted.
+    pub fn stock_before(&self, t: DateTime<Utc>) -> (f64, i64) {
+        let i = self.at.partition_point(|&a| a < micros(t));
+        (self.cum_mrr[i], self.cum_paying[i])
     }
 
     /// Movements over `[from, to)`, each customer netted from its MRR before its first change
-    /// in the range to its MRR after its last, as `REPORT` does for a bucket.
-    pub fn totals(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Totals {
+    /// in the span to its MRR after its last, as `REPORT` does.
+    pub fn movements(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        scratch: &mut Scratch,
+    ) -> Totals {
         let (from, to) = (micros(from), micros(to));
         let lo = self.at.partition_point(|&t| t < from);
-        let hi = self.at.partition_point(|&t| t < to);
-        // A customer's MRR before its first change in the range, and whether it had paid.
-        let mut start = vec![(0.0, false); self.customers];
+        let hi = lo + self.at[lo..].partition_point(|&t| t < to);
+        let start = &mut scratch.0;
         let mut t = Totals::default();
         for i in lo..hi {
             let c = self.customer[i] as usize;
@@ -187,15 +213,18 @@ pub struct Index {
 }
 
 impl Index {
-    pub fn new(db: Db, max_bytes: u64) -> Arc<Index> {
-        Arc::new(Index {
-            copies: moka::future::Cache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|_, c: &Arc<Changes>| c.weight())
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
-            loading: Mutex::default(),
-            db,
+    /// None when `max_bytes` is 0: revenue is then always read from PostgreSQL.
+    pub fn new(db: Db, max_bytes: u64) -> Option<Arc<Index>> {
+        (max_bytes > 0).then(|| {
+            Arc::new(Index {
+                copies: moka::future::Cache::builder()
+                    .max_capacity(max_bytes)
+                    .weigher(|_, c: &Arc<Changes>| c.weight())
+                    .time_to_idle(Duration::from_secs(3600))
+                    .build(),
+                loading: Mutex::default(),
+                db,
+            })
         })
     }
 
@@ -222,20 +251,25 @@ impl Index {
         None
     }
 
-    /// Reads the tenant's changes into memory now (or forgets them if it has none).
+    /// Drops the tenant's copy: its next reads take the SQL path until a new copy is read.
+    pub async fn forget(&self, tenant: Uuid) {
+        self.copies.invalidate(&tenant).await;
+    }
+
+    /// Reads the tenant's changes into memory now.
     pub async fn refresh(&self, tenant: Uuid) -> AppResult<()> {
         let started = std::time::Instant::now();
-        let loaded = self
+        let copy = self
             .db
             .tenant_snapshot(tenant, |conn| Changes::load(conn, tenant).scope_boxed())
             .await?;
-        match loaded {
-            Some(c) => {
-                tracing::debug!(%tenant, changes = c.at.len(), ms = started.elapsed().as_millis() as u64, "revenue changes read into memory");
-                self.copies.insert(tenant, Arc::new(c)).await;
-            }
-            None => self.copies.invalidate(&tenant).await,
-        }
+        tracing::debug!(
+            %tenant,
+            changes = copy.at.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "revenue changes read into memory"
+        );
+        self.copies.insert(tenant, Arc::new(copy)).await;
         Ok(())
     }
 }

@@ -10,9 +10,10 @@ use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::index::{Index, Totals};
+use super::index::{Changes, Index, Totals};
 use crate::db::Conn;
 use crate::error::AppResult;
 use crate::metrics::window::{Granularity, local_date, local_midnight};
@@ -229,18 +230,24 @@ pub async fn report(
     window: &Window,
     index: Option<&Arc<Index>>,
 ) -> AppResult<Report> {
-    let n = window.buckets.len();
-    let plan = Plan::of(window);
     let copy = match index {
-        Some(index) if n > 1 => {
+        Some(index) => {
             let version = super::index::version(conn, tenant).await?;
             index.at_version(tenant, version).await
         }
-        _ => None,
+        None => None,
     };
-    // With one bucket the range's totals are that bucket's, and with a current copy they come
-    // from memory: then an empty span reads nothing.
-    let totals_in_sql = n > 1 && copy.is_none();
+    let (at, whole) = match copy {
+        Some(copy) => from_copy(conn, tenant, &copy, window).await?,
+        None => from_sql(conn, tenant, window).await?,
+    };
+    Ok(assemble(window, &at, &whole))
+}
+
+/// Rows `k` 0..=n (stocks at the range's start, then per bucket) and the whole range's.
+async fn from_sql(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<(Vec<Row>, Row)> {
+    let n = window.buckets.len();
+    let plan = Plan::of(window);
     let from_day = local_date(window.tz, window.from);
     let from_month = from_day.with_day(1).unwrap_or(from_day);
     let rows: Vec<Row> = diesel::sql_query(REPORT)
@@ -256,11 +263,8 @@ pub async fn report(
         .bind::<Array<Timestamptz>, _>(&plan.span_from)
         .bind::<Array<Timestamptz>, _>(&plan.span_to)
         .bind::<Timestamptz, _>(window.from)
-        .bind::<Timestamptz, _>(if totals_in_sql {
-            window.to
-        } else {
-            window.from
-        })
+        // With one bucket the range's totals are that bucket's: an empty span reads nothing.
+        .bind::<Timestamptz, _>(if n > 1 { window.to } else { window.from })
         .load(conn)
         .await?;
     let mut at = vec![Row::default(); n + 1];
@@ -278,12 +282,100 @@ pub async fn report(
             at[k].paying = at[k - 1].paying;
         }
     }
-    let whole = match (copy, whole) {
-        (Some(copy), _) => Row::from(copy.totals(window.from, window.to)),
-        (None, Some(w)) => w,
-        (None, None) if n == 1 => at[1].clone(),
-        (None, None) => Row::default(),
+    let whole = match whole {
+        Some(w) => w,
+        None if n == 1 => at[1].clone(),
+        None => Row::default(),
     };
+    Ok((at, whole))
+}
+
+/// Whole buckets' rows of `revenue_periods`, in the caller's snapshot.
+const PERIODS: &str = r#"
+SELECT period, new_mrr::float8 AS new_mrr,
+       reactivation_mrr::float8 AS reactivation_mrr, expansion_mrr::float8 AS expansion_mrr,
+       contraction_mrr::float8 AS contraction_mrr, churned_mrr::float8 AS churned_mrr,
+       churned::bigint AS churned
+FROM revenue_periods
+WHERE tenant_id = $1 AND grain = $2::"char" AND period >= $3 AND period <= $4
+"#;
+
+/// A period's movements (its deltas of the stocks come from the copy).
+#[derive(diesel::QueryableByName)]
+struct Period {
+    #[diesel(sql_type = Date)]
+    period: NaiveDate,
+    #[diesel(sql_type = Double)]
+    new_mrr: f64,
+    #[diesel(sql_type = Double)]
+    reactivation_mrr: f64,
+    #[diesel(sql_type = Double)]
+    expansion_mrr: f64,
+    #[diesel(sql_type = Double)]
+    contraction_mrr: f64,
+    #[diesel(sql_type = Double)]
+    churned_mrr: f64,
+    #[diesel(sql_type = BigInt)]
+    churned: i64,
+}
+
+/// The same rows from a current in-memory copy of the changes: whole buckets' movements from
+/// their periods, cut buckets' and the range's from the copy, stocks from its prefix sums.
+async fn from_copy(
+    conn: &mut Conn,
+    tenant: Uuid,
+    copy: &Changes,
+    window: &Window,
+) -> AppResult<(Vec<Row>, Row)> {
+    let plan = Plan::of(window);
+    let (first, last) = (<[_]>::first(&plan.periods), <[_]>::last(&plan.periods));
+    let periods: HashMap<NaiveDate, Period> = match (first, last) {
+        (Some(first), Some(last)) => diesel::sql_query(PERIODS)
+            .bind::<SqlUuid, _>(tenant)
+            .bind::<Text, _>(grain(window.granularity))
+            .bind::<Date, _>(first)
+            .bind::<Date, _>(last)
+            .load::<Period>(conn)
+            .await?
+            .into_iter()
+            .map(|p| (p.period, p))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let mut scratch = copy.scratch();
+    let stock = |row: Row, t| {
+        let (mrr, paying) = copy.stock_before(t);
+        Row { mrr, paying, ..row }
+    };
+    let mut at = vec![stock(Row::default(), window.from)];
+    for (i, b) in window.buckets.iter().enumerate() {
+        let k = i as i32 + 1;
+        let moved = match b.whole_period(window.granularity, window.tz) {
+            Some(day) => periods.get(&day).map_or_else(Row::default, |p| Row {
+                k,
+                mrr: 0.0,
+                paying: 0,
+                new_mrr: p.new_mrr,
+                reactivation_mrr: p.reactivation_mrr,
+                expansion_mrr: p.expansion_mrr,
+                contraction_mrr: p.contraction_mrr,
+                churned_mrr: p.churned_mrr,
+                churned: p.churned,
+            }),
+            None => Row::from(copy.movements(b.start, b.end, &mut scratch)),
+        };
+        at.push(stock(Row { k, ..moved }, b.end));
+    }
+    let whole = if window.buckets.len() > 1 {
+        Row::from(copy.movements(window.from, window.to, &mut scratch))
+    } else {
+        at[1].clone()
+    };
+    Ok((at, whole))
+}
+
+fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
+    let n = window.buckets.len();
     let series = |total: f64, value: &dyn Fn(usize) -> f64| Series {
         total,
         points: window
@@ -302,7 +394,7 @@ pub async fn report(
     let customer_churn = ratio(whole.churned as f64, start.paying as f64);
     let days = (window.to - window.from).num_seconds() as f64 / 86_400.0;
     let monthly_churn = customer_churn * DAYS_PER_MONTH / days;
-    Ok(Report {
+    Report {
         mrr: series(end.mrr, &|k| at[k].mrr),
         arr: series(end.mrr * 12.0, &|k| at[k].mrr * 12.0),
         paying_customers: series(end.paying as f64, &|k| at[k].paying as f64),
@@ -334,5 +426,5 @@ pub async fn report(
                 }
             })
             .collect(),
-    })
+    }
 }
