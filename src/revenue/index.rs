@@ -44,14 +44,21 @@ pub struct Changes {
 /// is written before it is read.
 pub struct Scratch(Vec<(f64, bool)>);
 
-/// A range's movements with each customer netted over all of it.
-#[derive(Debug, Default, Clone, PartialEq)]
+/// A span's movements with each customer netted over all of it (also a row of `REPORT` and of
+/// `revenue_periods`).
+#[derive(diesel::QueryableByName, Debug, Default, Clone, PartialEq)]
 pub struct Totals {
+    #[diesel(sql_type = Double)]
     pub new_mrr: f64,
+    #[diesel(sql_type = Double)]
     pub reactivation_mrr: f64,
+    #[diesel(sql_type = Double)]
     pub expansion_mrr: f64,
+    #[diesel(sql_type = Double)]
     pub contraction_mrr: f64,
+    #[diesel(sql_type = Double)]
     pub churned_mrr: f64,
+    #[diesel(sql_type = BigInt)]
     pub churned: i64,
 }
 

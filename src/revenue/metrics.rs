@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono::{Datelike, NaiveDate};
+use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Date, Double, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use serde::{Deserialize, Serialize};
@@ -110,30 +111,15 @@ struct Row {
     mrr: f64,
     #[diesel(sql_type = BigInt)]
     paying: i64,
-    #[diesel(sql_type = Double)]
-    new_mrr: f64,
-    #[diesel(sql_type = Double)]
-    reactivation_mrr: f64,
-    #[diesel(sql_type = Double)]
-    expansion_mrr: f64,
-    #[diesel(sql_type = Double)]
-    contraction_mrr: f64,
-    #[diesel(sql_type = Double)]
-    churned_mrr: f64,
-    #[diesel(sql_type = BigInt)]
-    churned: i64,
+    #[diesel(embed)]
+    moves: Totals,
 }
 
-impl From<Totals> for Row {
-    fn from(t: Totals) -> Self {
+impl Row {
+    fn moved(k: i32, moves: Totals) -> Row {
         Row {
-            k: -1,
-            new_mrr: t.new_mrr,
-            reactivation_mrr: t.reactivation_mrr,
-            expansion_mrr: t.expansion_mrr,
-            contraction_mrr: t.contraction_mrr,
-            churned_mrr: t.churned_mrr,
-            churned: t.churned,
+            k,
+            moves,
             ..Row::default()
         }
     }
@@ -305,18 +291,8 @@ WHERE tenant_id = $1 AND grain = $2::"char" AND period >= $3 AND period <= $4
 struct Period {
     #[diesel(sql_type = Date)]
     period: NaiveDate,
-    #[diesel(sql_type = Double)]
-    new_mrr: f64,
-    #[diesel(sql_type = Double)]
-    reactivation_mrr: f64,
-    #[diesel(sql_type = Double)]
-    expansion_mrr: f64,
-    #[diesel(sql_type = Double)]
-    contraction_mrr: f64,
-    #[diesel(sql_type = Double)]
-    churned_mrr: f64,
-    #[diesel(sql_type = BigInt)]
-    churned: i64,
+    #[diesel(embed)]
+    moves: Totals,
 }
 
 /// The same rows from a current in-memory copy of the changes: whole buckets' movements from
@@ -329,7 +305,7 @@ async fn from_copy(
 ) -> AppResult<(Vec<Row>, Row)> {
     let plan = Plan::of(window);
     let (first, last) = (<[_]>::first(&plan.periods), <[_]>::last(&plan.periods));
-    let periods: HashMap<NaiveDate, Period> = match (first, last) {
+    let periods: HashMap<NaiveDate, Totals> = match (first, last) {
         (Some(first), Some(last)) => diesel::sql_query(PERIODS)
             .bind::<SqlUuid, _>(tenant)
             .bind::<Text, _>(grain(window.granularity))
@@ -338,7 +314,7 @@ async fn from_copy(
             .load::<Period>(conn)
             .await?
             .into_iter()
-            .map(|p| (p.period, p))
+            .map(|p| (p.period, p.moves))
             .collect(),
         _ => HashMap::new(),
     };
@@ -350,24 +326,14 @@ async fn from_copy(
     let mut at = vec![stock(Row::default(), window.from)];
     for (i, b) in window.buckets.iter().enumerate() {
         let k = i as i32 + 1;
-        let moved = match b.whole_period(window.granularity, window.tz) {
-            Some(day) => periods.get(&day).map_or_else(Row::default, |p| Row {
-                k,
-                mrr: 0.0,
-                paying: 0,
-                new_mrr: p.new_mrr,
-                reactivation_mrr: p.reactivation_mrr,
-                expansion_mrr: p.expansion_mrr,
-                contraction_mrr: p.contraction_mrr,
-                churned_mrr: p.churned_mrr,
-                churned: p.churned,
-            }),
-            None => Row::from(copy.movements(b.start, b.end, &mut scratch)),
+        let moves = match b.whole_period(window.granularity, window.tz) {
+            Some(day) => periods.get(&day).cloned().unwrap_or_default(),
+            None => copy.movements(b.start, b.end, &mut scratch),
         };
-        at.push(stock(Row { k, ..moved }, b.end));
+        at.push(stock(Row::moved(k, moves), b.end));
     }
     let whole = if window.buckets.len() > 1 {
-        Row::from(copy.movements(window.from, window.to, &mut scratch))
+        Row::moved(-1, copy.movements(window.from, window.to, &mut scratch))
     } else {
         at[1].clone()
     };
@@ -391,7 +357,7 @@ fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
     };
     let (start, end) = (&at[0], &at[n]);
     let arpu_at = |k: usize| ratio(at[k].mrr, at[k].paying as f64);
-    let customer_churn = ratio(whole.churned as f64, start.paying as f64);
+    let customer_churn = ratio(whole.moves.churned as f64, start.paying as f64);
     let days = (window.to - window.from).num_seconds() as f64 / 86_400.0;
     let monthly_churn = customer_churn * DAYS_PER_MONTH / days;
     Report {
@@ -400,11 +366,19 @@ fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
         paying_customers: series(end.paying as f64, &|k| at[k].paying as f64),
         arpu: series(arpu_at(n), &arpu_at),
         customer_churn_rate: series(customer_churn, &|k| {
-            ratio(at[k].churned as f64, at[k - 1].paying as f64)
+            ratio(at[k].moves.churned as f64, at[k - 1].paying as f64)
         }),
         revenue_churn_rate: series(
-            ratio(whole.churned_mrr + whole.contraction_mrr, start.mrr),
-            &|k| ratio(at[k].churned_mrr + at[k].contraction_mrr, at[k - 1].mrr),
+            ratio(
+                whole.moves.churned_mrr + whole.moves.contraction_mrr,
+                start.mrr,
+            ),
+            &|k| {
+                ratio(
+                    at[k].moves.churned_mrr + at[k].moves.contraction_mrr,
+                    at[k - 1].mrr,
+                )
+            },
         ),
         ltv: (monthly_churn > 0.0).then(|| arpu_at(n) / monthly_churn),
         movements: window
@@ -415,14 +389,14 @@ fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
                 let r = &at[b + 1];
                 Movement {
                     bucket: bucket.label,
-                    new_mrr: r.new_mrr,
-                    expansion_mrr: r.expansion_mrr,
-                    contraction_mrr: r.contraction_mrr,
-                    churned_mrr: r.churned_mrr,
-                    reactivation_mrr: r.reactivation_mrr,
-                    net_new_mrr: r.new_mrr + r.reactivation_mrr + r.expansion_mrr
-                        - r.contraction_mrr
-                        - r.churned_mrr,
+                    new_mrr: r.moves.new_mrr,
+                    expansion_mrr: r.moves.expansion_mrr,
+                    contraction_mrr: r.moves.contraction_mrr,
+                    churned_mrr: r.moves.churned_mrr,
+                    reactivation_mrr: r.moves.reactivation_mrr,
+                    net_new_mrr: r.moves.new_mrr + r.moves.reactivation_mrr + r.moves.expansion_mrr
+                        - r.moves.contraction_mrr
+                        - r.moves.churned_mrr,
                 }
             })
             .collect(),
