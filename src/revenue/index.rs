@@ -3,7 +3,7 @@
 //! A range's totals net every customer over the whole range (contract: "as if it were one
 //! bucket"), which no per-period rollup holds: it takes each customer's MRR at both ends. In
 //! SQL that is a hash aggregation over every change in the range (50 ms for 90 days of the
-//! bench tenant); here it is one pass over columns with customers numbered densely, and
+//! bench tenant); here it is one pass over an array with customers numbered densely, and
 //! stocks are prefix sums, so a whole report costs one pass over the range's changes. A copy is used only while the tenant's `revenue_version` (raised by a
 //! trigger on every write of `revenue_changes`) still equals the one it was read at, in the
 //! reading transaction's snapshot; a stale or missing copy makes that request take the SQL
@@ -22,27 +22,35 @@ use uuid::Uuid;
 use crate::db::{Conn, Db};
 use crate::error::AppResult;
 
-/// One tenant's changes as columns, ordered by (time, arrival).
+/// One tenant's changes, ordered by (time, arrival): their times apart, for binary search.
 pub struct Changes {
     version: i64,
     at: Vec<i64>,
-    customer: Vec<u32>,
-    /// The customer's previous and next change times; `i64::MIN` and `i64::MAX` for none.
-    prev_at: Vec<i64>,
-    next_at: Vec<i64>,
-    mrr: Vec<f64>,
-    prev_mrr: Vec<f64>,
-    paid_before: Vec<bool>,
+    rows: Vec<Change>,
     /// MRR and paying customers after the first `i` changes (`n + 1` entries).
     cum_mrr: Vec<f64>,
     cum_paying: Vec<i64>,
     customers: usize,
 }
 
-/// Per customer, its MRR before its first change in the span being read, and whether it had
-/// paid. Never reset: a customer's first change in a span comes before its last, so each entry
-/// is written before it is read.
-pub struct Scratch(Vec<(f64, bool)>);
+/// What a pass over a span reads of one change, together in memory.
+struct Change {
+    /// The customer's previous and next change times; `i64::MIN` and `i64::MAX` for none.
+    prev_at: i64,
+    next_at: i64,
+    mrr: f64,
+    prev_mrr: f64,
+    customer: u32,
+    paid_before: bool,
+}
+
+thread_local! {
+    /// Per customer, its MRR before its first change in the span being read, and whether it
+    /// had paid. Never reset: a customer's first change in a span comes before its last, so
+    /// each entry is written before it is read. Kept per thread so that a pass allocates
+    /// nothing.
+    static START: std::cell::RefCell<Vec<(f64, bool)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// A span's movements with each customer netted over all of it (also a row of `REPORT` and of
 /// `revenue_periods`).
@@ -119,12 +127,7 @@ impl Changes {
         let mut c = Changes {
             version,
             at: Vec::with_capacity(n),
-            customer: Vec::with_capacity(n),
-            prev_at: Vec::with_capacity(n),
-            next_at: Vec::with_capacity(n),
-            mrr: Vec::with_capacity(n),
-            prev_mrr: Vec::with_capacity(n),
-            paid_before: Vec::with_capacity(n),
+            rows: Vec::with_capacity(n),
             cum_mrr: Vec::with_capacity(n + 1),
             cum_paying: Vec::with_capacity(n + 1),
             customers: 0,
@@ -134,14 +137,16 @@ impl Changes {
         c.cum_paying.push(paying);
         for r in rows {
             let next = numbers.len() as u32;
-            let number = *numbers.entry(r.customer_id).or_insert(next);
+            let customer = *numbers.entry(r.customer_id).or_insert(next);
             c.at.push(micros(r.occurred_at));
-            c.customer.push(number);
-            c.prev_at.push(r.prev_at.map_or(i64::MIN, micros));
-            c.next_at.push(r.next_at.map_or(i64::MAX, micros));
-            c.mrr.push(r.mrr);
-            c.prev_mrr.push(r.prev_mrr);
-            c.paid_before.push(r.paid_before);
+            c.rows.push(Change {
+                prev_at: r.prev_at.map_or(i64::MIN, micros),
+                next_at: r.next_at.map_or(i64::MAX, micros),
+                mrr: r.mrr,
+                prev_mrr: r.prev_mrr,
+                customer,
+                paid_before: r.paid_before,
+            });
             mrr += r.mrr - r.prev_mrr;
             paying += i64::from(r.mrr > 0.0) - i64::from(r.prev_mrr > 0.0);
             c.cum_mrr.push(mrr);
@@ -157,12 +162,9 @@ impl Changes {
 
     /// Bytes held, for the cache's bound.
     fn weight(&self) -> u32 {
-        let per_change = 8 * 7 + 4 + 1;
+        let per_change =
+            size_of::<i64>() + size_of::<Change>() + size_of::<f64>() + size_of::<i64>();
         u32::try_from(256 + self.at.len() * per_change).unwrap_or(u32::MAX)
-    }
-
-    pub fn scratch(&self) -> Scratch {
-        Scratch(vec![(0.0, false); self.customers])
     }
 
     /// MRR and paying customers at `t`: every change before it counted.
@@ -173,42 +175,41 @@ impl Changes {
 
     /// Movements over `[from, to)`, each customer netted from its MRR before its first change
     /// in the span to its MRR after its last, as `REPORT` does.
-    pub fn movements(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        scratch: &mut Scratch,
-    ) -> Totals {
+    pub fn movements(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Totals {
         let (from, to) = (micros(from), micros(to));
         let lo = self.at.partition_point(|&t| t < from);
         let hi = lo + self.at[lo..].partition_point(|&t| t < to);
-        let start = &mut scratch.0;
-        let mut t = Totals::default();
-        for i in lo..hi {
-            let c = self.customer[i] as usize;
-            if self.prev_at[i] < from {
-                start[c] = (self.prev_mrr[i], self.paid_before[i]);
+        START.with_borrow_mut(|start| {
+            if start.len() < self.customers {
+                start.resize(self.customers, (0.0, false));
             }
-            if self.next_at[i] < to {
-                continue;
-            }
-            let ((s, paid), e) = (start[c], self.mrr[i]);
-            if s == 0.0 && e > 0.0 {
-                if paid {
-                    t.reactivation_mrr += e;
-                } else {
-                    t.new_mrr += e;
+            let mut t = Totals::default();
+            for ch in &self.rows[lo..hi] {
+                let c = ch.customer as usize;
+                if ch.prev_at < from {
+                    start[c] = (ch.prev_mrr, ch.paid_before);
                 }
-            } else if s > 0.0 && e > s {
-                t.expansion_mrr += e - s;
-            } else if e > 0.0 && e < s {
-                t.contraction_mrr += s - e;
-            } else if s > 0.0 && e == 0.0 {
-                t.churned_mrr += s;
-                t.churned += 1;
+                if ch.next_at < to {
+                    continue;
+                }
+                let ((s, paid), e) = (start[c], ch.mrr);
+                if s == 0.0 && e > 0.0 {
+                    if paid {
+                        t.reactivation_mrr += e;
+                    } else {
+                        t.new_mrr += e;
+                    }
+                } else if s > 0.0 && e > s {
+                    t.expansion_mrr += e - s;
+                } else if e > 0.0 && e < s {
+                    t.contraction_mrr += s - e;
+                } else if s > 0.0 && e == 0.0 {
+                    t.churned_mrr += s;
+                    t.churned += 1;
+                }
             }
-        }
-        t
+            t
+        })
     }
 }
 

@@ -318,7 +318,6 @@ async fn from_copy(
             .collect(),
         _ => HashMap::new(),
     };
-    let mut scratch = copy.scratch();
     let stock = |row: Row, t| {
         let (mrr, paying) = copy.stock_before(t);
         Row { mrr, paying, ..row }
@@ -328,12 +327,12 @@ async fn from_copy(
         let k = i as i32 + 1;
         let moves = match b.whole_period(window.granularity, window.tz) {
             Some(day) => periods.get(&day).cloned().unwrap_or_default(),
-            None => copy.movements(b.start, b.end, &mut scratch),
+            None => copy.movements(b.start, b.end),
         };
         at.push(stock(Row::moved(k, moves), b.end));
     }
     let whole = if window.buckets.len() > 1 {
-        Row::moved(-1, copy.movements(window.from, window.to, &mut scratch))
+        Row::moved(-1, copy.movements(window.from, window.to))
     } else {
         at[1].clone()
     };
