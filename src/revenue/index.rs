@@ -92,22 +92,28 @@ const LOAD: &str = "SELECT customer_id, occurred_at, prev_at, next_at, mrr::floa
     prev_mrr::float8 AS prev_mrr, paid_before \
     FROM revenue_changes WHERE tenant_id = $1 ORDER BY occurred_at, id";
 
-const VERSION: &str = "SELECT revenue_version AS version FROM tenant_usage WHERE tenant_id = $1";
+const STAMP: &str = "SELECT revenue_version AS version, revenue_changes_total AS changes \
+    FROM tenant_usage WHERE tenant_id = $1";
 
-#[derive(diesel::QueryableByName)]
-struct Version {
+/// The tenant's revenue version and how many changes it has stored, in the caller's snapshot.
+#[derive(diesel::QueryableByName, Debug, Clone, Copy)]
+pub struct Stamp {
     #[diesel(sql_type = BigInt)]
-    version: i64,
+    pub version: i64,
+    #[diesel(sql_type = BigInt)]
+    pub changes: i64,
 }
 
-/// The tenant's revenue version in the caller's snapshot.
-pub async fn version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
-    let v: Version = diesel::sql_query(VERSION)
+pub async fn stamp(conn: &mut Conn, tenant: Uuid) -> AppResult<Stamp> {
+    Ok(diesel::sql_query(STAMP)
         .bind::<SqlUuid, _>(tenant)
         .get_result(conn)
-        .await?;
-    Ok(v.version)
+        .await?)
 }
+
+/// Bytes a copy holds per change: its time, what a pass reads, and two prefix sums.
+const PER_CHANGE: usize =
+    size_of::<i64>() + size_of::<Change>() + size_of::<f64>() + size_of::<i64>();
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -117,7 +123,7 @@ impl Changes {
     /// Reads the tenant's changes and their version; call inside `tenant_snapshot`, so that
     /// both come from one snapshot.
     pub async fn load(conn: &mut Conn, tenant: Uuid) -> AppResult<Changes> {
-        let version = version(conn, tenant).await?;
+        let version = stamp(conn, tenant).await?.version;
         let rows: Vec<Row> = diesel::sql_query(LOAD)
             .bind::<SqlUuid, _>(tenant)
             .load(conn)
@@ -162,9 +168,7 @@ impl Changes {
 
     /// Bytes held, for the cache's bound.
     fn weight(&self) -> u32 {
-        let per_change =
-            size_of::<i64>() + size_of::<Change>() + size_of::<f64>() + size_of::<i64>();
-        u32::try_from(256 + self.at.len() * per_change).unwrap_or(u32::MAX)
+        u32::try_from(256 + self.at.len() * PER_CHANGE).unwrap_or(u32::MAX)
     }
 
     /// MRR and paying customers at `t`: every change before it counted.
@@ -217,6 +221,9 @@ impl Changes {
 pub struct Index {
     copies: moka::future::Cache<Uuid, Arc<Changes>>,
     loading: Mutex<HashSet<Uuid>>,
+    /// A tenant whose copy would take more than this is always answered from SQL, so that one
+    /// tenant cannot take the memory of all (nor be read again and again, never admitted).
+    largest: u64,
     db: Db,
 }
 
@@ -231,18 +238,23 @@ impl Index {
                     .time_to_idle(Duration::from_secs(3600))
                     .build(),
                 loading: Mutex::default(),
+                largest: max_bytes / 4,
                 db,
             })
         })
     }
 
-    /// The tenant's copy if it is at `version`. Otherwise None, and a new copy is read in the
-    /// background unless one is being read already.
-    pub async fn at_version(self: &Arc<Self>, tenant: Uuid, version: i64) -> Option<Arc<Changes>> {
+    /// The tenant's copy if it is at the stamp's version. Otherwise None, and a new copy is
+    /// read in the background unless one is being read already or it would be too large.
+    pub async fn at(self: &Arc<Self>, tenant: Uuid, stamp: Stamp) -> Option<Arc<Changes>> {
         if let Some(c) = self.copies.get(&tenant).await
-            && c.version == version
+            && c.version == stamp.version
         {
             return Some(c);
+        }
+        let bytes = u64::try_from(stamp.changes).unwrap_or(0) * PER_CHANGE as u64;
+        if bytes > self.largest {
+            return None;
         }
         let started = self.loading.lock().is_ok_and(|mut l| l.insert(tenant));
         if started {

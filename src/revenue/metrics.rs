@@ -218,8 +218,8 @@ pub async fn report(
 ) -> AppResult<Report> {
     let copy = match index {
         Some(index) => {
-            let version = super::index::version(conn, tenant).await?;
-            index.at_version(tenant, version).await
+            let stamp = super::index::stamp(conn, tenant).await?;
+            index.at(tenant, stamp).await
         }
         None => None,
     };
