@@ -1,12 +1,14 @@
 //! Analytics (contract `analytics.graphql`): engagement here, revenue in `revenue.rs`.
 
-use async_graphql::{Context, InputObject, InputType, Object, Result, SimpleObject};
+use async_graphql::{
+    Context, InputObject, InputType, Object, Result, ScalarType, SimpleObject, Value,
+};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::points::Points;
+use super::flat_list::{Flat, FlatList};
 use super::revenue::RevenueAnalytics;
 use crate::auth::guards::{RevenueGuard, principal};
 use crate::error::AppError;
@@ -81,19 +83,33 @@ pub struct MetricPoint {
     pub group: Option<String>,
 }
 
+impl Flat for MetricPoint {
+    fn field(name: &str) -> Option<usize> {
+        ["bucket", "value", "group"].iter().position(|f| *f == name)
+    }
+
+    fn value(&self, field: usize) -> Value {
+        match field {
+            0 => ScalarType::to_value(&self.bucket),
+            1 => ScalarType::to_value(&self.value),
+            _ => self.group.clone().map_or(Value::Null, Value::String),
+        }
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct MetricSeries {
     /// The metric over the whole range as one bucket.
     pub total: f64,
     /// One per bucket, oldest first, empty buckets included.
-    pub points: Points,
+    pub points: FlatList<MetricPoint>,
 }
 
 impl From<metrics::Series> for MetricSeries {
     fn from(s: metrics::Series) -> Self {
         Self {
             total: s.total,
-            points: Points(
+            points: FlatList(
                 s.points
                     .into_iter()
                     .map(|p| MetricPoint {

@@ -3,11 +3,11 @@
 mod analytics;
 mod auth;
 pub mod errors;
+mod flat_list;
 mod ingest;
 mod live;
 pub mod loaders;
 pub mod pagination;
-mod points;
 mod revenue;
 pub mod tenant;
 

@@ -1,8 +1,9 @@
 //! `analytics.revenue` (contract `analytics.graphql`): the object and its movements.
 
-use async_graphql::Object;
+use async_graphql::{Object, ScalarType, Value};
 
 use super::analytics::MetricSeries;
+use super::flat_list::{Flat, FlatList};
 use crate::revenue::metrics::{Movement, Report};
 
 /// Revenue over the range, in the tenant's currency (`tenant.currency`). A customer's changes
@@ -48,7 +49,35 @@ impl RevenueAnalytics {
     }
 
     /// One entry per bucket, oldest first.
-    async fn mrr_movements(&self) -> &[Movement] {
-        &self.0.movements
+    async fn mrr_movements(&self) -> FlatList<Movement> {
+        FlatList(self.0.movements.clone())
+    }
+}
+
+impl Flat for Movement {
+    fn field(name: &str) -> Option<usize> {
+        [
+            "bucket",
+            "newMrr",
+            "expansionMrr",
+            "contractionMrr",
+            "churnedMrr",
+            "reactivationMrr",
+            "netNewMrr",
+        ]
+        .iter()
+        .position(|f| *f == name)
+    }
+
+    fn value(&self, field: usize) -> Value {
+        match field {
+            0 => ScalarType::to_value(&self.bucket),
+            1 => ScalarType::to_value(&self.new_mrr),
+            2 => ScalarType::to_value(&self.expansion_mrr),
+            3 => ScalarType::to_value(&self.contraction_mrr),
+            4 => ScalarType::to_value(&self.churned_mrr),
+            5 => ScalarType::to_value(&self.reactivation_mrr),
+            _ => ScalarType::to_value(&self.net_new_mrr),
+        }
     }
 }

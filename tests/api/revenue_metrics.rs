@@ -504,6 +504,21 @@ async fn a_customer_who_comes_and_goes_inside_a_bucket_shows_no_movement() {
         Some(70.0),
         "{weeks:?}"
     );
+
+    // Movements are answered in one step: aliases, fragments and `__typename` still hold.
+    let r = t
+        .gql(
+            Some(&s.access),
+            "query($r: TimeRangeInput!) { analytics(range: $r, granularity: WEEK) { revenue { mrrMovements { at: bucket ...M __typename } } } } fragment M on MrrMovement { back: reactivationMrr netNewMrr }",
+            json!({ "r": { "from": from.to_rfc3339(), "to": to.to_rfc3339() } }),
+        )
+        .await;
+    let got = &r["data"]["analytics"]["revenue"]["mrrMovements"];
+    let want: Vec<Value> = weeks
+        .iter()
+        .map(|w| json!({ "at": w["bucket"], "back": w["reactivationMrr"], "netNewMrr": w["netNewMrr"], "__typename": "MrrMovement" }))
+        .collect();
+    assert_eq!(got, &json!(want), "{r}");
 }
 
 #[tokio::test]
