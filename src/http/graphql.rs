@@ -160,7 +160,7 @@ async fn execute(
     let kv = state.app.config.metric_cache.then_some(&state.app.kv);
     let probe = response_cache::Probe::new(kv, &principal, &request);
     if let Some(probe) = &probe
-        && let Some(body) = probe.lookup().await
+        && let Some(body) = probe.lookup(&state.recent).await
     {
         return json_body(body);
     }
@@ -179,7 +179,7 @@ async fn execute(
         && response.errors.is_empty()
         && let Some(version) = read.single()
     {
-        probe.store(version, &body).await;
+        probe.store(&state.recent, version, &body).await;
     }
     json_body(body)
 }

@@ -29,6 +29,8 @@ use crate::graphql::{FahwaSchema, build_schema};
 
 pub use authenticate::authenticate;
 
+use std::sync::Arc;
+
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What every handler receives.
@@ -36,6 +38,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct HttpState {
     pub app: App,
     pub schema: FahwaSchema,
+    /// This instance's copies of recently served cached responses.
+    pub recent: Arc<response_cache::Recent>,
 }
 
 pub fn router(app: App) -> Router {
@@ -43,6 +47,7 @@ pub fn router(app: App) -> Router {
     let state = HttpState {
         schema: build_schema(&app),
         app: app.clone(),
+        recent: Arc::default(),
     };
     let body_limit = app.config.max_body_bytes;
     // A full batch (5 MB of events) plus JSON framing.

@@ -7,6 +7,8 @@
 //! settings) change without a data version bump. The audience (member role, or key scopes) is
 //! part of the key, so that a field a role may not read is never served from another's answer.
 
+use std::sync::Arc;
+
 use async_graphql::parser::types::{OperationType, Selection};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -20,6 +22,29 @@ use crate::metrics::versions;
 /// new entry: a short life keeps Redis from filling with answers nobody asks for again. The
 /// series behind them stay cached longer (`kv::BLOB_TTL`).
 const RESPONSE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Bytes of recent responses each instance keeps in memory.
+const RECENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Copies of recently served responses in this instance, so that a hit reads only the tenant's
+/// version from the key-value store instead of the whole document (a 90-day Overview is tens
+/// of kilobytes). A copy is served under exactly the rule of the shared store: only while its
+/// version is the tenant's current one.
+pub struct Recent(moka::future::Cache<String, Arc<Vec<u8>>>);
+
+impl Default for Recent {
+    fn default() -> Self {
+        Recent(
+            moka::future::Cache::builder()
+                .max_capacity(RECENT_BYTES)
+                .weigher(|k: &String, v: &Arc<Vec<u8>>| {
+                    u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                })
+                .time_to_live(RESPONSE_TTL)
+                .build(),
+        )
+    }
+}
 
 /// One request's place in the cache.
 pub struct Probe<'a> {
@@ -73,31 +98,66 @@ impl<'a> Probe<'a> {
     }
 
     /// The stored response body, if it was computed at the tenant's current data version.
-    pub async fn lookup(&self) -> Option<Vec<u8>> {
-        let found = self
-            .kv
-            .get_with_blob(&versions::mirror_key(self.tenant), &self.key)
-            .await;
-        let hit = match found {
-            Ok((Some(current), Some(stored))) => unpack(&stored, current),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "response cache read failed");
-                None
-            }
+    pub async fn lookup(&self, recent: &Recent) -> Option<Vec<u8>> {
+        let hit = match recent.0.get(&self.key).await {
+            Some(copy) => match self.version().await {
+                Some(current) => match unpack(&copy, current) {
+                    Some(body) => Some(body),
+                    None => self.shared(recent).await,
+                },
+                None => None,
+            },
+            None => self.shared(recent).await,
         };
         let result = if hit.is_some() { "hit" } else { "miss" };
         metrics::counter!("fahwa_response_cache_total", "result" => result).increment(1);
         hit
     }
 
+    /// The tenant's mirrored data version alone.
+    async fn version(&self) -> Option<i64> {
+        match self.kv.get_many(&[versions::mirror_key(self.tenant)]).await {
+            Ok(found) => found.into_iter().next().flatten(),
+            Err(e) => {
+                tracing::warn!(error = %e, "response cache read failed");
+                None
+            }
+        }
+    }
+
+    /// The response in the shared store (another instance may have stored it), kept here too.
+    async fn shared(&self, recent: &Recent) -> Option<Vec<u8>> {
+        let found = self
+            .kv
+            .get_with_blob(&versions::mirror_key(self.tenant), &self.key)
+            .await;
+        match found {
+            Ok((Some(current), Some(stored))) => {
+                let body = unpack(&stored, current)?;
+                recent.0.insert(self.key.clone(), stored).await;
+                Some(body)
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "response cache read failed");
+                None
+            }
+        }
+    }
+
     /// Stores `body`, computed at data `version`, and raises the tenant's mirrored version to
     /// it (a version just read from PostgreSQL).
-    pub async fn store(&self, version: i64, body: &[u8]) {
+    pub async fn store(&self, recent: &Recent, version: i64, body: &[u8]) {
         let mut packed = Vec::with_capacity(8 + body.len());
         packed.extend_from_slice(&version.to_be_bytes());
         packed.extend_from_slice(body);
-        if let Err(e) = self.kv.set_blob(&self.key, packed, RESPONSE_TTL).await {
+        let packed = Arc::new(packed);
+        recent.0.insert(self.key.clone(), packed.clone()).await;
+        if let Err(e) = self
+            .kv
+            .set_blob(&self.key, packed.as_ref().clone(), RESPONSE_TTL)
+            .await
+        {
             tracing::warn!(error = %e, "response cache write failed");
         }
         versions::raise(self.kv, self.tenant, version).await;

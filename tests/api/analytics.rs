@@ -962,6 +962,17 @@ async fn whole_responses_are_served_only_at_their_data_version() {
         again, first,
         "the stored response answers at the same version"
     );
+    // Gone from Redis too, it is still this instance's recent copy while the version holds.
+    let _: () = redis::cmd("DEL")
+        .arg(&stored)
+        .query_async(&mut redis_connection().await)
+        .await
+        .unwrap();
+    let recent = engagement(&t, &s, from, to).await;
+    assert_eq!(
+        recent, first,
+        "this instance's copy answers at the same version"
+    );
 
     // A query that reads more than analytics is never stored: the rename shows at once.
     let mixed = "query($r: TimeRangeInput!) { analytics(range: $r, granularity: DAY) { events { total } } me { tenant { name } } }";
