@@ -187,6 +187,45 @@ WITH input AS (
 SELECT count(*) AS inserted FROM ins
 "#;
 
+/// One ingest batch as its transaction ends.
+pub(crate) struct Batch {
+    pub tenant_id: Uuid,
+    pub actor: Actor,
+    pub action: &'static str,
+    pub target_type: &'static str,
+    /// Items sent, duplicates inside the batch included.
+    pub received: i64,
+    /// What was stored (`accepted` in the audit record).
+    pub added: Added,
+}
+
+/// The end of an ingest batch's transaction: its audit record, then the data version bump
+/// (last: every batch of the tenant waits on that row until commit). Returns the new version.
+pub(crate) async fn close_batch(
+    conn: &mut crate::db::Conn,
+    meta: &crate::db::audit::RequestMeta,
+    batch: Batch,
+) -> AppResult<i64> {
+    let accepted = match batch.added {
+        Added::Events(n) | Added::RevenueChanges(n) => n,
+        Added::Nothing => 0,
+    };
+    audit::record(
+        conn,
+        meta,
+        AuditEntry {
+            tenant_id: Some(batch.tenant_id),
+            actor: batch.actor,
+            action: batch.action,
+            target_type: Some(batch.target_type),
+            target_id: None,
+            details: json!({ "received": batch.received, "accepted": accepted }),
+        },
+    )
+    .await?;
+    versions::bump(conn, batch.tenant_id, batch.added).await
+}
+
 pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppResult<IngestOutcome> {
     let (tenant_id, actor) = ingesting_tenant(caller.principal)?;
     let now = Utc::now();
@@ -213,33 +252,25 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
                     .bind::<Array<Jsonb>, _>(&cols.properties)
                     .get_result(conn)
                     .await?;
-                audit::record(
+                let version = close_batch(
                     conn,
                     meta,
-                    AuditEntry {
-                        tenant_id: Some(tenant_id),
+                    Batch {
+                        tenant_id,
                         actor,
                         action: "events.ingest",
-                        target_type: Some("Events"),
-                        target_id: None,
-                        details: json!({
-                            "received": sent + in_batch_duplicates,
-                            "accepted": written.inserted,
-                        }),
+                        target_type: "Events",
+                        received: sent + in_batch_duplicates,
+                        added: Added::Events(written.inserted),
                     },
                 )
                 .await?;
-                let version =
-                    versions::bump(conn, tenant_id, Added::Events(written.inserted)).await?;
                 Ok((written.inserted, version))
             }
             .scope_boxed()
         })
         .await?;
-    if caller.app.config.metric_cache {
-        // Before the call answers: a dashboard load after it must not be served an older answer.
-        versions::raise(&caller.app.kv, tenant_id, version).await;
-    }
+    versions::announce(caller.app, tenant_id, version).await;
     Ok(IngestOutcome {
         accepted: inserted,
         duplicates: in_batch_duplicates + (sent - inserted),

@@ -59,6 +59,14 @@ pub async fn bump(
     Ok(bumped.data_version)
 }
 
+/// After a write's transaction committed, before the write answers: a dashboard load after it
+/// must not be served an older answer from the response cache.
+pub async fn announce(app: &crate::app::App, tenant: Uuid, version: i64) {
+    if app.config.metric_cache {
+        raise(&app.kv, tenant, version).await;
+    }
+}
+
 /// Raises the tenant's mirrored version to `version` (never lowers it). A failure is logged
 /// only: the mirror then expires and readers fall back to PostgreSQL.
 pub async fn raise(kv: &Kv, tenant: Uuid, version: i64) {

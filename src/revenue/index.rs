@@ -162,10 +162,6 @@ impl Changes {
         Ok(c)
     }
 
-    pub fn version(&self) -> i64 {
-        self.version
-    }
-
     /// Bytes held, for the cache's bound.
     fn weight(&self) -> u32 {
         u32::try_from(256 + self.at.len() * PER_CHANGE).unwrap_or(u32::MAX)

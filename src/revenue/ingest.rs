@@ -12,14 +12,13 @@ use diesel::sql_types::{
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::amount;
 use crate::accounts::Caller;
-use crate::db::audit::{self, AuditEntry};
 use crate::error::{AppError, AppResult};
 use crate::events::IngestOutcome;
-use crate::events::ingest::ingesting_tenant;
+use crate::events::ingest::{Batch, close_batch, ingesting_tenant};
 use crate::metrics::versions::{self, Added};
 
 pub const MAX_BATCH: usize = 10_000;
@@ -231,33 +230,25 @@ pub async fn ingest_revenue(
                 let written: Written = bind(insert_sql()).get_result(conn).await?;
                 super::recompute_customers(conn, tenant_id, &written.touched, written.since)
                     .await?;
-                audit::record(
+                let version = close_batch(
                     conn,
                     meta,
-                    AuditEntry {
-                        tenant_id: Some(tenant_id),
+                    Batch {
+                        tenant_id,
                         actor,
                         action: "revenue.ingest",
-                        target_type: Some("RevenueChanges"),
-                        target_id: None,
-                        details: json!({
-                            "received": sent + in_batch_duplicates,
-                            "accepted": written.inserted,
-                        }),
+                        target_type: "RevenueChanges",
+                        received: sent + in_batch_duplicates,
+                        added: Added::RevenueChanges(written.inserted),
                     },
                 )
                 .await?;
-                let version =
-                    versions::bump(conn, tenant_id, Added::RevenueChanges(written.inserted))
-                        .await?;
                 Ok((written.inserted, version))
             }
             .scope_boxed()
         })
         .await?;
-    if caller.app.config.metric_cache {
-        versions::raise(&caller.app.kv, tenant_id, version).await;
-    }
+    versions::announce(caller.app, tenant_id, version).await;
     Ok(IngestOutcome {
         accepted: inserted,
         duplicates: in_batch_duplicates + (sent - inserted),
@@ -266,6 +257,8 @@ pub async fn ingest_revenue(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn change(i: usize, mrr: Value, currency: &str) -> NewRevenueChange {

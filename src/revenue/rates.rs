@@ -198,9 +198,7 @@ pub async fn store(
             .scope_boxed()
         })
         .await?;
-    if app.config.metric_cache {
-        versions::raise(&app.kv, tenant_id, version).await;
-    }
+    versions::announce(app, tenant_id, version).await;
     Ok(set)
 }
 
