@@ -23,14 +23,15 @@ use crate::metrics::{Point, Series, Window};
 /// A customer's state at an instant is its last change before it (ties in arrival order).
 /// Each change carries the MRR before it, whether the customer had paid before it, and when the
 /// customer's previous and next changes happened (`fahwa_recompute_customers`). So a bucket the
-/// range holds whole is one row of `revenue_periods`, and only the changes inside a cut bucket
-/// (or inside the whole range, for its totals) are read: a change is its customer's first in a
-/// span when the previous one is before the span, and its last when the next one is after.
+/// range holds whole is one row of `revenue_periods` (`PERIODS`), and only the changes inside a
+/// cut bucket (or inside the whole range, for its totals) are read: a change is its customer's
+/// first in a span when the previous one is before the span, and its last when the next one is
+/// after.
 ///
-/// Rows: `k` 0 is the stock at the range's start (the days before it, a month at a time, plus
-/// that day's changes before it); `k` 1..n a bucket's net change of the stocks and movements;
-/// `k` -1 the whole range's movements. Stocks come out as of the end of each bucket.
-const REPORT: &str = r#"
+/// Without a copy in memory, `SPANS` reads the rest: `k` 0 is the stock at the range's start
+/// (the days before it, a month at a time, plus that day's changes before it); `k` 1..n a cut
+/// bucket's net change of the stocks and its movements; `k` -1 the whole range's movements.
+const SPANS: &str = r#"
 WITH base AS (
   SELECT coalesce(sum(d_mrr), 0) AS d_mrr, coalesce(sum(d_paying), 0) AS d_paying
   FROM revenue_periods
@@ -39,16 +40,11 @@ WITH base AS (
   SELECT coalesce(sum(mrr - prev_mrr), 0) AS d_mrr,
          coalesce(sum((mrr > 0)::int - (prev_mrr > 0)::int), 0) AS d_paying
   FROM revenue_changes WHERE tenant_id = $1 AND occurred_at >= $4 AND occurred_at < $5
-), whole AS (
-  SELECT w.k, p.d_mrr, p.d_paying::bigint AS d_paying, p.new_mrr, p.reactivation_mrr,
-         p.expansion_mrr, p.contraction_mrr, p.churned_mrr, p.churned::bigint AS churned
-  FROM unnest($7::int[], $8::date[]) AS w (k, period)
-  JOIN revenue_periods p ON p.tenant_id = $1 AND p.grain = $6::"char" AND p.period = w.period
 ), ch AS (
   SELECT x.k, c.customer_id, c.mrr, c.prev_mrr, c.paid_before,
          c.prev_at IS NULL OR c.prev_at < x.lo AS first,
          c.next_at IS NULL OR c.next_at >= x.hi AS last
-  FROM unnest($9::int[], $10::timestamptz[], $11::timestamptz[]) AS x (k, lo, hi)
+  FROM unnest($6::int[], $7::timestamptz[], $8::timestamptz[]) AS x (k, lo, hi)
   JOIN revenue_changes c ON c.tenant_id = $1 AND c.occurred_at >= x.lo AND c.occurred_at < x.hi
 ), per_customer AS (
   SELECT k, customer_id,
@@ -59,12 +55,12 @@ WITH base AS (
   UNION ALL
   -- The whole range, straight from the index: only its customers' first and last changes.
   SELECT -1, customer_id,
-         max(prev_mrr) FILTER (WHERE prev_at IS NULL OR prev_at < $12),
-         max(mrr) FILTER (WHERE next_at IS NULL OR next_at >= $13),
-         bool_or(paid_before) FILTER (WHERE prev_at IS NULL OR prev_at < $12)
+         max(prev_mrr) FILTER (WHERE prev_at IS NULL OR prev_at < $9),
+         max(mrr) FILTER (WHERE next_at IS NULL OR next_at >= $10),
+         bool_or(paid_before) FILTER (WHERE prev_at IS NULL OR prev_at < $9)
   FROM revenue_changes
-  WHERE tenant_id = $1 AND occurred_at >= $12 AND occurred_at < $13
-    AND (prev_at IS NULL OR prev_at < $12 OR next_at IS NULL OR next_at >= $13)
+  WHERE tenant_id = $1 AND occurred_at >= $9 AND occurred_at < $10
+    AND (prev_at IS NULL OR prev_at < $9 OR next_at IS NULL OR next_at >= $10)
   GROUP BY customer_id
 ), moves AS (
   SELECT k,
@@ -78,35 +74,33 @@ WITH base AS (
 ), cut AS (
   SELECT k, sum(mrr - prev_mrr) AS d_mrr, sum((mrr > 0)::int - (prev_mrr > 0)::int) AS d_paying
   FROM ch GROUP BY k
-), buckets AS (
-  SELECT 0 AS k, base.d_mrr + partial.d_mrr AS d_mrr, base.d_paying + partial.d_paying AS d_paying,
-         0::numeric AS new_mrr, 0::numeric AS reactivation_mrr, 0::numeric AS expansion_mrr,
-         0::numeric AS contraction_mrr, 0::numeric AS churned_mrr, 0::bigint AS churned
-  FROM base, partial
-  UNION ALL
-  SELECT * FROM whole
-  UNION ALL
-  SELECT c.k, c.d_mrr, c.d_paying, m.new_mrr, m.reactivation_mrr, m.expansion_mrr,
-         m.contraction_mrr, m.churned_mrr, m.churned
-  FROM cut c JOIN moves m USING (k)
 )
-SELECT k, (sum(d_mrr) OVER (ORDER BY k))::float8 AS mrr,
-       (sum(d_paying) OVER (ORDER BY k))::bigint AS paying,
-       new_mrr::float8 AS new_mrr, reactivation_mrr::float8 AS reactivation_mrr,
-       expansion_mrr::float8 AS expansion_mrr, contraction_mrr::float8 AS contraction_mrr,
-       churned_mrr::float8 AS churned_mrr, churned
-FROM buckets
+SELECT 0 AS k, (base.d_mrr + partial.d_mrr)::float8 AS mrr,
+       (base.d_paying + partial.d_paying)::bigint AS paying,
+       0::float8 AS new_mrr, 0::float8 AS reactivation_mrr, 0::float8 AS expansion_mrr,
+       0::float8 AS contraction_mrr, 0::float8 AS churned_mrr, 0::bigint AS churned
+FROM base, partial
 UNION ALL
-SELECT -1, 0, 0, new_mrr::float8, reactivation_mrr::float8, expansion_mrr::float8,
-       contraction_mrr::float8, churned_mrr::float8, churned
-FROM moves WHERE k = -1
+SELECT m.k, coalesce(c.d_mrr, 0)::float8, coalesce(c.d_paying, 0)::bigint, m.new_mrr::float8,
+       m.reactivation_mrr::float8, m.expansion_mrr::float8, m.contraction_mrr::float8,
+       m.churned_mrr::float8, m.churned
+FROM moves m LEFT JOIN cut c USING (k)
 "#;
 
+/// Whole buckets' rows of `revenue_periods`.
+const PERIODS: &str = r#"
+SELECT period AS k, d_mrr::float8 AS mrr, d_paying::bigint AS paying, new_mrr::float8 AS new_mrr,
+       reactivation_mrr::float8 AS reactivation_mrr, expansion_mrr::float8 AS expansion_mrr,
+       contraction_mrr::float8 AS contraction_mrr, churned_mrr::float8 AS churned_mrr,
+       churned::bigint AS churned
+FROM revenue_periods
+WHERE tenant_id = $1 AND grain = $2::"char" AND period >= $3 AND period <= $4
+"#;
+
+/// What a span did: its change of the stocks (`mrr`, `paying`) and its movements. Once the
+/// report adds them up, `mrr` and `paying` are the stocks at the span's end.
 #[derive(diesel::QueryableByName, Debug, Default, Clone)]
-struct Row {
-    #[diesel(sql_type = Integer)]
-    k: i32,
-    /// At the end of bucket `k` (`k` 0: at the range's start).
+struct Span {
     #[diesel(sql_type = Double)]
     mrr: f64,
     #[diesel(sql_type = BigInt)]
@@ -115,14 +109,20 @@ struct Row {
     moves: Totals,
 }
 
-impl Row {
-    fn moved(k: i32, moves: Totals) -> Row {
-        Row {
-            k,
-            moves,
-            ..Row::default()
-        }
-    }
+#[derive(diesel::QueryableByName)]
+struct SpanRow {
+    #[diesel(sql_type = Integer)]
+    k: i32,
+    #[diesel(embed)]
+    span: Span,
+}
+
+#[derive(diesel::QueryableByName)]
+struct PeriodRow {
+    #[diesel(sql_type = Date)]
+    k: NaiveDate,
+    #[diesel(embed)]
+    span: Span,
 }
 
 /// One bucket's MRR movements, in the tenant's currency (GraphQL `MrrMovement`).
@@ -166,40 +166,6 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b == 0.0 { 0.0 } else { a / b }
 }
 
-/// The range's buckets as the statement takes them: whole periods by their first day, cut
-/// buckets by their instants.
-#[derive(Default)]
-struct Plan {
-    period_k: Vec<i32>,
-    periods: Vec<NaiveDate>,
-    span_k: Vec<i32>,
-    span_from: Vec<DateTime<Utc>>,
-    span_to: Vec<DateTime<Utc>>,
-}
-
-impl Plan {
-    fn of(window: &Window) -> Self {
-        let mut plan = Plan::default();
-        for (i, bucket) in window.buckets.iter().enumerate() {
-            let k = i as i32 + 1;
-            match bucket.whole_period(window.granularity, window.tz) {
-                Some(first_day) => {
-                    plan.period_k.push(k);
-                    plan.periods.push(first_day);
-                }
-                None => plan.span(k, bucket.start, bucket.end),
-            }
-        }
-        plan
-    }
-
-    fn span(&mut self, k: i32, from: DateTime<Utc>, to: DateTime<Utc>) {
-        self.span_k.push(k);
-        self.span_from.push(from);
-        self.span_to.push(to);
-    }
-}
-
 fn grain(granularity: Granularity) -> &'static str {
     match granularity {
         Granularity::Hour | Granularity::Day => "d",
@@ -208,8 +174,8 @@ fn grain(granularity: Granularity) -> &'static str {
     }
 }
 
-/// `index`: this instance's in-memory copies of revenue changes, used for the range's totals
-/// when the tenant's is current in the caller's snapshot (call inside `tenant_snapshot`).
+/// `index`: this instance's in-memory copies of revenue changes, used when the tenant's is
+/// current in the caller's snapshot (call inside `tenant_snapshot`).
 pub async fn report(
     conn: &mut Conn,
     tenant: Uuid,
@@ -223,123 +189,122 @@ pub async fn report(
         }
         None => None,
     };
-    let (at, whole) = match copy {
-        Some(copy) => from_copy(conn, tenant, &copy, window).await?,
+    let periods = whole_periods(conn, tenant, window).await?;
+    let (start, mut cut, whole) = match &copy {
+        Some(copy) => from_copy(copy, window),
         None => from_sql(conn, tenant, window).await?,
     };
+    // Stocks at each bucket's end: the start's plus every bucket's change so far.
+    let mut at = vec![start];
+    for (i, b) in window.buckets.iter().enumerate() {
+        let prev = &at[i];
+        let span = match b.whole_period(window.granularity, window.tz) {
+            Some(day) => periods.get(&day).cloned(),
+            None => cut.remove(&(i as i32 + 1)),
+        }
+        .unwrap_or_default();
+        at.push(Span {
+            mrr: prev.mrr + span.mrr,
+            paying: prev.paying + span.paying,
+            moves: span.moves,
+        });
+    }
+    // With one bucket the range's totals are that bucket's.
+    let whole = whole.map_or_else(|| at[1].moves.clone(), |w| w.moves);
     Ok(assemble(window, &at, &whole))
 }
 
-/// Rows `k` 0..=n (stocks at the range's start, then per bucket) and the whole range's.
-async fn from_sql(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<(Vec<Row>, Row)> {
-    let n = window.buckets.len();
-    let plan = Plan::of(window);
+/// The `revenue_periods` rows of the window's whole buckets, by first day.
+async fn whole_periods(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+) -> AppResult<HashMap<NaiveDate, Span>> {
+    let days: Vec<NaiveDate> = window
+        .buckets
+        .iter()
+        .filter_map(|b| b.whole_period(window.granularity, window.tz))
+        .collect();
+    let (Some(first), Some(last)) = (<[_]>::first(&days), <[_]>::last(&days)) else {
+        return Ok(HashMap::new());
+    };
+    let rows: Vec<PeriodRow> = diesel::sql_query(PERIODS)
+        .bind::<SqlUuid, _>(tenant)
+        .bind::<Text, _>(grain(window.granularity))
+        .bind::<Date, _>(first)
+        .bind::<Date, _>(last)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.k, r.span)).collect())
+}
+
+/// The stocks at the range's start, each cut bucket's span by number, and the range's
+/// movements (None with one bucket).
+type Rest = (Span, HashMap<i32, Span>, Option<Span>);
+
+async fn from_sql(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<Rest> {
+    let mut cut = (Vec::new(), Vec::new(), Vec::new());
+    for (i, b) in window.buckets.iter().enumerate() {
+        if b.whole_period(window.granularity, window.tz).is_none() {
+            cut.0.push(i as i32 + 1);
+            cut.1.push(b.start);
+            cut.2.push(b.end);
+        }
+    }
     let from_day = local_date(window.tz, window.from);
     let from_month = from_day.with_day(1).unwrap_or(from_day);
-    let rows: Vec<Row> = diesel::sql_query(REPORT)
+    let several = window.buckets.len() > 1;
+    let rows: Vec<SpanRow> = diesel::sql_query(SPANS)
         .bind::<SqlUuid, _>(tenant)
         .bind::<Date, _>(from_day)
         .bind::<Date, _>(from_month)
         .bind::<Timestamptz, _>(local_midnight(window.tz, from_day))
         .bind::<Timestamptz, _>(window.from)
-        .bind::<Text, _>(grain(window.granularity))
-        .bind::<Array<Integer>, _>(&plan.period_k)
-        .bind::<Array<Date>, _>(&plan.periods)
-        .bind::<Array<Integer>, _>(&plan.span_k)
-        .bind::<Array<Timestamptz>, _>(&plan.span_from)
-        .bind::<Array<Timestamptz>, _>(&plan.span_to)
+        .bind::<Array<Integer>, _>(&cut.0)
+        .bind::<Array<Timestamptz>, _>(&cut.1)
+        .bind::<Array<Timestamptz>, _>(&cut.2)
         .bind::<Timestamptz, _>(window.from)
-        // With one bucket the range's totals are that bucket's: an empty span reads nothing.
-        .bind::<Timestamptz, _>(if n > 1 { window.to } else { window.from })
+        // An empty span reads nothing.
+        .bind::<Timestamptz, _>(if several { window.to } else { window.from })
         .load(conn)
         .await?;
-    let mut at = vec![Row::default(); n + 1];
-    let mut whole = None;
-    for r in rows {
-        match usize::try_from(r.k) {
-            Ok(k) if k <= n => at[k] = r,
-            _ => whole = Some(r),
-        }
-    }
-    // A bucket without changes has no row: its stocks are the previous bucket's.
-    for k in 1..=n {
-        if at[k].k == 0 {
-            at[k].mrr = at[k - 1].mrr;
-            at[k].paying = at[k - 1].paying;
-        }
-    }
-    let whole = match whole {
-        Some(w) => w,
-        None if n == 1 => at[1].clone(),
-        None => Row::default(),
-    };
-    Ok((at, whole))
+    let mut spans: HashMap<i32, Span> = rows.into_iter().map(|r| (r.k, r.span)).collect();
+    let start = spans.remove(&0).unwrap_or_default();
+    let whole = spans.remove(&-1).or_else(|| several.then(Span::default));
+    Ok((start, spans, whole))
 }
 
-/// Whole buckets' rows of `revenue_periods`, in the caller's snapshot.
-const PERIODS: &str = r#"
-SELECT period, new_mrr::float8 AS new_mrr,
-       reactivation_mrr::float8 AS reactivation_mrr, expansion_mrr::float8 AS expansion_mrr,
-       contraction_mrr::float8 AS contraction_mrr, churned_mrr::float8 AS churned_mrr,
-       churned::bigint AS churned
-FROM revenue_periods
-WHERE tenant_id = $1 AND grain = $2::"char" AND period >= $3 AND period <= $4
-"#;
-
-/// A period's movements (its deltas of the stocks come from the copy).
-#[derive(diesel::QueryableByName)]
-struct Period {
-    #[diesel(sql_type = Date)]
-    period: NaiveDate,
-    #[diesel(embed)]
-    moves: Totals,
-}
-
-/// The same rows from a current in-memory copy of the changes: whole buckets' movements from
-/// their periods, cut buckets' and the range's from the copy, stocks from its prefix sums.
-async fn from_copy(
-    conn: &mut Conn,
-    tenant: Uuid,
-    copy: &Changes,
-    window: &Window,
-) -> AppResult<(Vec<Row>, Row)> {
-    let plan = Plan::of(window);
-    let (first, last) = (<[_]>::first(&plan.periods), <[_]>::last(&plan.periods));
-    let periods: HashMap<NaiveDate, Totals> = match (first, last) {
-        (Some(first), Some(last)) => diesel::sql_query(PERIODS)
-            .bind::<SqlUuid, _>(tenant)
-            .bind::<Text, _>(grain(window.granularity))
-            .bind::<Date, _>(first)
-            .bind::<Date, _>(last)
-            .load::<Period>(conn)
-            .await?
-            .into_iter()
-            .map(|p| (p.period, p.moves))
-            .collect(),
-        _ => HashMap::new(),
-    };
-    let stock = |row: Row, t| {
+/// The same from a current in-memory copy of the changes: stocks from its prefix sums, cut
+/// buckets and the range's movements from one pass each over their changes.
+fn from_copy(copy: &Changes, window: &Window) -> Rest {
+    let stock = |t| {
         let (mrr, paying) = copy.stock_before(t);
-        Row { mrr, paying, ..row }
+        Span {
+            mrr,
+            paying,
+            moves: Totals::default(),
+        }
     };
-    let mut at = vec![stock(Row::default(), window.from)];
+    let mut cut = HashMap::new();
     for (i, b) in window.buckets.iter().enumerate() {
-        let k = i as i32 + 1;
-        let moves = match b.whole_period(window.granularity, window.tz) {
-            Some(day) => periods.get(&day).cloned().unwrap_or_default(),
-            None => copy.movements(b.start, b.end),
-        };
-        at.push(stock(Row::moved(k, moves), b.end));
+        if b.whole_period(window.granularity, window.tz).is_none() {
+            let (end, start) = (stock(b.end), stock(b.start));
+            let span = Span {
+                mrr: end.mrr - start.mrr,
+                paying: end.paying - start.paying,
+                moves: copy.movements(b.start, b.end),
+            };
+            cut.insert(i as i32 + 1, span);
+        }
     }
-    let whole = if window.buckets.len() > 1 {
-        Row::moved(-1, copy.movements(window.from, window.to))
-    } else {
-        at[1].clone()
-    };
-    Ok((at, whole))
+    let whole = (window.buckets.len() > 1).then(|| Span {
+        moves: copy.movements(window.from, window.to),
+        ..Span::default()
+    });
+    (stock(window.from), cut, whole)
 }
 
-fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
+fn assemble(window: &Window, at: &[Span], whole: &Totals) -> Report {
     let n = window.buckets.len();
     let series = |total: f64, value: &dyn Fn(usize) -> f64| Series {
         total,
@@ -356,7 +321,7 @@ fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
     };
     let (start, end) = (&at[0], &at[n]);
     let arpu_at = |k: usize| ratio(at[k].mrr, at[k].paying as f64);
-    let customer_churn = ratio(whole.moves.churned as f64, start.paying as f64);
+    let customer_churn = ratio(whole.churned as f64, start.paying as f64);
     let days = (window.to - window.from).num_seconds() as f64 / 86_400.0;
     let monthly_churn = customer_churn * DAYS_PER_MONTH / days;
     Report {
@@ -368,10 +333,7 @@ fn assemble(window: &Window, at: &[Row], whole: &Row) -> Report {
             ratio(at[k].moves.churned as f64, at[k - 1].paying as f64)
         }),
         revenue_churn_rate: series(
-            ratio(
-                whole.moves.churned_mrr + whole.moves.contraction_mrr,
-                start.mrr,
-            ),
+            ratio(whole.churned_mrr + whole.contraction_mrr, start.mrr),
             &|k| {
                 ratio(
                     at[k].moves.churned_mrr + at[k].moves.contraction_mrr,
