@@ -189,17 +189,23 @@ pub async fn report(
         }
         None => None,
     };
-    let periods = whole_periods(conn, tenant, window).await?;
+    // Each bucket's period when the range holds it whole.
+    let kinds: Vec<Option<NaiveDate>> = window
+        .buckets
+        .iter()
+        .map(|b| b.whole_period(window.granularity, window.tz))
+        .collect();
+    let periods = whole_periods(conn, tenant, window, &kinds).await?;
     let (start, mut cut, whole) = match &copy {
-        Some(copy) => from_copy(copy, window),
-        None => from_sql(conn, tenant, window).await?,
+        Some(copy) => from_copy(copy, window, &kinds),
+        None => from_sql(conn, tenant, window, &kinds).await?,
     };
     // Stocks at each bucket's end: the start's plus every bucket's change so far.
     let mut at = vec![start];
-    for (i, b) in window.buckets.iter().enumerate() {
+    for (i, kind) in kinds.iter().enumerate() {
         let prev = &at[i];
-        let span = match b.whole_period(window.granularity, window.tz) {
-            Some(day) => periods.get(&day).cloned(),
+        let span = match kind {
+            Some(day) => periods.get(day).cloned(),
             None => cut.remove(&(i as i32 + 1)),
         }
         .unwrap_or_default();
@@ -219,12 +225,9 @@ async fn whole_periods(
     conn: &mut Conn,
     tenant: Uuid,
     window: &Window,
+    kinds: &[Option<NaiveDate>],
 ) -> AppResult<HashMap<NaiveDate, Span>> {
-    let days: Vec<NaiveDate> = window
-        .buckets
-        .iter()
-        .filter_map(|b| b.whole_period(window.granularity, window.tz))
-        .collect();
+    let days: Vec<NaiveDate> = kinds.iter().flatten().copied().collect();
     let (Some(first), Some(last)) = (<[_]>::first(&days), <[_]>::last(&days)) else {
         return Ok(HashMap::new());
     };
@@ -242,10 +245,15 @@ async fn whole_periods(
 /// movements (None with one bucket).
 type Rest = (Span, HashMap<i32, Span>, Option<Span>);
 
-async fn from_sql(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<Rest> {
+async fn from_sql(
+    conn: &mut Conn,
+    tenant: Uuid,
+    window: &Window,
+    kinds: &[Option<NaiveDate>],
+) -> AppResult<Rest> {
     let mut cut = (Vec::new(), Vec::new(), Vec::new());
-    for (i, b) in window.buckets.iter().enumerate() {
-        if b.whole_period(window.granularity, window.tz).is_none() {
+    for (i, (b, kind)) in window.buckets.iter().zip(kinds).enumerate() {
+        if kind.is_none() {
             cut.0.push(i as i32 + 1);
             cut.1.push(b.start);
             cut.2.push(b.end);
@@ -276,7 +284,7 @@ async fn from_sql(conn: &mut Conn, tenant: Uuid, window: &Window) -> AppResult<R
 
 /// The same from a current in-memory copy of the changes: stocks from its prefix sums, cut
 /// buckets and the range's movements from one pass each over their changes.
-fn from_copy(copy: &Changes, window: &Window) -> Rest {
+fn from_copy(copy: &Changes, window: &Window, kinds: &[Option<NaiveDate>]) -> Rest {
     let stock = |t| {
         let (mrr, paying) = copy.stock_before(t);
         Span {
@@ -286,8 +294,8 @@ fn from_copy(copy: &Changes, window: &Window) -> Rest {
         }
     };
     let mut cut = HashMap::new();
-    for (i, b) in window.buckets.iter().enumerate() {
-        if b.whole_period(window.granularity, window.tz).is_none() {
+    for (i, (b, kind)) in window.buckets.iter().zip(kinds).enumerate() {
+        if kind.is_none() {
             let (end, start) = (stock(b.end), stock(b.start));
             let span = Span {
                 mrr: end.mrr - start.mrr,
