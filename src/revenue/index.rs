@@ -114,6 +114,8 @@ pub async fn stamp(conn: &mut Conn, tenant: Uuid) -> AppResult<Stamp> {
 /// Bytes a copy holds per change: its time, what a pass reads, and two prefix sums.
 const PER_CHANGE: usize =
     size_of::<i64>() + size_of::<Change>() + size_of::<f64>() + size_of::<i64>();
+// The README's configuration table gives this figure.
+const _: () = assert!(PER_CHANGE == 64);
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
