@@ -42,6 +42,16 @@ pub struct IngestOutcome {
     pub duplicates: i64,
 }
 
+impl IngestOutcome {
+    /// `sent`: distinct items of the batch; the rest of the duplicates were stored before.
+    pub(crate) fn of(sent: i64, in_batch_duplicates: i64, inserted: i64) -> Self {
+        IngestOutcome {
+            accepted: inserted,
+            duplicates: in_batch_duplicates + (sent - inserted),
+        }
+    }
+}
+
 /// Who may ingest: an API key with INGEST scope or an ADMIN+ member; returns the tenant and actor.
 pub(crate) fn ingesting_tenant(principal: &Principal) -> AppResult<(Uuid, Actor)> {
     match principal {
@@ -271,10 +281,7 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
         })
         .await?;
     versions::announce(caller.app, tenant_id, version).await;
-    Ok(IngestOutcome {
-        accepted: inserted,
-        duplicates: in_batch_duplicates + (sent - inserted),
-    })
+    Ok(IngestOutcome::of(sent, in_batch_duplicates, inserted))
 }
 
 #[cfg(test)]

@@ -249,10 +249,7 @@ pub async fn ingest_revenue(
         })
         .await?;
     versions::announce(caller.app, tenant_id, version).await;
-    Ok(IngestOutcome {
-        accepted: inserted,
-        duplicates: in_batch_duplicates + (sent - inserted),
-    })
+    Ok(IngestOutcome::of(sent, in_batch_duplicates, inserted))
 }
 
 #[cfg(test)]
