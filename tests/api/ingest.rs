@@ -430,17 +430,15 @@ async fn a_backlog_is_merged_in_bounded_pieces() {
         .collect();
     let (status, body) = rest(&t, &ingest, json!({ "events": events })).await;
     assert_eq!(status, 200, "{body}");
-    hold.rollback().await.unwrap();
-
+    // Flushed in the same transaction, which still holds the lock (it is re-entrant): released
+    // before, the background flusher could merge the backlog first.
     let flush = "SELECT fahwa_flush_rollups($1::text::uuid, true)";
-    let pieces = t.pg().await;
-    pieces
-        .batch_execute("SET fahwa.flush_piece = 7")
+    hold.batch_execute("SET LOCAL fahwa.flush_piece = 7")
         .await
         .unwrap();
     let mut merged = Vec::new();
     loop {
-        let n: i32 = pieces
+        let n: i32 = hold
             .query_one(flush, &[&owner.tenant_id])
             .await
             .unwrap()
@@ -450,6 +448,7 @@ async fn a_backlog_is_merged_in_bounded_pieces() {
         }
         merged.push(n);
     }
+    hold.commit().await.unwrap();
     // At most one delta row per event, and more than one piece's worth.
     assert!(
         merged.len() >= 2 && merged.iter().all(|&n| n <= 7),
