@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextResolve,
-    NextSubscribe, ResolveInfo,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
+    NextResolve, NextSubscribe, ResolveInfo,
 };
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, Response, ServerError, ServerResult, Value, Variables};
+use async_graphql::{
+    ErrorExtensionValues, Request, Response, ServerError, ServerResult, Value, Variables,
+};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
@@ -46,6 +48,18 @@ impl Extension for ErrorCodesExtension {
             assign_code(err);
         }
         response
+    }
+
+    /// Every transport (a batch's operations and WebSocket subscriptions too) passes here
+    /// before async-graphql parses or validates anything.
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        super::admission::admit(&mut request)?;
+        next.run(ctx, request).await
     }
 
     /// Subscription answers do not pass through `request`.
@@ -148,6 +162,7 @@ pub fn assign_code(err: &mut ServerError) {
                 "Query is too complex",
                 "Query is nested too deep",
                 "recursion depth",
+                "recursion limit exceeded",
             ]
             .iter()
             .any(|m| err.message.contains(m));

@@ -1,5 +1,6 @@
 //! The GraphQL schema: root types merged per domain, limits, and per-request data.
 
+pub mod admission;
 mod analytics;
 mod auth;
 pub mod errors;

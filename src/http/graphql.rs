@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_graphql::BatchRequest;
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::{HttpState, REQUEST_ID, authenticate, error_response, response_cache};
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
-use crate::graphql::request_data;
+use crate::graphql::{admission, request_data};
 use crate::metrics::versions::VersionsRead;
 
 const MAX_BATCH: usize = 10;
@@ -92,7 +92,7 @@ pub async fn graphql_post(
     match batch {
         BatchRequest::Single(request) => {
             let (principal, meta) = caller_of(&state, &headers, peer).await;
-            execute(&state, principal, meta, request).await
+            execute(&state, principal, meta, request, Method::Post).await
         }
         BatchRequest::Batch(requests) => {
             if requests.len() > MAX_BATCH {
@@ -131,22 +131,8 @@ pub async fn graphql_get(
             );
         }
     };
-    if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
-        let name = request.operation_name.as_deref();
-        let is_query = doc.operations.iter().all(|(op_name, op)| {
-            let selected = name.is_none() || op_name.map(|n| n.as_str()) == name;
-            !selected || op.node.ty == OperationType::Query
-        });
-        if !is_query {
-            return error_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_USER_INPUT",
-                "only queries may be sent with GET; use POST for mutations",
-            );
-        }
-    }
     let (principal, meta) = caller_of(&state, &headers, peer).await;
-    execute(&state, principal, meta, request).await
+    execute(&state, principal, meta, request, Method::Get).await
 }
 
 /// Runs one operation, answering from the response cache when it holds this request's answer
@@ -156,17 +142,34 @@ async fn execute(
     principal: Principal,
     meta: RequestMeta,
     mut request: async_graphql::Request,
+    method: Method,
 ) -> Response {
     let kv = state.app.config.metric_cache.then_some(&state.app.kv);
     let probe = response_cache::Probe::new(kv, &principal, &request);
+    // A stored answer was computed for this very text, which passed admission then.
     if let Some(probe) = &probe
         && let Some(body) = probe.lookup(&state.recent).await
     {
         return json_body(body);
     }
+    if let Err(e) = admission::admit(&mut request) {
+        return errors_body(vec![e]);
+    }
+    let operation = request.operation_name.clone();
+    let doc = match request.parsed_query() {
+        Ok(doc) => doc,
+        Err(e) => return errors_body(vec![e]),
+    };
+    if method == Method::Get && !only_queries(doc, operation.as_deref()) {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_USER_INPUT",
+            "only queries may be sent with GET; use POST for mutations",
+        );
+    }
     let storable = probe
         .as_ref()
-        .filter(|_| response_cache::reads_only_analytics(&request));
+        .filter(|_| response_cache::reads_only_analytics(doc, operation.as_deref()));
     let read = Arc::new(VersionsRead::default());
     request.data = request_data(&state.app, principal, meta);
     request.data.insert(read.clone());
@@ -182,6 +185,30 @@ async fn execute(
         probe.store(&state.recent, version, &body).await;
     }
     json_body(body)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Whether every operation the request may run is a query (a GET must not change anything:
+/// links and prefetches send GETs).
+fn only_queries(doc: &ExecutableDocument, name: Option<&str>) -> bool {
+    doc.operations.iter().all(|(op_name, op)| {
+        let selected = name.is_none() || op_name.map(|n| n.as_str()) == name;
+        !selected || op.node.ty == OperationType::Query
+    })
+}
+
+/// Errors found before execution, shaped as an execution's answer.
+fn errors_body(errors: Vec<async_graphql::ServerError>) -> Response {
+    let mut response = async_graphql::Response::from_errors(errors);
+    for err in &mut response.errors {
+        crate::graphql::errors::assign_code(err);
+    }
+    Json(response).into_response()
 }
 
 fn json_body(body: Vec<u8>) -> Response {

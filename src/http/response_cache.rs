@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::{OperationType, Selection};
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -172,11 +172,7 @@ fn unpack(stored: &[u8], current: i64) -> Option<Vec<u8>> {
 
 /// Whether the operation the request runs is a query that selects `analytics` alone (and
 /// `__typename`) at its root. Anything else, fragments at the root included, is not stored.
-pub fn reads_only_analytics(request: &async_graphql::Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
-        return false;
-    };
-    let wanted = request.operation_name.as_deref();
+pub fn reads_only_analytics(doc: &ExecutableDocument, wanted: Option<&str>) -> bool {
     let mut chosen = doc
         .operations
         .iter()
@@ -205,7 +201,7 @@ pub fn reads_only_analytics(request: &async_graphql::Request) -> bool {
 mod tests {
     use uuid::Uuid;
 
-    use super::{Kv, Principal, Probe, reads_only_analytics, unpack};
+    use super::{Kv, Principal, Probe, unpack};
     use crate::auth::{ApiKeyPrincipal, ApiKeyScope, MemberClaims, Role};
 
     fn request(query: &str, op: Option<&str>) -> async_graphql::Request {
@@ -214,6 +210,11 @@ mod tests {
             Some(op) => r.operation_name(op),
             None => r,
         }
+    }
+
+    fn reads_only_analytics(request: &async_graphql::Request) -> bool {
+        async_graphql::parser::parse_query(&request.query)
+            .is_ok_and(|doc| super::reads_only_analytics(&doc, request.operation_name.as_deref()))
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Ws {
         ws
     }
 
-    async fn send(&mut self, message: Value) {
+    pub async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::Text(message.to_string().into()))
             .await
@@ -89,7 +89,7 @@ impl Ws {
     }
 
     /// The next protocol message (pings answered), or `None` after `wait` or a close.
-    async fn message(&mut self, wait: Duration) -> Option<Value> {
+    pub async fn message(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let next = tokio::time::timeout_at(deadline, self.socket.next())

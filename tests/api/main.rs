@@ -7,6 +7,7 @@ mod analytics;
 mod audit;
 mod auth_flow;
 mod cli;
+mod hostile_input;
 mod http_surface;
 mod ingest;
 mod limits;

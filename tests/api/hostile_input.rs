@@ -1,0 +1,150 @@
+//! What an attacker or a careless client sends: documents nested thousands deep, fragments that
+//! multiply or cycle, JSON nested past any use. Each is answered with the contract's code, and
+//! the server goes on serving.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestApp, codes};
+use crate::live::Ws;
+
+const LEVELS: usize = 10_000;
+
+/// `{a:{a:…1…}}`, `[[…1…]]`, nested selections, and a directive argument nested as deep:
+/// 2,000 levels parse and then overflow a recursive pass, 10,000 are past the parser's own
+/// guard.
+fn deep_documents() -> Vec<(&'static str, String)> {
+    [2_000, LEVELS]
+        .into_iter()
+        .flat_map(documents_of_depth)
+        .collect()
+}
+
+fn documents_of_depth(levels: usize) -> Vec<(&'static str, String)> {
+    let object = format!("{}1{}", "{a:".repeat(levels), "}".repeat(levels));
+    let list = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    vec![
+        ("object literal", format!("{{ me(x: {object}) {{ id }} }}")),
+        ("list literal", format!("{{ me(x: {list}) {{ id }} }}")),
+        (
+            "selections",
+            format!("{{ {} id {} }}", "me {".repeat(levels), "}".repeat(levels)),
+        ),
+        (
+            "directive argument",
+            format!("{{ me @include(if: {list}) {{ id }} }}"),
+        ),
+        (
+            "variable default",
+            format!("query($v: Int = {list}) {{ me {{ id }} }}"),
+        ),
+    ]
+}
+
+/// The codes of a WebSocket answer: `next`/`data` carry a response, `error` a list.
+fn ws_codes(msg: &Value) -> Vec<String> {
+    match &msg["payload"] {
+        Value::Array(errors) => codes(&json!({ "errors": errors })),
+        payload => codes(payload),
+    }
+}
+
+async fn still_serves(t: &TestApp) {
+    let r = t.gql(None, "{ __typename }", json!({})).await;
+    assert_eq!(r["data"]["__typename"], "Query", "{r}");
+}
+
+#[tokio::test]
+async fn documents_nested_thousands_deep_are_refused_on_every_transport() {
+    let t = TestApp::spawn().await;
+    for (shape, doc) in deep_documents() {
+        let r = t.gql(None, &doc, json!({})).await;
+        assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "POST {shape}: {r}");
+        let mut ws = Ws::connect_with(&t, json!({})).await;
+        ws.send(json!({ "id": "1", "type": "subscribe", "payload": { "query": doc } }))
+            .await;
+        let msg = ws
+            .message(Duration::from_secs(10))
+            .await
+            .expect("an answer");
+        assert_eq!(
+            ws_codes(&msg),
+            ["QUERY_TOO_COMPLEX"],
+            "WebSocket {shape}: {msg}"
+        );
+    }
+    let list = format!("{}1{}", "[".repeat(LEVELS), "]".repeat(LEVELS));
+    let r: Value = t
+        .client
+        .get(format!("{}/api/v1/graphql", t.base))
+        .query(&[("query", format!("{{ me(x: {list}) {{ id }} }}"))])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "GET: {r}");
+    still_serves(&t).await;
+}
+
+#[tokio::test]
+async fn fragments_that_multiply_or_cycle_are_refused_at_once() {
+    let t = TestApp::spawn().await;
+    // Each fragment spreads the next twice: 2^40 selections if expanded naively.
+    let mut doc = String::from("query { ...F0 }\n");
+    for i in 0..40 {
+        doc.push_str(&format!(
+            "fragment F{i} on Query {{ ...F{n} ...F{n} }}\n",
+            n = i + 1
+        ));
+    }
+    doc.push_str("fragment F40 on Query { __typename }\n");
+    let started = std::time::Instant::now();
+    let r = t.gql(None, &doc, json!({})).await;
+    assert_eq!(codes(&r), ["QUERY_TOO_COMPLEX"], "{r}");
+    let cycle =
+        "query { ...A } fragment A on Query { ...B ...B } fragment B on Query { ...A ...A }";
+    let r = t.gql(None, cycle, json!({})).await;
+    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered without expanding: {:?}",
+        started.elapsed()
+    );
+    still_serves(&t).await;
+}
+
+/// 10,000 levels of JSON: past serde_json's bound of 128, refused as a bad body.
+#[tokio::test]
+async fn json_nested_ten_thousand_deep_is_a_bad_body() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let deep = format!("{}1{}", "{\"a\":".repeat(LEVELS), "}".repeat(LEVELS));
+    let graphql =
+        format!(r#"{{"query":"query($v: JSON) {{ __typename }}","variables":{{"v":{deep}}}}}"#);
+    let events = format!(r#"{{"events":[{{"name":"a","userId":"u","properties":{deep}}}]}}"#);
+    for (path, body) in [("/api/v1/graphql", graphql), ("/api/v1/events", events)] {
+        let resp = t
+            .client
+            .post(format!("{}{path}", t.base))
+            .bearer_auth(&s.access)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let r: Value = resp.json().await.unwrap();
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{path}: {r}");
+    }
+    // Deep but bounded properties are stored as sent.
+    let nested = (0..100).fold(json!(1), |v, _| json!({ "a": v }));
+    t.ingest_ok(
+        &s.access,
+        vec![json!({ "name": "a", "userId": "u", "properties": nested })],
+    )
+    .await;
+    still_serves(&t).await;
+}
