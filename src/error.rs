@@ -62,6 +62,15 @@ impl AppError {
         }
     }
 
+    /// Logs an `Internal` error's cause (never shown to the client) and counts it in
+    /// `fahwa_internal_errors_total`; other errors are the client's and are not logged.
+    pub fn report(&self, during: &str) {
+        if let Self::Internal(cause) = self {
+            metrics::counter!("fahwa_internal_errors_total").increment(1);
+            tracing::error!(error = format!("{cause:#}"), "{during}: internal error");
+        }
+    }
+
     /// The contract's `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {

@@ -1,6 +1,57 @@
 //! Checks on user input that several operations share. Each error names the field.
 
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
 use crate::error::{AppError, AppResult};
+
+/// How far ahead of the server's clock data may be stamped (clients' clocks drift).
+pub const CLOCK_DRIFT: Duration = Duration::hours(1);
+/// The first instant data may be about, and the furthest an analytics range may reach: wide
+/// enough for any product's history and plans, narrow enough that calendar arithmetic near its
+/// ends never leaves chrono's range.
+pub const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
+pub const LAST_RANGE_DAY: NaiveDate = NaiveDate::from_ymd_opt(2200, 1, 1).expect("a valid date");
+
+fn start_of(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// When an ingested item happened: from 1970 to an hour from now. `field` names it.
+pub fn occurred_at(at: DateTime<Utc>, now: DateTime<Utc>, field: &str) -> AppResult<()> {
+    if at > now + CLOCK_DRIFT {
+        return Err(AppError::bad_input(format!(
+            "{field}: {at} is more than an hour in the future"
+        )));
+    }
+    if at < start_of(FIRST_DAY) {
+        return Err(AppError::bad_input(format!("{field}: {at} is before 1970")));
+    }
+    Ok(())
+}
+
+/// A day data can be about (an exchange rate's): the days `occurred_at` accepts.
+pub fn data_day(day: NaiveDate, now: DateTime<Utc>, field: &str) -> AppResult<()> {
+    let last = (now + CLOCK_DRIFT).date_naive();
+    if day < FIRST_DAY || day > last {
+        return Err(AppError::bad_input(format!(
+            "{field}: {day} is outside {FIRST_DAY} to {last}, the days events may be stamped with"
+        )));
+    }
+    Ok(())
+}
+
+/// An analytics range: ordered, and within 1970 to 2200.
+pub fn range(from: DateTime<Utc>, to: DateTime<Utc>) -> AppResult<()> {
+    if from >= to {
+        return Err(AppError::bad_input("range: `from` must be before `to`"));
+    }
+    if from < start_of(FIRST_DAY) || to > start_of(LAST_RANGE_DAY) {
+        return Err(AppError::bad_input(format!(
+            "range: must lie between {FIRST_DAY} and {LAST_RANGE_DAY}"
+        )));
+    }
+    Ok(())
+}
 
 pub fn email(value: &str, field: &str) -> AppResult<String> {
     let trimmed = value.trim().to_lowercase();

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
@@ -90,10 +90,6 @@ fn validate(events: Vec<NewEvent>, now: DateTime<Utc>) -> AppResult<Columns> {
             events.len()
         )));
     }
-    let latest = now + Duration::hours(1);
-    let earliest = DateTime::parse_from_rfc3339("1970-01-01T00:00:00Z")
-        .map(|d| d.with_timezone(&Utc))
-        .unwrap_or(now);
     let mut seen = HashSet::new();
     let mut cols = Columns {
         client_ids: Vec::with_capacity(events.len()),
@@ -111,16 +107,7 @@ fn validate(events: Vec<NewEvent>, now: DateTime<Utc>) -> AppResult<Columns> {
             check_text(id, i, "id")?;
         }
         let at = e.occurred_at.unwrap_or(now);
-        if at > latest {
-            return Err(AppError::bad_input(format!(
-                "events[{i}].occurredAt: {at} is more than an hour in the future"
-            )));
-        }
-        if at < earliest {
-            return Err(AppError::bad_input(format!(
-                "events[{i}].occurredAt: {at} is before 1970"
-            )));
-        }
+        crate::validate::occurred_at(at, now, &format!("events[{i}].occurredAt"))?;
         let props = match e.properties {
             None | Some(Value::Null) => json!({}),
             Some(Value::Object(map)) => Value::Object(map),
@@ -302,7 +289,7 @@ mod tests {
     fn validation_names_the_index_and_field() {
         let now = Utc::now();
         let mut bad = event(None);
-        bad.occurred_at = Some(now + Duration::hours(2));
+        bad.occurred_at = Some(now + chrono::Duration::hours(2));
         let err = validate(vec![event(None), bad], now).err().unwrap();
         assert!(err.to_string().starts_with("events[1].occurredAt"), "{err}");
 

@@ -147,12 +147,11 @@ pub fn assign_code(err: &mut ServerError) {
         .or_else(|| err.source::<Arc<AppError>>().map(|a| &**a));
     let (code, retry_after) = match app_error {
         Some(app) => {
-            if let AppError::Internal(cause) = app {
-                tracing::error!(error = format!("{cause:#}"), path = ?err.path, "internal error");
-            }
+            app.report(&format!("GraphQL at {:?}", err.path));
             (app.code(), app.retry_after_secs())
         }
         None if err.source.is_some() => {
+            metrics::counter!("fahwa_internal_errors_total").increment(1);
             tracing::error!(message = %err.message, path = ?err.path, "unclassified resolver error");
             err.message = "internal error".into();
             ("INTERNAL", None)

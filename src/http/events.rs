@@ -93,9 +93,7 @@ fn answer(outcome: AppResult<(i64, i64)>, what: &str) -> Response {
         )
             .into_response(),
         Err(err) => {
-            if let AppError::Internal(cause) = &err {
-                tracing::error!(error = format!("{cause:#}"), "{what} ingestion failed");
-            }
+            err.report(&format!("{what} ingestion"));
             app_error_response(&err)
         }
     }

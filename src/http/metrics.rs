@@ -51,19 +51,33 @@ pub async fn track(req: Request, next: Next) -> Response {
 }
 
 pub async fn render(State(state): State<HttpState>) -> Response {
-    let handle = handle();
     let pool = state.app.db.pool_state();
     metrics::gauge!("fahwa_db_pool_connections").set(f64::from(pool.connections));
     metrics::gauge!("fahwa_db_pool_idle_connections").set(f64::from(pool.idle_connections));
     metrics::gauge!("fahwa_db_pool_max_connections").set(f64::from(state.app.config.db_pool_size));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
+        render_text(),
     )
         .into_response()
 }
 
-/// Installs the recorder early, so that counts from the first request on are kept.
+/// Everything recorded so far, in Prometheus' text format.
+pub fn render_text() -> String {
+    handle().render()
+}
+
+/// Installs the recorder early, so that counts from the first request on are kept, and counts
+/// every panic of the process (a request's, a socket's or a background task's) in
+/// `fahwa_panics_total`; the message and where it happened still go to the log.
 pub fn install() {
     handle();
+    static HOOK: OnceLock<()> = OnceLock::new();
+    HOOK.get_or_init(|| {
+        let logged = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            metrics::counter!("fahwa_panics_total").increment(1);
+            logged(info);
+        }));
+    });
 }

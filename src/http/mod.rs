@@ -52,7 +52,7 @@ pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     // A full batch (5 MB of events) plus JSON framing.
     let events_body_limit = body_limit.max(crate::events::ingest::MAX_BATCH_BYTES * 2);
-    Router::new()
+    let routes = Router::new()
         .route(
             "/api/v1/graphql",
             get(graphql::graphql_get).post(graphql::graphql_post),
@@ -71,12 +71,22 @@ pub fn router(app: App) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
-        .fallback(not_found)
+        .fallback(not_found);
+    with_middleware(routes, body_limit).with_state(state)
+}
+
+/// What wraps every route: body limit, panic guard, metrics, tracing span and request id.
+fn with_middleware<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    body_limit: usize,
+) -> Router<S> {
+    router
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(metrics::track))
+        // Outside the panic guard, so that the 500 it answers is counted like any other.
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
         }))
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req
@@ -89,7 +99,6 @@ pub fn router(app: App) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
 }
 
 /// A GraphQL-shaped error body, for failures before GraphQL execution.
@@ -158,4 +167,42 @@ pub async fn shutdown_signal() {
         tracing::warn!("requests still open after 20 s; exiting");
         std::process::exit(0);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_a_generic_500_and_is_counted() {
+        metrics::install();
+        async fn boom() -> &'static str {
+            let secret = "a detail for the log only";
+            panic!("{secret}")
+        }
+        let routes: Router = Router::new().route("/boom", get(boom));
+        let response = with_middleware(routes, 1024)
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("\"INTERNAL\"") && !body.contains("detail"),
+            "{body}"
+        );
+        let counted = metrics::render_text();
+        assert!(
+            counted
+                .contains(r#"fahwa_http_errors_total{method="GET",route="/boom",status="500"} 1"#),
+            "{counted}"
+        );
+        assert!(counted.contains("fahwa_panics_total"), "{counted}");
+    }
 }

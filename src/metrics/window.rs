@@ -45,7 +45,7 @@ impl Bucket {
             return None;
         }
         let first = bucket_start_date(granularity, local_date(tz, self.label));
-        let last = next_bucket_date(granularity, first) - Duration::days(1);
+        let last = shift(next_bucket_date(granularity, first), -1);
         (self.full_days == Some((first, last))).then_some(first)
     }
 
@@ -55,7 +55,7 @@ impl Bucket {
             None => vec![(self.start, self.end)],
             Some((first, last)) => {
                 let covered_from = local_midnight(tz, first);
-                let covered_to = local_midnight(tz, last + Duration::days(1));
+                let covered_to = local_midnight(tz, shift(last, 1));
                 let mut out = Vec::new();
                 if self.start < covered_from {
                     out.push((self.start, covered_from));
@@ -86,7 +86,10 @@ pub fn local_midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
         match tz.from_local_datetime(&t) {
             LocalResult::Single(d) => return d.with_timezone(&Utc),
             LocalResult::Ambiguous(a, _) => return a.with_timezone(&Utc),
-            LocalResult::None => t += Duration::minutes(30),
+            LocalResult::None => match t.checked_add_signed(Duration::minutes(30)) {
+                Some(later) => t = later,
+                None => break,
+            },
         }
     }
     Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default())
@@ -96,21 +99,33 @@ pub fn local_date(tz: Tz, at: DateTime<Utc>) -> NaiveDate {
     at.with_timezone(&tz).date_naive()
 }
 
+/// `days` later (earlier when negative), or the calendar's end: ranges are bounded well inside
+/// it (`validate::range`), so this only keeps arithmetic from panicking.
+fn shift(d: NaiveDate, days: i64) -> NaiveDate {
+    let fallback = if days < 0 {
+        NaiveDate::MIN
+    } else {
+        NaiveDate::MAX
+    };
+    d.checked_add_signed(Duration::days(days))
+        .unwrap_or(fallback)
+}
+
 pub(super) fn bucket_start_date(g: Granularity, d: NaiveDate) -> NaiveDate {
     match g {
         Granularity::Hour | Granularity::Day => d,
-        Granularity::Week => d - Duration::days(d.weekday().num_days_from_monday() as i64),
+        Granularity::Week => shift(d, -i64::from(d.weekday().num_days_from_monday())),
         Granularity::Month => d.with_day(1).unwrap_or(d),
     }
 }
 
 fn next_bucket_date(g: Granularity, d: NaiveDate) -> NaiveDate {
     match g {
-        Granularity::Hour | Granularity::Day => d + Duration::days(1),
-        Granularity::Week => d + Duration::days(7),
+        Granularity::Hour | Granularity::Day => shift(d, 1),
+        Granularity::Week => shift(d, 7),
         Granularity::Month => d
             .checked_add_months(chrono::Months::new(1))
-            .unwrap_or(d + Duration::days(31)),
+            .unwrap_or(NaiveDate::MAX),
     }
 }
 
@@ -121,9 +136,7 @@ impl Window {
         granularity: Granularity,
         tz: Tz,
     ) -> AppResult<Self> {
-        if from >= to {
-            return Err(AppError::bad_input("range: `from` must be before `to`"));
-        }
+        crate::validate::range(from, to)?;
         if to - from > Duration::days(366 * 10) {
             return Err(AppError::bad_input("range: at most 10 years"));
         }
@@ -138,7 +151,9 @@ impl Window {
                 DateTime::from_timestamp(local_secs - local_secs.rem_euclid(hour) - offset_secs, 0)
                     .unwrap_or(from);
             while start < to {
-                let end = start + Duration::hours(1);
+                let end = start
+                    .checked_add_signed(Duration::hours(1))
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
                 buckets.push(Bucket {
                     label: start,
                     start: start.max(from),
@@ -158,17 +173,20 @@ impl Window {
                     break;
                 }
                 let next = next_bucket_date(granularity, date);
+                if next <= date {
+                    return Err(AppError::bad_input("range: beyond the calendar"));
+                }
                 let end = local_midnight(tz, next);
                 let start = label.max(from);
                 let stop = end.min(to);
                 // Whole local days inside [start, stop).
                 let mut first = local_date(tz, start);
                 if local_midnight(tz, first) < start {
-                    first += Duration::days(1);
+                    first = shift(first, 1);
                 }
                 let mut last = local_date(tz, stop);
-                while local_midnight(tz, last + Duration::days(1)) > stop {
-                    last -= Duration::days(1);
+                while local_midnight(tz, shift(last, 1)) > stop && last >= first {
+                    last = shift(last, -1);
                 }
                 buckets.push(Bucket {
                     label,

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::sql_types::{
     Array, BigInt, Date, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
@@ -72,8 +72,6 @@ fn validate(changes: Vec<NewRevenueChange>, now: DateTime<Utc>) -> AppResult<Col
             changes.len()
         )));
     }
-    let latest = now + Duration::hours(1);
-    let earliest = DateTime::<Utc>::UNIX_EPOCH;
     let mut seen = HashSet::new();
     let mut cols = Columns::default();
     for (i, c) in changes.into_iter().enumerate() {
@@ -84,18 +82,7 @@ fn validate(changes: Vec<NewRevenueChange>, now: DateTime<Utc>) -> AppResult<Col
         if let Some(plan) = &c.plan {
             check_text(plan, i, "plan")?;
         }
-        if c.occurred_at > latest {
-            return Err(AppError::bad_input(format!(
-                "changes[{i}].occurredAt: {} is more than an hour in the future",
-                c.occurred_at
-            )));
-        }
-        if c.occurred_at < earliest {
-            return Err(AppError::bad_input(format!(
-                "changes[{i}].occurredAt: {} is before 1970",
-                c.occurred_at
-            )));
-        }
+        crate::validate::occurred_at(c.occurred_at, now, &format!("changes[{i}].occurredAt"))?;
         let currency = c.currency.trim().to_uppercase();
         let Some(exponent) = amount::exponent(&currency) else {
             return Err(AppError::bad_input(format!(
@@ -281,7 +268,7 @@ mod tests {
     fn bad_changes_are_named_by_index_and_field() {
         let ok = change(0, json!("49.00"), "USD");
         let mut future = change(1, json!("1"), "USD");
-        future.occurred_at = Utc::now() + Duration::days(2);
+        future.occurred_at = Utc::now() + chrono::Duration::days(2);
         assert!(error_of(vec![ok.clone(), future]).starts_with("changes[1].occurredAt"));
         assert!(
             error_of(vec![ok.clone(), change(1, json!("-5"), "USD")])

@@ -35,7 +35,7 @@ struct Columns {
     rates: Vec<String>,
 }
 
-fn validate(rates: Vec<NewRate>) -> AppResult<Columns> {
+fn validate(rates: Vec<NewRate>, now: chrono::DateTime<chrono::Utc>) -> AppResult<Columns> {
     if rates.is_empty() || rates.len() > MAX_RATES {
         return Err(AppError::bad_input(format!(
             "rates: send 1 to {MAX_RATES} rates, got {}",
@@ -64,6 +64,7 @@ fn validate(rates: Vec<NewRate>) -> AppResult<Columns> {
                     "rates[{i}].rate: must be a positive decimal below 1,000,000,000"
                 ))
             })?;
+        crate::validate::data_day(r.day, now, &format!("rates[{i}].date"))?;
         if !seen.insert((currency.clone(), r.day)) {
             return Err(AppError::bad_input(format!(
                 "rates[{i}]: {currency} on {} is given twice",
@@ -155,7 +156,7 @@ pub async fn store(
     meta: &crate::db::audit::RequestMeta,
     rates: Vec<NewRate>,
 ) -> AppResult<i64> {
-    let cols = validate(rates)?;
+    let cols = validate(rates, chrono::Utc::now())?;
     let cols = &cols;
     let (set, version) = app
         .db
@@ -234,14 +235,18 @@ mod tests {
 
     #[test]
     fn rates_are_checked_before_anything_is_stored() {
-        let ok = validate(vec![
-            rate("eur", "2026-01-01", "1.0850"),
-            rate("EUR", "2026-01-02", "1.09"),
-        ])
+        let now = chrono::Utc::now();
+        let ok = validate(
+            vec![
+                rate("eur", "2026-01-01", "1.0850"),
+                rate("EUR", "2026-01-02", "1.09"),
+            ],
+            now,
+        )
         .expect("valid");
         assert_eq!(ok.currencies, ["EUR", "EUR"]);
         assert_eq!(ok.rates, ["1.085", "1.09"]);
-        let message = |rates| match validate(rates) {
+        let message = |rates| match validate(rates, now) {
             Err(AppError::BadInput(m)) => m,
             _ => panic!("accepted"),
         };
@@ -256,5 +261,8 @@ mod tests {
             .starts_with("rates[1]: EUR on 2026-01-01 is given twice")
         );
         assert!(message(vec![]).starts_with("rates:"));
+        assert!(message(vec![rate("EUR", "1969-12-31", "1")]).starts_with("rates[0].date"));
+        let later = (now + chrono::Duration::days(2)).date_naive().to_string();
+        assert!(message(vec![rate("EUR", &later, "1")]).starts_with("rates[0].date"));
     }
 }

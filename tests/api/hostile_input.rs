@@ -148,3 +148,52 @@ async fn json_nested_ten_thousand_deep_is_a_bad_body() {
     .await;
     still_serves(&t).await;
 }
+
+/// Dates chrono can hold but no calendar arithmetic should meet: refused before any bucket is
+/// cut, at every granularity, and never a 500.
+#[tokio::test]
+async fn ranges_beyond_the_sane_span_of_years_are_bad_input() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let ranges = [
+        ("+262142-12-01T00:00:00Z", "+262142-12-31T23:59:59Z"),
+        ("-262143-01-01T00:00:00Z", "-262143-01-31T00:00:00Z"),
+        ("1969-12-01T00:00:00Z", "1970-01-02T00:00:00Z"),
+        ("2199-12-01T00:00:00Z", "2200-02-01T00:00:00Z"),
+    ];
+    for (from, to) in ranges {
+        for granularity in ["HOUR", "DAY", "WEEK", "MONTH"] {
+            let resp = t
+                .client
+                .post(format!("{}/api/v1/graphql", t.base))
+                .bearer_auth(&s.access)
+                .json(&json!({
+                    "query": "query($r: TimeRangeInput!, $g: Granularity!) { analytics(range: $r, granularity: $g) { activeUsers { total } retention(periods: 2) { cohorts { size } } } }",
+                    "variables": { "r": { "from": from, "to": to }, "g": granularity },
+                }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{from} {granularity}");
+            let r: Value = resp.json().await.unwrap();
+            assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{from} {granularity}: {r}");
+        }
+    }
+    // Exchange rates for days no event may be stamped with.
+    let tomorrow_but_one = (chrono::Utc::now() + chrono::Duration::days(2)).date_naive();
+    for day in [
+        "1969-12-31".to_string(),
+        "+262142-01-01".to_string(),
+        tomorrow_but_one.to_string(),
+    ] {
+        let r = t
+            .gql(
+                Some(&s.access),
+                "mutation($rates: [ExchangeRateInput!]!) { setExchangeRates(rates: $rates) { __typename } }",
+                json!({ "rates": [{ "currency": "EUR", "date": day, "rate": "1.1" }] }),
+            )
+            .await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{day}: {r}");
+    }
+    still_serves(&t).await;
+}
