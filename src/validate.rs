@@ -173,6 +173,41 @@ pub fn item_text(value: &str, list: &str, index: usize, field: &str) -> AppResul
     Ok(())
 }
 
+/// A JSON value's keys and strings, which PostgreSQL stores only without NUL characters;
+/// `path` names the value (`events[3].properties`) and the error names the key inside it.
+pub fn json_text(value: &serde_json::Value, path: &str) -> AppResult<()> {
+    use serde_json::Value;
+    // serde_json parses at most 128 levels: a stack of that many frames is bounded.
+    let mut stack: Vec<(&Value, String)> = vec![(value, path.to_string())];
+    while let Some((value, at)) = stack.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return Err(nul_in(&at)),
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    stack.push((item, format!("{at}[{i}]")));
+                }
+            }
+            Value::Object(map) => {
+                for (key, item) in map {
+                    let inner = format!("{at}.{key}");
+                    if key.contains('\0') {
+                        return Err(nul_in(&inner));
+                    }
+                    stack.push((item, inner));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+pub fn nul_in(path: &str) -> AppError {
+    AppError::bad_input(format!(
+        "{path}: contains a NUL character (\\u0000), which cannot be stored"
+    ))
+}
+
 pub fn uuid(value: &str, what: &'static str) -> AppResult<uuid::Uuid> {
     // An ID that cannot exist is reported like one that does not: the caller learns nothing.
     value.parse().map_err(|_| AppError::NotFound(what))

@@ -117,6 +117,7 @@ fn validate(events: Vec<NewEvent>, now: DateTime<Utc>) -> AppResult<Columns> {
                 )));
             }
         };
+        crate::validate::json_text(&props, &format!("events[{i}].properties"))?;
         let size = props.to_string().len();
         if size > MAX_PROPERTIES_BYTES {
             return Err(AppError::bad_input(format!(

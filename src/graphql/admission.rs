@@ -215,9 +215,7 @@ fn fields_in(root: &SelectionSet, seen: &HashMap<&Name, Expansion>) -> usize {
 
 /// A string PostgreSQL refuses (it stores no NUL character), named by where it was given.
 fn nul(path: &str) -> ServerError {
-    error(AppError::bad_input(format!(
-        "{path}: contains a NUL character (\\u0000), which cannot be stored"
-    )))
+    error(crate::validate::nul_in(path))
 }
 
 fn const_strings(value: &ConstValue, path: &mut String) -> Result<(), ServerError> {

@@ -412,6 +412,22 @@ impl TestApp {
         session_from(&resp, "logIn", &email)
     }
 
+    /// A new API key with `scopes`, created by `token`'s member; returns its secret.
+    pub async fn api_key(&self, token: &str, scopes: &[&str]) -> String {
+        let r = self
+            .op(
+                Some(token),
+                "tenant.graphql",
+                "CreateApiKey",
+                json!({ "input": { "name": "test key", "scopes": scopes } }),
+            )
+            .await;
+        r["data"]["createApiKey"]["secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("createApiKey failed: {r}"))
+            .to_string()
+    }
+
     /// Makes the member an operator (what `fahwa create-operator` does) and logs in again.
     pub async fn make_operator(&self, slug: &str, session: &Session) -> Session {
         let client = self.pg().await;

@@ -197,3 +197,105 @@ async fn ranges_beyond_the_sane_span_of_years_are_bad_input() {
     }
     still_serves(&t).await;
 }
+
+/// PostgreSQL stores no NUL character: every string that would reach it is refused first,
+/// named by where it was given, and nothing is stored.
+#[tokio::test]
+async fn nul_characters_are_bad_input_named_by_field() {
+    let t = TestApp::spawn().await;
+    let s = t.sign_up("acme").await;
+    let key = t.api_key(&s.access, &["INGEST"]).await;
+    let nul = "a\u{0}b";
+    let event =
+        |properties: Value| json!({ "name": "signup", "userId": "u1", "properties": properties });
+    let ingest = "mutation($events: [EventInput!]!) { ingestEvents(events: $events) { accepted } }";
+    for properties in [
+        json!({ "plan": nul }),
+        json!({ nul: "pro" }),
+        json!({ "deep": [{ "x": nul }] }),
+    ] {
+        let r = t
+            .gql(
+                Some(&s.access),
+                ingest,
+                json!({ "events": [event(json!({})), event(properties.clone())] }),
+            )
+            .await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("$events[1].properties."), "{message}");
+        let resp = t
+            .client
+            .post(format!("{}/api/v1/events", t.base))
+            .bearer_auth(&key)
+            .json(&json!({ "events": [event(json!({})), event(properties)] }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400);
+        let r: Value = resp.json().await.unwrap();
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+        let message = r["errors"][0]["message"].as_str().unwrap();
+        assert!(message.starts_with("events[1].properties."), "{message}");
+    }
+    let literal = r#"mutation { ingestEvents(events: [{ name: "a", userId: "u", properties: { plan: "x\u0000" } }]) { accepted } }"#;
+    let r = t.gql(Some(&s.access), literal, json!({})).await;
+    assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ingestEvents.events[0].properties.plan"),
+        "{r}"
+    );
+
+    let range = json!({ "from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z" });
+    for (filter, breakdown, field) in [
+        (json!({ "name": nul }), Value::Null, "$filter.name"),
+        (
+            json!({ "properties": [{ "key": nul, "equals": "x" }] }),
+            Value::Null,
+            "$filter.properties[0].key",
+        ),
+        (
+            json!({ "properties": [{ "key": "plan", "equals": nul }] }),
+            Value::Null,
+            "$filter.properties[0].equals",
+        ),
+        (Value::Null, json!(nul), "$breakdownBy"),
+    ] {
+        let r = t
+            .op(Some(&s.access), "analytics.graphql", "FilteredActivity",
+                json!({ "range": range, "granularity": "DAY", "filter": filter, "breakdownBy": breakdown }))
+            .await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{field}: {r}");
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{field}: {r}"
+        );
+    }
+    for (slug, email, field) in [
+        (nul, "owner@acme.example.com", "$input.tenantSlug"),
+        ("acme", "o\u{0}@acme.example.com", "$input.email"),
+    ] {
+        let r = t.log_in(slug, email, crate::harness::PASSWORD).await;
+        assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
+        assert!(
+            r["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{r}"
+        );
+    }
+    let pg = t.pg().await;
+    let stored: i64 = pg
+        .query_one("SELECT count(*) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 0, "nothing of a refused batch is stored");
+}
