@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::auth::key_grants::KeyGrants;
+use crate::auth::session_check::SessionCheck;
 use crate::auth::tokens::TokenKeys;
 use crate::config::{Config, redact_url};
 use crate::db::{Db, migrate};
@@ -23,6 +24,8 @@ pub struct AppInner {
     pub kv: Kv,
     pub tokens: TokenKeys,
     pub key_grants: KeyGrants,
+    /// Whether access tokens' sessions still stand, remembered for a moment.
+    pub session_check: SessionCheck,
     /// Live messages to every instance's subscribers.
     pub live: Broker,
     /// Members' open WebSockets, closed when their token expires or their session ends.
@@ -79,6 +82,7 @@ impl App {
             kv,
             tokens,
             key_grants: KeyGrants::default(),
+            session_check: SessionCheck::default(),
             live,
             sockets: Arc::default(),
         })))

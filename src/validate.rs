@@ -208,9 +208,12 @@ pub fn nul_in(path: &str) -> AppError {
     ))
 }
 
-pub fn uuid(value: &str, what: &'static str) -> AppResult<uuid::Uuid> {
-    // An ID that cannot exist is reported like one that does not: the caller learns nothing.
-    value.parse().map_err(|_| AppError::NotFound(what))
+/// An ID argument (`field` names it). One that is not an ID at all is bad input; one that is
+/// but names nothing the caller can see is `NOT_FOUND`, whoever else it may belong to.
+pub fn uuid(value: &str, field: &str) -> AppResult<uuid::Uuid> {
+    value
+        .parse()
+        .map_err(|_| AppError::bad_input(format!("{field}: '{}' is not an ID", truncate(value))))
 }
 
 fn truncate(value: &str) -> String {

@@ -4,7 +4,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::Caller;
+use super::{Caller, acting};
 use crate::auth::{ApiKeyScope, Role, secrets};
 use crate::db::api_keys::{ApiKeyRow, NewApiKey};
 use crate::db::audit::{self, Actor, AuditEntry};
@@ -34,6 +34,7 @@ pub async fn create(
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                acting::member_at_least(conn, &actor, Role::Admin).await?;
                 let row = ApiKeyRow::insert(
                     conn,
                     &NewApiKey {
@@ -70,7 +71,7 @@ pub async fn create(
 
 pub async fn revoke(caller: &Caller<'_>, id: &str) -> AppResult<bool> {
     let actor = caller.principal.member_at_least(Role::Admin)?.clone();
-    let key_id = validate::uuid(id, "API key")?;
+    let key_id = validate::uuid(id, "id")?;
     let meta = caller.meta;
     let tenant_id = actor.tenant_id;
     caller
@@ -78,6 +79,7 @@ pub async fn revoke(caller: &Caller<'_>, id: &str) -> AppResult<bool> {
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                acting::member_at_least(conn, &actor, Role::Admin).await?;
                 let key = ApiKeyRow::revoke(conn, key_id).await?;
                 audit::record(
                     conn,

@@ -5,8 +5,8 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::Caller;
-use crate::auth::{Role, password};
+use super::{Caller, acting};
+use crate::auth::{MemberClaims, Role, password};
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::members::{MemberRow, NewMember};
 use crate::error::{AppError, AppResult};
@@ -43,6 +43,9 @@ pub async fn add(caller: &Caller<'_>, input: AddMember) -> AppResult<MemberRow> 
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                MemberRow::lock_membership(conn, tenant_id).await?;
+                let actor_role = acting::member_at_least(conn, &actor, Role::Admin).await?;
+                require_owner_for(actor_role, input.role, "grant")?;
                 let member = MemberRow::insert(
                     conn,
                     &NewMember {
@@ -77,8 +80,14 @@ pub async fn add(caller: &Caller<'_>, input: AddMember) -> AppResult<MemberRow> 
 }
 
 pub async fn change_role(caller: &Caller<'_>, user_id: &str, role: Role) -> AppResult<MemberRow> {
+    let changed = change_role_in_db(caller, user_id, role).await?;
+    super::end_sessions(caller.app, changed.tenant_id, Some(changed.id)).await;
+    Ok(changed)
+}
+
+async fn change_role_in_db(caller: &Caller<'_>, user_id: &str, role: Role) -> AppResult<MemberRow> {
     let actor = caller.principal.member_at_least(Role::Admin)?.clone();
-    let target_id = validate::uuid(user_id, "member")?;
+    let target_id = validate::uuid(user_id, "userId")?;
     let meta = caller.meta;
     let tenant_id = actor.tenant_id;
     caller
@@ -86,11 +95,13 @@ pub async fn change_role(caller: &Caller<'_>, user_id: &str, role: Role) -> AppR
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                MemberRow::lock_membership(conn, tenant_id).await?;
+                let actor_role = acting::member_at_least(conn, &actor, Role::Admin).await?;
                 let owners = MemberRow::lock_owner_ids(conn, tenant_id).await?;
                 let target = MemberRow::find_active(conn, target_id).await?;
                 let from = target.role();
-                require_owner_for(actor.role, from, "revoke")?;
-                require_owner_for(actor.role, role, "grant")?;
+                require_owner_for(actor_role, from, "revoke")?;
+                require_owner_for(actor_role, role, "grant")?;
                 if from == role {
                     return Ok(target);
                 }
@@ -127,7 +138,13 @@ pub async fn change_role(caller: &Caller<'_>, user_id: &str, role: Role) -> AppR
 
 pub async fn remove(caller: &Caller<'_>, user_id: &str) -> AppResult<bool> {
     let actor = caller.principal.member_at_least(Role::Admin)?.clone();
-    let target_id = validate::uuid(user_id, "member")?;
+    let target_id = validate::uuid(user_id, "userId")?;
+    remove_in_db(caller, &actor, target_id).await?;
+    super::end_sessions(caller.app, actor.tenant_id, Some(target_id)).await;
+    Ok(true)
+}
+
+async fn remove_in_db(caller: &Caller<'_>, actor: &MemberClaims, target_id: Uuid) -> AppResult<()> {
     let meta = caller.meta;
     let tenant_id = actor.tenant_id;
     caller
@@ -135,9 +152,11 @@ pub async fn remove(caller: &Caller<'_>, user_id: &str) -> AppResult<bool> {
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                MemberRow::lock_membership(conn, tenant_id).await?;
+                let actor_role = acting::member_at_least(conn, actor, Role::Admin).await?;
                 let owners = MemberRow::lock_owner_ids(conn, tenant_id).await?;
                 let target = MemberRow::find_active(conn, target_id).await?;
-                require_owner_for(actor.role, target.role(), "revoke")?;
+                require_owner_for(actor_role, target.role(), "revoke")?;
                 if target.role() == Role::Owner && owners.len() <= 1 {
                     return Err(AppError::bad_input(
                         "userId: the last OWNER cannot be removed",
@@ -162,7 +181,7 @@ pub async fn remove(caller: &Caller<'_>, user_id: &str) -> AppResult<bool> {
                     },
                 )
                 .await?;
-                Ok(true)
+                Ok(())
             }
             .scope_boxed()
         })

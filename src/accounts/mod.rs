@@ -1,6 +1,7 @@
 //! Account operations shared by the GraphQL API and the CLI: sign-up, sessions, members, API keys,
 //! tenant settings. Each mutation writes its audit record in the same transaction as its change.
 
+pub mod acting;
 pub mod api_keys;
 pub mod members;
 pub mod sessions;
@@ -9,6 +10,19 @@ pub mod tenant;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
+use uuid::Uuid;
+
+/// After a transaction that ended sessions of `tenant` (one member's, when given) committed:
+/// this instance forgets what it knew of them at once, and every other instance when the word
+/// reaches it (or, had it missed it, when its answers expire: `auth::session_check`).
+pub async fn end_sessions(app: &App, tenant: Uuid, member: Option<Uuid>) {
+    app.session_check.forget(tenant, member);
+    app.sockets.check_soon();
+    let word = vec![crate::live::message::LiveMessage::SessionsEnded { member }];
+    if let Err(e) = app.live.publish(tenant, word).await {
+        tracing::warn!(error = %e, "could not tell other instances that sessions ended");
+    }
+}
 
 /// What every operation needs to know about the request it serves.
 pub struct Caller<'a> {

@@ -275,6 +275,8 @@ pub async fn log_in(
 enum RefreshOutcome {
     Granted(Box<SessionGrant>),
     Refused(&'static str),
+    /// A used token came back: the member's session was ended.
+    Ended(Uuid),
 }
 
 /// Uses up `token` and returns a new pair. A token used before ends its whole family.
@@ -312,9 +314,7 @@ pub async fn refresh(caller: &Caller<'_>, token: &str) -> AppResult<SessionGrant
                         },
                     )
                     .await?;
-                    return Ok(RefreshOutcome::Refused(
-                        "refresh token was already used; the session has been ended",
-                    ));
+                    return Ok(RefreshOutcome::Ended(row.member_id));
                 }
                 if row.expires_at <= Utc::now() {
                     return Ok(RefreshOutcome::Refused(
@@ -353,6 +353,12 @@ pub async fn refresh(caller: &Caller<'_>, token: &str) -> AppResult<SessionGrant
     match outcome {
         RefreshOutcome::Granted(g) => Ok(*g),
         RefreshOutcome::Refused(why) => Err(AppError::unauthenticated(why)),
+        RefreshOutcome::Ended(member) => {
+            super::end_sessions(app, tenant_id, Some(member)).await;
+            Err(AppError::unauthenticated(
+                "refresh token was already used; the session has been ended",
+            ))
+        }
     }
 }
 
@@ -364,7 +370,8 @@ pub async fn log_out(caller: &Caller<'_>, token: &str) -> AppResult<bool> {
     let tenant_id = tenant_of_refresh_token(app, &hash)
         .await?
         .ok_or_else(|| AppError::unauthenticated("unknown refresh token"))?;
-    app.db
+    let member = app
+        .db
         .tenant(tenant_id, |conn| {
             async move {
                 let row = RefreshTokenRow::lock_by_hash(conn, &hash)
@@ -384,11 +391,13 @@ pub async fn log_out(caller: &Caller<'_>, token: &str) -> AppResult<bool> {
                     },
                 )
                 .await?;
-                Ok(true)
+                Ok(row.member_id)
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    super::end_sessions(app, tenant_id, Some(member)).await;
+    Ok(true)
 }
 
 async fn tenant_of_refresh_token(app: &App, hash: &[u8]) -> AppResult<Option<Uuid>> {

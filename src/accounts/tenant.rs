@@ -3,7 +3,7 @@
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 
-use super::Caller;
+use super::{Caller, acting};
 use crate::auth::Role;
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::tenants::{TenantChanges, TenantRow};
@@ -60,6 +60,7 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                acting::member_at_least(conn, &actor, Role::Admin).await?;
                 let before = TenantRow::find(conn, tenant_id).await?;
                 if let Some(currency) = &changes.currency
                     && *currency != before.currency
@@ -118,6 +119,7 @@ pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> 
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                acting::member_at_least(conn, &actor, Role::Owner).await?;
                 let tenant = TenantRow::find(conn, tenant_id).await?;
                 if tenant.slug != confirm_slug {
                     return Err(AppError::bad_input(format!(
@@ -147,5 +149,6 @@ pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> 
         })
         .await?;
     caller.app.key_grants.forget_tenant(tenant_id);
+    super::end_sessions(caller.app, tenant_id, None).await;
     Ok(true)
 }

@@ -5,6 +5,7 @@ pub mod key_grants;
 pub mod password;
 pub mod principal;
 pub mod secrets;
+pub mod session_check;
 pub mod throttle;
 pub mod tokens;
 

@@ -18,6 +18,11 @@ pub struct MemberClaims {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The refusal of a member below `role`.
+pub fn needs_role(role: Role) -> AppError {
+    AppError::forbidden(format!("this needs the {} role or higher", role.as_str()))
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiKeyPrincipal {
     pub key_id: Uuid,
@@ -60,10 +65,7 @@ impl Principal {
         if member.role.at_least(role) {
             Ok(member)
         } else {
-            Err(AppError::forbidden(format!(
-                "this needs the {} role or higher",
-                role.as_str()
-            )))
+            Err(needs_role(role))
         }
     }
 

@@ -16,6 +16,8 @@ use crate::config::{Config, Environment};
 pub const ISSUER: &str = "fahwa";
 pub const AUDIENCE: &str = "fahwa-api";
 const MIN_SECRET_BYTES: usize = 32;
+/// Clock skew tolerated between instances, in `exp` and `nbf`.
+pub const LEEWAY_SECS: u64 = 5;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
@@ -124,7 +126,7 @@ impl TokenKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.validate_nbf = true;
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
             match e.kind() {

@@ -223,6 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &app,
                 id,
                 crate::db::audit::Actor::System,
+                &crate::auth::Principal::Anonymous,
                 &meta,
                 rates,
             )

@@ -129,6 +129,43 @@ impl MemberRow {
     }
 
     /// Locks the tenant's owners, so that two concurrent changes cannot both remove the last one.
+    /// Serializes the tenant's membership changes (adding, removing, changing roles) until
+    /// the transaction ends, so that each one reads roles no other can be changing.
+    pub async fn lock_membership(conn: &mut Conn, tenant_id: Uuid) -> AppResult<()> {
+        const MEMBERSHIP_LOCK: i64 = 46;
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
+            .bind::<diesel::sql_types::Uuid, _>(tenant_id)
+            .bind::<diesel::sql_types::BigInt, _>(MEMBERSHIP_LOCK)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The member's role now, if they are still a member and the session `family` has not
+    /// ended; the row is locked against changes until the transaction ends, so the caller
+    /// acts on this role and no other.
+    pub async fn standing_role(
+        conn: &mut Conn,
+        member_id: Uuid,
+        family_id: Uuid,
+    ) -> AppResult<Option<Role>> {
+        let live_session = diesel::dsl::exists(
+            refresh_tokens::table
+                .filter(refresh_tokens::family_id.eq(family_id))
+                .filter(refresh_tokens::revoked_at.is_null()),
+        );
+        let role: Option<String> = members::table
+            .filter(members::id.eq(member_id))
+            .filter(members::removed_at.is_null())
+            .filter(live_session)
+            .select(members::role)
+            .for_share()
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(role.map(|r| r.parse().unwrap_or(Role::Viewer)))
+    }
+
     pub async fn lock_owner_ids(conn: &mut Conn, tenant_id: Uuid) -> AppResult<Vec<Uuid>> {
         Ok(members::table
             .filter(members::tenant_id.eq(tenant_id))

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Bytea, Nullable, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Bytea, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -89,4 +89,30 @@ impl RefreshTokenRow {
         .execute(conn)
         .await?)
     }
+}
+
+#[derive(QueryableByName)]
+struct Family {
+    #[diesel(sql_type = SqlUuid)]
+    family: Uuid,
+}
+
+/// Which of these sessions (family, member, role: what an access token claims) have ended:
+/// signed out, member removed, role changed, tenant deleted. Outside any tenant, so that one
+/// call checks sessions of many tenants; returns only family ids.
+pub async fn ended(
+    conn: &mut Conn,
+    families: &[Uuid],
+    members: &[Uuid],
+    roles: &[&str],
+) -> AppResult<Vec<Uuid>> {
+    let ended: Vec<Family> = diesel::sql_query(
+        "SELECT fahwa_ended_sessions AS family FROM fahwa_ended_sessions($1, $2, $3)",
+    )
+    .bind::<Array<SqlUuid>, _>(families)
+    .bind::<Array<SqlUuid>, _>(members)
+    .bind::<Array<Text>, _>(roles)
+    .load(conn)
+    .await?;
+    Ok(ended.into_iter().map(|f| f.family).collect())
 }

@@ -233,12 +233,13 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
     let empty = || AppError::bad_input("events: send at least one event");
     let min = cols.times.iter().min().copied().ok_or_else(empty)?;
     let max = cols.times.iter().max().copied().ok_or_else(empty)?;
-    let meta = caller.meta;
+    let (meta, principal) = (caller.meta, caller.principal);
     let (inserted, version) = caller
         .app
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                crate::accounts::acting::confirm(conn, principal, Role::Admin).await?;
                 super::rollups::lock_for_ingest(conn, tenant_id).await?;
                 partitions::ensure(conn, min, max).await?;
                 let written: Written = diesel::sql_query(INSERT_EVENTS)

@@ -5,6 +5,7 @@ use scoped_futures::ScopedFutureExt;
 
 use crate::app::App;
 use crate::auth::secrets::{self, API_KEY_PREFIX};
+use crate::auth::session_check::SESSION_ENDED;
 use crate::auth::{ApiKeyPrincipal, ApiKeyScope, Principal};
 use crate::db::api_keys::{ApiKeyRow, KeyGrant};
 
@@ -26,7 +27,14 @@ pub async fn authenticate(app: &App, authorization: Option<&str>) -> Principal {
         return api_key(app, token).await;
     }
     match app.tokens.verify(token) {
-        Ok(claims) => Principal::Member(claims),
+        Ok(claims) => match app.session_check.stands(&app.db, &claims).await {
+            Ok(true) => Principal::Member(claims),
+            Ok(false) => Principal::Rejected(SESSION_ENDED.into()),
+            Err(e) => {
+                e.report("session check");
+                Principal::Rejected("could not check the session; try again".into())
+            }
+        },
         Err(reason) => Principal::Rejected(reason),
     }
 }

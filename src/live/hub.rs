@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
 use super::message::{LiveEvent, LiveMessage, MetricKey, MetricValue, ReportRunState};
@@ -125,9 +125,19 @@ impl Inbox {
 }
 
 /// Every live inbox of this instance, by tenant.
-#[derive(Default)]
 pub struct Hub {
     tenants: Mutex<HashMap<Uuid, Vec<Weak<Inbox>>>>,
+    /// Tenants (and members) whose sessions ended, for this instance's session checks.
+    ended: broadcast::Sender<(Uuid, Option<Uuid>)>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            tenants: Mutex::default(),
+            ended: broadcast::channel(1024).0,
+        }
+    }
 }
 
 impl Hub {
@@ -145,8 +155,18 @@ impl Hub {
         inbox
     }
 
+    /// What `SessionsEnded` messages say, as they arrive.
+    pub fn sessions_ended(&self) -> broadcast::Receiver<(Uuid, Option<Uuid>)> {
+        self.ended.subscribe()
+    }
+
     /// Hands a message to every inbox of its tenant.
     pub fn dispatch(&self, tenant: Uuid, message: &LiveMessage) {
+        if let LiveMessage::SessionsEnded { member } = message {
+            // No receiver yet: nothing is remembered that could be stale.
+            let _ = self.ended.send((tenant, *member));
+            return;
+        }
         let inboxes: Vec<Arc<Inbox>> = {
             let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             match tenants.get(&tenant) {

@@ -91,6 +91,11 @@ pub enum LiveMessage {
         skipped: u64,
     },
     ReportRun(ReportRunState),
+    /// Sessions of the tenant ended (one member's, when given): every instance forgets what
+    /// it knew of them and checks its sockets now.
+    SessionsEnded {
+        member: Option<Uuid>,
+    },
 }
 
 /// A message for one tenant: the unit that goes through a channel.

@@ -12,6 +12,7 @@ pub mod watch;
 
 use std::collections::HashMap;
 
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -49,11 +50,26 @@ pub fn spawn(app: &App) -> LiveTasks {
             watch::mark(&marker.kv, &hub.topics()).await;
         }
     }));
+    let forgetter = app.clone();
+    let mut ended = app.live.hub().sessions_ended();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match ended.recv().await {
+                Ok((tenant, member)) => forgetter.session_check.forget(tenant, member),
+                Err(broadcast::error::RecvError::Lagged(_)) => forgetter.session_check.forget_all(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+            forgetter.sockets.check_soon();
+        }
+    }));
     let checker = app.clone();
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(sessions::CHECK_EVERY);
         loop {
-            every.tick().await;
+            tokio::select! {
+                _ = every.tick() => {}
+                () = checker.sockets.asked_to_check() => {}
+            }
             if let Err(e) = checker.sockets.check(&checker.db).await {
                 tracing::warn!(error = %e, "could not check the sessions of open sockets");
             }

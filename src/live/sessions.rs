@@ -9,17 +9,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel::sql_types::{Array, Text, Uuid as SqlUuid};
 use scoped_futures::ScopedFutureExt;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 use uuid::Uuid;
 
 use crate::auth::MemberClaims;
 use crate::db::Db;
 use crate::error::AppResult;
 
+/// The clock leeway of the token check: a socket closes when its token no longer verifies.
+const LEEWAY: chrono::Duration = chrono::Duration::seconds(crate::auth::tokens::LEEWAY_SECS as i64);
+
 /// How often sockets are checked.
-pub const CHECK_EVERY: Duration = Duration::from_secs(2);
+pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the server closes a socket: a WebSocket close code and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +30,10 @@ pub struct Closing {
     pub reason: &'static str,
 }
 
+/// 4403, not 4401: graphql-ws gives up on 4401 for good, and retries 4403 with its
+/// `connectionParams` called again, which is where a client puts its fresh token.
 pub const TOKEN_EXPIRED: Closing = Closing {
-    code: 4401,
+    code: 4403,
     reason: "access token expired: reconnect with a fresh one",
 };
 pub const SESSION_ENDED: Closing = Closing {
@@ -46,6 +50,8 @@ struct Open {
 pub struct MemberSockets {
     open: Mutex<HashMap<u64, Open>>,
     next: AtomicU64,
+    /// Sessions ended somewhere: check now rather than at the next tick.
+    soon: Notify,
 }
 
 /// Keeps a socket registered while it lives (held in the connection's GraphQL data).
@@ -66,6 +72,16 @@ impl MemberSockets {
             sockets: self.clone(),
             id,
         }
+    }
+
+    /// Asks the checking task for a check now.
+    pub fn check_soon(&self) {
+        self.soon.notify_one();
+    }
+
+    /// Resolves when a check was asked for.
+    pub async fn asked_to_check(&self) {
+        self.soon.notified().await;
     }
 
     /// Member sockets open on this instance.
@@ -98,7 +114,7 @@ impl MemberSockets {
             .lock()
             .iter()
             .map(|(id, s)| (*id, s.claims.clone()))
-            .partition(|(_, c)| c.expires_at <= now);
+            .partition(|(_, c)| c.expires_at + LEEWAY <= now);
         self.close(expired.into_iter().map(|(id, _)| id), &TOKEN_EXPIRED);
         if live.is_empty() {
             return Ok(());
@@ -112,26 +128,16 @@ impl MemberSockets {
         let members: Vec<Uuid> = sessions.iter().map(|s| s.1).collect();
         let roles: Vec<&str> = sessions.iter().map(|s| s.2).collect();
         let (families, members, roles) = (&families, &members, &roles);
-        let ended: Vec<Family> = db
+        let ended = db
             .outside_tenants(|conn| {
-                async move {
-                    use diesel_async::RunQueryDsl;
-                    Ok(diesel::sql_query(
-                        "SELECT fahwa_ended_sessions AS family FROM fahwa_ended_sessions($1, $2, $3)",
-                    )
-                    .bind::<Array<SqlUuid>, _>(families)
-                    .bind::<Array<SqlUuid>, _>(members)
-                    .bind::<Array<Text>, _>(roles)
-                    .load(conn)
-                    .await?)
-                }
-                .scope_boxed()
+                async move { crate::db::sessions::ended(conn, families, members, roles).await }
+                    .scope_boxed()
             })
             .await?;
         if ended.is_empty() {
             return Ok(());
         }
-        let ended: HashSet<Uuid> = ended.into_iter().map(|f| f.family).collect();
+        let ended: HashSet<Uuid> = ended.into_iter().collect();
         self.close(
             live.iter()
                 .filter(|(_, c)| ended.contains(&c.family_id))
@@ -140,12 +146,6 @@ impl MemberSockets {
         );
         Ok(())
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct Family {
-    #[diesel(sql_type = SqlUuid)]
-    family: Uuid,
 }
 
 impl Drop for Registration {

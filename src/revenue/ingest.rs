@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::amount;
 use crate::accounts::Caller;
+use crate::auth::Role;
 use crate::error::{AppError, AppResult};
 use crate::events::IngestOutcome;
 use crate::events::ingest::{Batch, close_batch, ingesting_tenant};
@@ -187,13 +188,14 @@ pub async fn ingest_revenue(
     let cols = validate(changes, Utc::now())?;
     let sent = cols.customers.len() as i64;
     let in_batch_duplicates = cols.in_batch_duplicates;
-    let meta = caller.meta;
+    let (meta, principal) = (caller.meta, caller.principal);
     let cols = &cols;
     let (inserted, version) = caller
         .app
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                crate::accounts::acting::confirm(conn, principal, Role::Admin).await?;
                 super::lock(conn, tenant_id).await?;
                 let bind = |sql: String| {
                     diesel::sql_query(sql)

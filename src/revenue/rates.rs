@@ -114,7 +114,15 @@ struct Set {
 pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i64> {
     let member = caller.principal.member_at_least(Role::Admin)?;
     let actor = Actor::Member(member.member_id);
-    store(caller.app, member.tenant_id, actor, caller.meta, rates).await
+    store(
+        caller.app,
+        member.tenant_id,
+        actor,
+        caller.principal,
+        caller.meta,
+        rates,
+    )
+    .await
 }
 
 /// Reads `currency,date,rate` lines (a header line is allowed), as `fahwa set-exchange-rates`
@@ -148,11 +156,13 @@ pub fn parse_csv(text: &str) -> AppResult<Vec<NewRate>> {
     Ok(out)
 }
 
-/// Stores rates for `tenant_id` on behalf of `actor` (a member, or the CLI as the system).
+/// Stores rates for `tenant_id` on behalf of `actor` (a member, whose standing is checked in
+/// the transaction, or the CLI as the system, `principal` anonymous).
 pub async fn store(
     app: &crate::App,
     tenant_id: uuid::Uuid,
     actor: Actor,
+    principal: &crate::auth::Principal,
     meta: &crate::db::audit::RequestMeta,
     rates: Vec<NewRate>,
 ) -> AppResult<i64> {
@@ -162,6 +172,7 @@ pub async fn store(
         .db
         .tenant(tenant_id, |conn| {
             async move {
+                crate::accounts::acting::confirm(conn, principal, Role::Admin).await?;
                 let reporting = TenantRow::find(conn, tenant_id).await?;
                 if let Some(i) = cols.currencies.iter().position(|c| *c == reporting.currency) {
                     return Err(AppError::bad_input(format!(

@@ -362,6 +362,17 @@ impl TestApp {
         session_from(&resp, "signUp", &email)
     }
 
+    /// A JSON POST to a REST path of the server (`/api/v1/events`, ...) with a bearer token.
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A GET to a path of the server.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client

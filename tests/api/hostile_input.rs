@@ -225,13 +225,12 @@ async fn nul_characters_are_bad_input_named_by_field() {
         let message = r["errors"][0]["message"].as_str().unwrap();
         assert!(message.starts_with("$events[1].properties."), "{message}");
         let resp = t
-            .client
-            .post(format!("{}/api/v1/events", t.base))
-            .bearer_auth(&key)
-            .json(&json!({ "events": [event(json!({})), event(properties)] }))
-            .send()
-            .await
-            .unwrap();
+            .post(
+                "/api/v1/events",
+                &key,
+                &json!({ "events": [event(json!({})), event(properties)] }),
+            )
+            .await;
         assert_eq!(resp.status(), 400);
         let r: Value = resp.json().await.unwrap();
         assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");

@@ -501,7 +501,7 @@ async fn sockets_close_when_the_token_expires_or_the_session_ends() {
     let short = crate::auth_flow::forge(&kid, &claims, &t.jwt_secret());
     let mut expiring = Ws::connect(&t, &short).await;
     expiring.subscribe("all", "LiveEvents", json!({})).await;
-    assert_eq!(expiring.closed(WAIT).await, Some(4401), "token expired");
+    assert_eq!(expiring.closed(WAIT).await, Some(4403), "token expired");
     assert_eq!(owners.closed(Duration::from_millis(100)).await, None);
 }
 

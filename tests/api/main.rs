@@ -18,4 +18,5 @@ mod plans;
 mod rbac;
 mod revenue;
 mod revenue_metrics;
+mod stale_tokens;
 mod tenancy;

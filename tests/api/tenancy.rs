@@ -45,17 +45,26 @@ async fn other_tenants_ids_are_not_found() {
             json!({ "id": key_id }),
         )
         .await,
-        t.op(
+    ];
+    for resp in &attempts {
+        assert_eq!(codes(resp), ["NOT_FOUND"], "{resp}");
+    }
+    // What is not an ID at all is the caller's mistake, whoever's it could have been.
+    let malformed = t
+        .op(
             Some(&acme.access),
             "tenant.graphql",
             "RemoveMember",
             json!({ "userId": "not-a-uuid" }),
         )
-        .await,
-    ];
-    for resp in &attempts {
-        assert_eq!(codes(resp), ["NOT_FOUND"], "{resp}");
-    }
+        .await;
+    assert_eq!(codes(&malformed), ["BAD_USER_INPUT"], "{malformed}");
+    assert!(
+        malformed["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("userId:")
+    );
     // Nothing changed on the other side.
     let team = t
         .op(Some(&globex.access), "tenant.graphql", "Members", json!({}))

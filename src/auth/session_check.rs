@@ -1,0 +1,86 @@
+//! Whether the session behind an access token still stands. A token's claims are a cache of
+//! who its bearer is: a log-out, a reused refresh token, a removal or a role change ends the
+//! session in PostgreSQL, and every request checks that here. An answer is remembered for
+//! [`STANDING_TTL`]; whoever ends a session forgets the tenant's answers on every instance at
+//! once (`accounts::end_sessions`), and the time limit bounds an instance that missed that.
+
+use std::time::Duration;
+
+use moka::future::Cache;
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use super::MemberClaims;
+use crate::db::Db;
+use crate::error::{AppError, AppResult};
+
+/// What a caller whose session ended is told.
+pub const SESSION_ENDED: &str = "this session has ended; sign in again";
+
+/// How long an instance may go on honouring a session ended elsewhere, had it missed the word.
+pub const STANDING_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+struct Standing {
+    tenant: Uuid,
+    member: Uuid,
+    live: bool,
+}
+
+pub struct SessionCheck(Cache<Uuid, Standing>);
+
+impl Default for SessionCheck {
+    fn default() -> Self {
+        Self(
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(STANDING_TTL)
+                .support_invalidation_closures()
+                .build(),
+        )
+    }
+}
+
+impl SessionCheck {
+    /// True while the token's session (its family, for its member and role) has not ended.
+    pub async fn stands(&self, db: &Db, claims: &MemberClaims) -> AppResult<bool> {
+        let family = claims.family_id;
+        let standing = self
+            .0
+            .try_get_with(family, async {
+                let (members, roles) = (&[claims.member_id][..], &[claims.role.as_str()][..]);
+                let ended = db
+                    .outside_tenants(|conn| {
+                        async move {
+                            crate::db::sessions::ended(conn, &[family], members, roles).await
+                        }
+                        .scope_boxed()
+                    })
+                    .await?;
+                Ok::<_, AppError>(Standing {
+                    tenant: claims.tenant_id,
+                    member: claims.member_id,
+                    live: ended.is_empty(),
+                })
+            })
+            .await
+            .map_err(AppError::from)?;
+        // A family is one member's: a token naming another member with it is not this session.
+        Ok(standing.live && standing.member == claims.member_id)
+    }
+
+    /// Forgets what is known of `tenant`'s sessions (one member's, when given).
+    pub fn forget(&self, tenant: Uuid, member: Option<Uuid>) {
+        let which = move |_: &Uuid, s: &Standing| {
+            s.tenant == tenant && member.is_none_or(|m| m == s.member)
+        };
+        if let Err(e) = self.0.invalidate_entries_if(which) {
+            tracing::warn!(error = %e, "could not forget sessions selectively");
+            self.0.invalidate_all();
+        }
+    }
+
+    pub fn forget_all(&self) {
+        self.0.invalidate_all();
+    }
+}
