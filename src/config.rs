@@ -50,6 +50,10 @@ pub struct Config {
     pub live_capture: bool,
     /// Memory for tenants' revenue changes kept for range totals (0: always read them in SQL).
     pub revenue_index_mb: u64,
+    /// Operations one WebSocket may run at once; beyond it a `subscribe` gets an `error`.
+    pub max_subscriptions_per_socket: usize,
+    /// How long a WebSocket may wait before its `connection_init` (then 4408).
+    pub ws_init_timeout_secs: f64,
 }
 
 impl std::fmt::Debug for Config {
@@ -89,6 +93,8 @@ impl Default for Config {
             metric_cache: true,
             live_capture: true,
             revenue_index_mb: 256,
+            max_subscriptions_per_socket: 100,
+            ws_init_timeout_secs: 10.0,
         }
     }
 }
@@ -150,7 +156,19 @@ impl Config {
             "access_token_ttl_secs must be between 60 and {MAX_ACCESS_TOKEN_TTL_SECS}"
         );
         anyhow::ensure!(self.db_pool_size >= 2, "db_pool_size must be at least 2");
+        anyhow::ensure!(
+            self.max_subscriptions_per_socket >= 1,
+            "max_subscriptions_per_socket must be at least 1"
+        );
+        anyhow::ensure!(
+            self.ws_init_timeout_secs > 0.0 && self.ws_init_timeout_secs <= 3600.0,
+            "ws_init_timeout_secs must be more than 0 and at most 3600"
+        );
         Ok(())
+    }
+
+    pub fn ws_init_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.ws_init_timeout_secs)
     }
 }
 

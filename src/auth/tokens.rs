@@ -34,6 +34,11 @@ struct Claims {
     exp: i64,
 }
 
+/// Whether a token with `exp` is refused at `now` (Unix seconds), as jsonwebtoken decides.
+pub fn expired(exp: i64, now: i64) -> bool {
+    exp < now - LEEWAY_SECS as i64
+}
+
 pub struct TokenKeys {
     current_kid: String,
     encoding: EncodingKey,

@@ -17,9 +17,6 @@ use crate::auth::MemberClaims;
 use crate::db::Db;
 use crate::error::AppResult;
 
-/// The clock leeway of the token check: a socket closes when its token no longer verifies.
-const LEEWAY: chrono::Duration = chrono::Duration::seconds(crate::auth::tokens::LEEWAY_SECS as i64);
-
 /// How often sockets are checked.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -108,13 +105,15 @@ impl MemberSockets {
 
     /// One check of every open socket.
     pub async fn check(&self, db: &Db) -> AppResult<()> {
-        let now = Utc::now();
+        // The token check's own rule (whole seconds, its leeway): a socket closes exactly when
+        // its token would no longer be accepted at `connection_init`.
+        let now = Utc::now().timestamp();
         type Sockets = Vec<(u64, MemberClaims)>;
         let (expired, live): (Sockets, Sockets) = self
             .lock()
             .iter()
             .map(|(id, s)| (*id, s.claims.clone()))
-            .partition(|(_, c)| c.expires_at + LEEWAY <= now);
+            .partition(|(_, c)| crate::auth::tokens::expired(c.expires_at.timestamp(), now));
         self.close(expired.into_iter().map(|(id, _)| id), &TOKEN_EXPIRED);
         if live.is_empty() {
             return Ok(());

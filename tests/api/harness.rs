@@ -186,6 +186,13 @@ impl TestApp {
         Self::start(Self::config(redis).await).await
     }
 
+    /// A server with Redis whose configuration `adjust` changes first.
+    pub async fn spawn_configured(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = Self::config(true).await;
+        adjust(&mut config);
+        Self::start(config).await
+    }
+
     /// A server with Redis that takes part in change capture (live updates).
     pub async fn spawn_live() -> TestApp {
         Self::spawn_live_on(Some(redis_url())).await

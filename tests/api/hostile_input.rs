@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::harness::{TestApp, codes};
-use crate::live::Ws;
+use crate::live::{Ws, ws_codes};
 
 const LEVELS: usize = 10_000;
 
@@ -40,14 +40,6 @@ fn documents_of_depth(levels: usize) -> Vec<(&'static str, String)> {
             format!("query($v: Int = {list}) {{ me {{ id }} }}"),
         ),
     ]
-}
-
-/// The codes of a WebSocket answer: `next`/`data` carry a response, `error` a list.
-fn ws_codes(msg: &Value) -> Vec<String> {
-    match &msg["payload"] {
-        Value::Array(errors) => codes(&json!({ "errors": errors })),
-        payload => codes(payload),
-    }
 }
 
 async fn still_serves(t: &TestApp) {

@@ -43,7 +43,8 @@ impl Ws {
         Self::open(t, init, false).await
     }
 
-    async fn open(t: &TestApp, init: Value, legacy: bool) -> Ws {
+    /// A socket on which nothing has been sent yet.
+    pub async fn raw(t: &TestApp, legacy: bool) -> Ws {
         let protocol = if legacy {
             "graphql-ws"
         } else {
@@ -55,7 +56,11 @@ impl Ws {
             .headers_mut()
             .insert("sec-websocket-protocol", protocol.parse().unwrap());
         let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-        let mut ws = Ws { socket, legacy };
+        Ws { socket, legacy }
+    }
+
+    async fn open(t: &TestApp, init: Value, legacy: bool) -> Ws {
+        let mut ws = Self::raw(t, legacy).await;
         ws.send(json!({ "type": "connection_init", "payload": init }))
             .await;
         let ack = ws.message(Duration::from_secs(5)).await;
@@ -148,6 +153,14 @@ impl Ws {
                 return;
             }
         }
+    }
+}
+
+/// The codes of a WebSocket answer: `next`/`data` carry a response, `error` a list.
+pub fn ws_codes(msg: &Value) -> Vec<String> {
+    match &msg["payload"] {
+        Value::Array(errors) => codes(&json!({ "errors": errors })),
+        payload => codes(payload),
     }
 }
 
@@ -257,7 +270,8 @@ async fn revenue_metrics_are_for_analysts_and_up() {
     ws.follow_metric("mrr", "MRR", "MONTH").await;
     let (id, msg) = ws.frame(WAIT).await.expect("an answer");
     assert_eq!(id, "mrr");
-    assert_eq!(codes(&msg["payload"]), ["FORBIDDEN"], "{msg}");
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(ws_codes(&msg), ["FORBIDDEN"], "{msg}");
     ws.follow_metric("dau", "ACTIVE_USERS", "DAY").await;
     let mut analyst_ws = Ws::connect(&t, &analyst.access).await;
     analyst_ws.follow_metric("mrr", "MRR", "MONTH").await;
@@ -270,7 +284,8 @@ async fn revenue_metrics_are_for_analysts_and_up() {
     let mut anonymous = Ws::connect_with(&t, json!({})).await;
     anonymous.subscribe("all", "LiveEvents", json!({})).await;
     let (_, msg) = anonymous.frame(WAIT).await.expect("an answer");
-    assert_eq!(codes(&msg["payload"]), ["UNAUTHENTICATED"], "{msg}");
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert_eq!(ws_codes(&msg), ["UNAUTHENTICATED"], "{msg}");
 }
 
 #[tokio::test]

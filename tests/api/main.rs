@@ -20,3 +20,4 @@ mod revenue;
 mod revenue_metrics;
 mod stale_tokens;
 mod tenancy;
+mod ws_protocol;
