@@ -38,7 +38,7 @@ pub struct LiveEventView {
 impl From<LiveEvent> for LiveEventView {
     fn from(e: LiveEvent) -> Self {
         LiveEventView {
-            id: ID(e.id.to_string()),
+            id: ID(e.id),
             name: e.name,
             user_id: e.user_id,
             occurred_at: e.occurred_at,
@@ -94,6 +94,26 @@ impl LiveSubscription {
     ) -> Result<impl Stream<Item = MetricUpdate>> {
         may_follow(principal(ctx), metric)?;
         let inbox = open(ctx, Topic::Metric(metric, granularity)).await?;
+        // The current value first, so a widget has something to show before the next change;
+        // a newer value that arrives meanwhile wins by its version.
+        let (tenant, app) = (principal(ctx).reading_tenant()?, app(ctx));
+        let now = Utc::now();
+        match crate::live::capture::values::newest(
+            &app.db,
+            tenant,
+            &[(metric, granularity)],
+            now,
+            &[],
+        )
+        .await
+        {
+            Ok((version, values)) => {
+                for value in values {
+                    inbox.offer(&value.message(now, version));
+                }
+            }
+            Err(e) => e.report("live: the current value for a new subscriber"),
+        }
         Ok(deliveries(inbox).filter_map(|d| async move {
             match d {
                 Delivery::Metric(v) => Some(MetricUpdate {

@@ -52,7 +52,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    fn offer(&self, message: &LiveMessage) {
+    /// Takes `message` if it is for this inbox's topic (and newer than what it holds).
+    pub fn offer(&self, message: &LiveMessage) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let wake = match (&self.topic, message) {
             (Topic::Metric(key, granularity), LiveMessage::Metric(v))
@@ -225,7 +226,7 @@ mod tests {
 
     fn event(name: &str, i: usize) -> LiveEvent {
         LiveEvent {
-            id: i as i64,
+            id: i.to_string(),
             name: name.into(),
             user_id: format!("u{i}"),
             occurred_at: Utc::now(),

@@ -65,7 +65,8 @@ pub struct MetricValue {
 /// One event as it landed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LiveEvent {
-    pub id: i64,
+    /// The id the client sent (`EventInput.id`), or the server's row number without one.
+    pub id: String,
     pub name: String,
     pub user_id: String,
     pub occurred_at: DateTime<Utc>,

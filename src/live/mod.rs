@@ -108,7 +108,7 @@ async fn refresh_local(app: &App) -> AppResult<()> {
     }
     let now = chrono::Utc::now();
     for (tenant, wanted) in wanted {
-        let (version, values) = capture::values::newest(&app.db, tenant, &wanted, now).await?;
+        let (version, values) = capture::values::newest(&app.db, tenant, &wanted, now, &[]).await?;
         for c in values {
             app.live.hub().dispatch(tenant, &c.message(now, version));
         }

@@ -181,6 +181,7 @@ async fn lead(app: &App) -> anyhow::Result<()> {
     let mut schedule = Schedule::new(TICK, EVENTS_PER_TURN);
     let mut jobs = FuturesUnordered::new();
     let mut lag = tokio::time::interval(Duration::from_secs(2));
+    let mut xid = 0;
     loop {
         let now = Instant::now();
         while let Some(job) = schedule.next_job(now, TENANTS_AT_ONCE) {
@@ -197,12 +198,18 @@ async fn lead(app: &App) -> anyhow::Result<()> {
                     anyhow::bail!("the replication stream ended");
                 };
                 match event {
-                    ReplicationEvent::Begin { .. } => open.clear(),
+                    ReplicationEvent::Begin { xid: begun, .. } => {
+                        open.clear();
+                        xid = begun;
+                    }
                     ReplicationEvent::XLogData { data, .. } => {
                         decode_change(&data, &mut relations, &mut open)?
                     }
                     ReplicationEvent::Commit { end_lsn, .. } => {
-                        let changes = std::mem::take(&mut open);
+                        let mut changes = std::mem::take(&mut open);
+                        for c in changes.values_mut() {
+                            c.committed_by(xid);
+                        }
                         metrics::counter!("fahwa_live_changes_total")
                             .increment(changes.values().map(|c| c.rows.len() as u64 + c.skipped).sum());
                         schedule.commit(changes, end_lsn.0, Instant::now());

@@ -19,7 +19,7 @@ fn event_of(relation: &Relation, values: &[Value]) -> Option<LiveEvent> {
         .ok()?
         .with_timezone(&Utc);
     Some(LiveEvent {
-        id: text("id")?.parse().ok()?,
+        id: text("client_id").or_else(|| text("id"))?.to_string(),
         name: text("name")?.to_string(),
         user_id: text("user_id")?.to_string(),
         occurred_at,
@@ -79,13 +79,14 @@ pub async fn publish(app: &App, job: Job) -> anyhow::Result<Published> {
             _ => None,
         })
         .collect();
-    match values::newest(&app.db, tenant, &wanted, now).await {
-        Ok((version, computed)) => {
+    match values::newest(&app.db, tenant, &wanted, now, &events.xids).await {
+        Ok((position, computed)) => {
+            let version = published.next_version(position);
             for c in computed {
                 let key = (c.metric, c.granularity);
                 let seen = (c.bucket, c.value);
-                if published.get(&key) != Some(&seen) {
-                    published.insert(key, seen);
+                if published.values.get(&key) != Some(&seen) {
+                    published.values.insert(key, seen);
                     messages.push(c.message(now, version));
                 }
             }

@@ -18,9 +18,24 @@ use crate::metrics::Granularity;
 /// An inserted event as decoded, made into a `LiveEvent` only if someone follows the stream.
 pub type Row = (Arc<Relation>, Vec<Value>);
 
-/// The last value published per metric and granularity of a tenant: an unchanged value is not
-/// sent again.
-pub type Published = HashMap<(MetricKey, Granularity), (DateTime<Utc>, f64)>;
+/// What was last published for a tenant: per metric and granularity its bucket and value (an
+/// unchanged value is not sent again), and the version it carried.
+#[derive(Default)]
+pub struct Published {
+    pub values: HashMap<(MetricKey, Granularity), (DateTime<Utc>, f64)>,
+    pub version: u64,
+}
+
+impl Published {
+    /// The version of values computed now from a snapshot whose log position is `position`:
+    /// that position, or one more than the last version when no log was written since (a
+    /// value computed later must always win, and subscribers drop anything not newer than
+    /// what they hold).
+    pub fn next_version(&mut self, position: u64) -> u64 {
+        self.version = position.max(self.version + 1);
+        self.version
+    }
+}
 
 /// What changed for a tenant: its newest events, at most `cap` of them (the older ones are
 /// counted as skipped), and whether its revenue changed.
@@ -29,7 +44,14 @@ pub struct Changes {
     pub rows: VecDeque<Row>,
     pub skipped: u64,
     pub revenue: bool,
+    /// The transactions they came from (the newest [`MAX_XIDS`]): values are computed from a
+    /// snapshot that sees them all.
+    pub xids: Vec<u32>,
 }
+
+/// Transactions remembered per tenant between two publications; older ones have long left
+/// every snapshot's in-progress list.
+pub const MAX_XIDS: usize = 256;
 
 impl Changes {
     pub fn push(&mut self, row: Row, cap: usize) {
@@ -40,9 +62,20 @@ impl Changes {
         self.rows.push_back(row);
     }
 
+    /// Marks these changes as committed by transaction `xid`.
+    pub fn committed_by(&mut self, xid: u32) {
+        self.xids.push(xid);
+        if self.xids.len() > MAX_XIDS {
+            self.xids.drain(..self.xids.len() - MAX_XIDS);
+        }
+    }
+
     fn append(&mut self, other: Changes, cap: usize) {
         self.skipped += other.skipped;
         self.revenue |= other.revenue;
+        for xid in other.xids {
+            self.committed_by(xid);
+        }
         for row in other.rows {
             self.push(row, cap);
         }
@@ -273,6 +306,15 @@ mod tests {
         s.done(job_a.tenant, job_a.published, now);
         assert_eq!(s.confirmable(), 300);
         assert!(s.is_idle());
+    }
+
+    #[test]
+    fn versions_only_grow_even_when_the_log_stands_still() {
+        let mut p = Published::default();
+        assert_eq!(p.next_version(100), 100);
+        assert_eq!(p.next_version(100), 101, "no log written since: one more");
+        assert_eq!(p.next_version(100), 102);
+        assert_eq!(p.next_version(500), 500);
     }
 
     #[test]

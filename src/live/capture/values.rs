@@ -146,6 +146,8 @@ impl Pending {
 struct WalPosition {
     #[diesel(sql_type = diesel::sql_types::Text)]
     lsn: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    snapshot: String,
 }
 
 /// The values of `wanted` for the buckets that contain `now`, exactly as a dashboard read
@@ -154,12 +156,62 @@ struct WalPosition {
 /// the log position read after the snapshot was taken, so that a value computed later always
 /// carries a higher version, whichever change it was computed for (a replayed change is
 /// computed from newer data than its own position says).
+///
+/// `committed`: transactions whose changes the values must include. PostgreSQL writes a
+/// commit to the log (where capture reads it) a moment before other sessions' snapshots see
+/// it; a snapshot taken in that moment would compute the old value, which is then not sent
+/// again. Such a snapshot is dropped and taken again.
 pub async fn newest(
     db: &Db,
     tenant: Uuid,
     wanted: &[(MetricKey, Granularity)],
     now: DateTime<Utc>,
+    committed: &[u32],
 ) -> AppResult<(u64, Vec<Computed>)> {
+    const ATTEMPTS: u32 = 200;
+    for _ in 1..ATTEMPTS {
+        if let Some(values) = newest_seeing(db, tenant, wanted, now, committed).await? {
+            return Ok(values);
+        }
+        metrics::counter!("fahwa_live_snapshot_retries_total").increment(1);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    // Never seen here (a commit becomes visible within microseconds): compute what is seen
+    // rather than hold the tenant's updates back.
+    tracing::warn!(tenant = %tenant, "live: a committed transaction stayed invisible; computed without it");
+    Ok(newest_seeing(db, tenant, wanted, now, &[])
+        .await?
+        .unwrap_or_default())
+}
+
+/// Whether a snapshot (`pg_current_snapshot()` as text, `xmin:xmax:xip,…`) sees every one of
+/// the committed transactions `xids` (32-bit, as the log gives them).
+fn sees_all(snapshot: &str, xids: &[u32]) -> bool {
+    let mut parts = snapshot.split(':');
+    let (Some(_xmin), Some(xmax), Some(xip)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(xmax) = xmax.parse::<u64>() else {
+        return false;
+    };
+    let in_progress: Vec<u32> = xip
+        .split(',')
+        .filter_map(|x| x.parse::<u64>().ok())
+        .map(|x| x as u32)
+        .collect();
+    // A committed transaction is invisible only while listed as in progress, or when it is
+    // not older than xmax (compared modulo 2^32, as PostgreSQL compares xids).
+    xids.iter()
+        .all(|&x| !in_progress.contains(&x) && (x.wrapping_sub(xmax as u32) as i32) < 0)
+}
+
+async fn newest_seeing(
+    db: &Db,
+    tenant: Uuid,
+    wanted: &[(MetricKey, Granularity)],
+    now: DateTime<Utc>,
+    committed: &[u32],
+) -> AppResult<Option<(u64, Vec<Computed>)>> {
     let revenue: Vec<(MetricKey, Granularity)> = wanted
         .iter()
         .copied()
@@ -170,7 +222,7 @@ pub async fn newest(
         .filter_map(|&(m, g)| Some((m, measure(m)?, g)))
         .collect();
     if wanted.is_empty() && revenue.is_empty() {
-        return Ok((0, Vec::new()));
+        return Ok(Some((0, Vec::new())));
     }
     let revenue = &revenue;
     // The pending deltas' users matter to user counts only.
@@ -178,14 +230,18 @@ pub async fn newest(
     let wanted = &wanted;
     db.tenant_snapshot(tenant, |conn| {
         async move {
+            let position: WalPosition = diesel::sql_query(
+                "SELECT pg_current_wal_lsn()::text AS lsn, pg_current_snapshot()::text AS snapshot",
+            )
+            .get_result(conn)
+            .await?;
+            if !sees_all(&position.snapshot, committed) {
+                return Ok(None);
+            }
+            let version = super::parse_lsn(&position.lsn).unwrap_or(0);
             let context = TenantContext::get(conn, tenant).await?;
             let tz: Tz = context.timezone.parse().unwrap_or(Tz::UTC);
             let tracked = &context.rollup_properties;
-            let position: WalPosition =
-                diesel::sql_query("SELECT pg_current_wal_lsn()::text AS lsn")
-                    .get_result(conn)
-                    .await?;
-            let version = super::parse_lsn(&position.lsn).unwrap_or(0);
             let none = EventFilter::default();
             let mut pending: Vec<((NaiveDate, NaiveDate), Pending)> = Vec::new();
             let mut out = Vec::with_capacity(wanted.len());
@@ -223,9 +279,32 @@ pub async fn newest(
                 });
             }
             out.extend(revenue_values(conn, tenant, revenue, now, tz).await?);
-            Ok((version, out))
+            Ok(Some((version, out)))
         }
         .scope_boxed()
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sees_all;
+
+    #[test]
+    fn a_snapshot_sees_committed_transactions_that_are_neither_in_progress_nor_ahead() {
+        assert!(sees_all("100:105:", &[99, 104]));
+        assert!(
+            !sees_all("100:105:101,103", &[103]),
+            "listed as in progress"
+        );
+        assert!(!sees_all("100:105:", &[105]), "not older than xmax");
+        assert!(sees_all("100:105:101", &[]));
+        // Full 64-bit ids of a later epoch: compared on their low 32 bits, modulo 2^32.
+        let epoch = 1u64 << 32;
+        let snapshot = format!("{}:{}:{}", epoch + 5, epoch + 10, epoch + 7);
+        assert!(sees_all(&snapshot, &[6, 9, u32::MAX]));
+        assert!(!sees_all(&snapshot, &[7]));
+        assert!(!sees_all(&snapshot, &[10]));
+        assert!(!sees_all("garbled", &[1]));
+    }
 }
