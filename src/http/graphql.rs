@@ -8,11 +8,13 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
-use super::{HttpState, REQUEST_ID, authenticate, error_response, response_cache};
+use super::{HttpState, REQUEST_ID, authenticate, error_response, persisted, response_cache};
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
 use crate::graphql::{admission, request_data};
@@ -105,6 +107,10 @@ pub async fn graphql_post(
             let (principal, meta) = caller_of(&state, &headers, peer).await;
             let mut responses = Vec::with_capacity(requests.len());
             for mut request in requests {
+                if let Err(refusal) = persisted::resolve(&state.app.kv, &mut request).await {
+                    responses.push(async_graphql::Response::from_errors(vec![refusal.error()]));
+                    continue;
+                }
                 // Fresh loaders per operation; one authentication for the batch.
                 request.data = request_data(&state.app, principal.clone(), meta.clone());
                 responses.push(state.schema.execute(request).await);
@@ -114,14 +120,54 @@ pub async fn graphql_post(
     }
 }
 
+/// A GraphQL request in a query string, as GraphQL over HTTP and Apollo's clients send it
+/// (`operationName` in camel case; `variables` and `extensions` as JSON).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetParams {
+    #[serde(default)]
+    query: String,
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+impl GetParams {
+    fn into_request(self) -> Result<async_graphql::Request, String> {
+        let json = |what: &str, text: Option<String>| {
+            text.map(|t| serde_json::from_str::<serde_json::Value>(&t))
+                .transpose()
+                .map_err(|e| format!("{what}: not JSON: {e}"))
+        };
+        let mut request = async_graphql::Request::new(self.query);
+        if let Some(v) = json("variables", self.variables)? {
+            request = request.variables(async_graphql::Variables::from_json(v));
+        }
+        if let Some(serde_json::Value::Object(map)) = json("extensions", self.extensions)? {
+            for (key, value) in map {
+                let value = async_graphql::Value::from_json(value)
+                    .map_err(|e| format!("extensions: {e}"))?;
+                request.extensions.insert(key, value);
+            }
+        }
+        if let Some(name) = self.operation_name {
+            request = request.operation_name(name);
+        }
+        Ok(request)
+    }
+}
+
 /// Queries only: a GET must not change anything (links and prefetches send GETs).
 pub async fn graphql_get(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    uri: Uri,
+    params: Result<Query<GetParams>, QueryRejection>,
 ) -> Response {
-    let request = match async_graphql::http::parse_query_string(uri.query().unwrap_or("")) {
+    let request = match params
+        .map_err(|e| e.body_text())
+        .and_then(|Query(p)| p.into_request())
+    {
         Ok(r) => r,
         Err(e) => {
             return error_response(
@@ -144,6 +190,21 @@ async fn execute(
     mut request: async_graphql::Request,
     method: Method,
 ) -> Response {
+    if let Err(refusal) = persisted::resolve(&state.app.kv, &mut request).await {
+        let mut response = (
+            refusal.status(),
+            Json(async_graphql::Response::from_errors(vec![refusal.error()])),
+        )
+            .into_response();
+        if refusal == persisted::Refusal::NotFound {
+            // What Apollo Server sends: the answer changes once the query is sent.
+            response.headers_mut().insert(
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("private, no-cache, must-revalidate"),
+            );
+        }
+        return response;
+    }
     let kv = state.app.config.metric_cache.then_some(&state.app.kv);
     let probe = response_cache::Probe::new(kv, &principal, &request);
     // A stored answer was computed for this very text, which passed admission then.

@@ -5,6 +5,7 @@ mod events;
 mod graphql;
 mod health;
 mod metrics;
+mod persisted;
 mod playground;
 mod response_cache;
 mod ws;
