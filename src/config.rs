@@ -54,6 +54,8 @@ pub struct Config {
     pub max_subscriptions_per_socket: usize,
     /// How long a WebSocket may wait before its `connection_init` (then 4408).
     pub ws_init_timeout_secs: f64,
+    /// Sign-ups one address may start in an hour (then `RATE_LIMITED`).
+    pub sign_ups_per_address_hour: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -95,6 +97,7 @@ impl Default for Config {
             revenue_index_mb: 256,
             max_subscriptions_per_socket: 100,
             ws_init_timeout_secs: 10.0,
+            sign_ups_per_address_hour: 20,
         }
     }
 }

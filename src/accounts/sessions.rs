@@ -75,6 +75,12 @@ async fn grant(
 }
 
 pub async fn sign_up(caller: &Caller<'_>, input: SignUp) -> AppResult<SessionGrant> {
+    crate::auth::throttle::count_sign_up(
+        &caller.app.kv,
+        caller.meta.ip.as_deref(),
+        caller.app.config.sign_ups_per_address_hour,
+    )
+    .await?;
     let tenant_name = validate::name(&input.tenant_name, "input.tenantName")?;
     let name = validate::name(&input.name, "input.name")?;
     let email = validate::email(&input.email, "input.email")?;

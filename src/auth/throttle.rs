@@ -84,6 +84,24 @@ impl<'a> LoginThrottle<'a> {
     }
 }
 
+/// Sign-ups from one address: each makes a tenant and hashes a password, so an anonymous
+/// caller may start `per_hour` of them an hour, counted before any work is done.
+pub async fn count_sign_up(kv: &Kv, ip: Option<&str>, per_hour: u32) -> AppResult<()> {
+    const HOUR: Duration = Duration::from_secs(3600);
+    let Some(ip) = ip else {
+        return Ok(());
+    };
+    let key = format!("signup:ip:{ip}");
+    let count = kv.incr(&key, HOUR).await?;
+    if count <= i64::from(per_hour) {
+        return Ok(());
+    }
+    let left = kv.get(&key).await?.map_or(HOUR, |(_, left)| left);
+    Err(AppError::RateLimited {
+        retry_after_secs: left.as_secs().max(1),
+    })
+}
+
 fn backoff(over: i64) -> Duration {
     let secs = 1u64
         .checked_shl(over.clamp(0, 20) as u32)

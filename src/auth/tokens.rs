@@ -144,6 +144,11 @@ impl TokenKeys {
             .to_string()
         })?;
         let c = data.claims;
+        // Correctly signed but made to live longer than this server issues: not ours to trust
+        // (a leaked key must not mint tokens that outlive its rotation).
+        if c.exp.saturating_sub(c.iat) > self.ttl_secs as i64 {
+            return Err("access token lives longer than this server issues them".into());
+        }
         Ok(MemberClaims {
             member_id: c.sub,
             tenant_id: c.tid,

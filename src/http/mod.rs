@@ -4,6 +4,7 @@ mod authenticate;
 mod events;
 mod graphql;
 mod health;
+mod hygiene;
 mod metrics;
 mod persisted;
 mod playground;
@@ -76,12 +77,13 @@ pub fn router(app: App) -> Router {
     with_middleware(routes, body_limit).with_state(state)
 }
 
-/// What wraps every route: body limit, panic guard, metrics, tracing span and request id.
+/// What wraps every route: body limit, panic guard, metrics, tracing span, request id and
+/// security headers.
 fn with_middleware<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     body_limit: usize,
 ) -> Router<S> {
-    router
+    let router = router
         .layer(DefaultBodyLimit::max(body_limit))
         // Outside the panic guard, so that the 500 it answers is counted like any other.
         .layer(CatchPanicLayer::custom(|_| {
@@ -100,6 +102,8 @@ fn with_middleware<S: Clone + Send + Sync + 'static>(
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(hygiene::drop_unfit_request_id));
+    hygiene::with_security_headers(router)
 }
 
 /// A GraphQL-shaped error body, for failures before GraphQL execution.

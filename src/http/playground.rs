@@ -41,8 +41,14 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
 ];
 
-pub async fn page() -> Html<&'static str> {
-    Html(PAGE)
+pub async fn page() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            super::hygiene::PLAYGROUND_CSP,
+        )],
+        Html(PAGE),
+    )
 }
 
 pub async fn asset(Path(file): Path<String>) -> Response {

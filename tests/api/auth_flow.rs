@@ -272,7 +272,14 @@ async fn bad_tokens_are_unauthenticated() {
         parts[2]
     );
 
+    // Correctly signed, current, but made to live a day: longer than the server issues.
+    let mut long_lived = claims.clone();
+    long_lived["iat"] = json!(now);
+    long_lived["exp"] = json!(now + 86_400);
+    let long_lived = forge(kid, &long_lived, &t.jwt_secret());
+
     for (what, token) in [
+        ("lives a day", long_lived),
         ("expired", expired),
         ("wrong key", wrong_key),
         ("alg none", none),
@@ -308,4 +315,33 @@ async fn oversized_log_in_fields_are_refused_cheaply() {
     let (failures, longest): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!(failures, 2, "both attempts are audited");
     assert!(longest <= 254, "audit rows keep a bounded email: {longest}");
+}
+
+#[tokio::test]
+async fn sign_ups_from_one_address_are_bounded() {
+    let t = TestApp::spawn_configured(|c| c.sign_ups_per_address_hour = 3).await;
+    for i in 0..3 {
+        t.sign_up(&format!("acme{i}")).await;
+    }
+    let refused = t
+        .op(
+            None,
+            "auth.graphql",
+            "SignUp",
+            json!({ "input": { "tenantName": "One more", "name": "O", "email": "o@more.example.com", "password": PASSWORD } }),
+        )
+        .await;
+    assert_eq!(codes(&refused), ["RATE_LIMITED"], "{refused}");
+    let wait = refused["errors"][0]["extensions"]["retryAfterSeconds"]
+        .as_i64()
+        .unwrap();
+    assert!((1..=3600).contains(&wait), "{wait}");
+    let tenants: i64 = t
+        .pg()
+        .await
+        .query_one("SELECT count(*) FROM tenants", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tenants, 3, "the refused sign-up made nothing");
 }

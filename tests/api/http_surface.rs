@@ -248,3 +248,65 @@ async fn a_batch_runs_each_operation_as_its_caller() {
         "{anonymous}"
     );
 }
+
+/// What a browser acts on comes with every answer, whoever gave it; the playground's own
+/// policy lets its bundled assets run and nothing else.
+#[tokio::test]
+async fn every_response_carries_security_headers() {
+    let t = TestApp::spawn().await;
+    let answers = [
+        t.get("/healthz").await,
+        t.get("/nope").await,
+        t.post("/api/v1/events", "not-a-key", &json!({ "events": [] }))
+            .await,
+        t.client
+            .post(format!("{}/api/v1/graphql", t.base))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+            .await
+            .unwrap(),
+        t.get("/playground").await,
+    ];
+    for resp in &answers {
+        let h = resp.headers();
+        let what = format!("{} {}", resp.url().path(), resp.status());
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+        assert_eq!(h["x-frame-options"], "DENY", "{what}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+        if resp.url().path() == "/playground" {
+            assert!(csp.contains("script-src 'self'"), "{csp}");
+        } else {
+            assert!(csp.starts_with("default-src 'none'"), "{what}: {csp}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_only_when_short_and_plain() {
+    let t = TestApp::spawn().await;
+    let echo = |id: String| {
+        let t = &t;
+        async move {
+            let resp = t
+                .client
+                .get(format!("{}/healthz", t.base))
+                .header("x-request-id", id)
+                .send()
+                .await
+                .unwrap();
+            resp.headers()["x-request-id"].to_str().unwrap().to_string()
+        }
+    };
+    assert_eq!(echo("req-42.a:b_c".into()).await, "req-42.a:b_c");
+    for unfit in [
+        "x".repeat(200),
+        "<script>alert(1)</script>".into(),
+        "two words".into(),
+    ] {
+        let got = echo(unfit.clone()).await;
+        assert_ne!(got, unfit);
+        assert!(uuid::Uuid::parse_str(&got).is_ok(), "a new one: {got}");
+    }
+}
