@@ -4,30 +4,112 @@
 (function () {
   var origin = window.location.origin;
   var wsOrigin = origin.replace(/^http/, 'ws');
-  var headersKey = 'graphiql:headers';
 
-  function currentAuthorization() {
-    try {
-      var headers = JSON.parse(window.localStorage.getItem(headersKey) || '{}');
-      return headers.Authorization || headers.authorization || null;
-    } catch (e) {
+  // The Authorization of the Headers tab, as GraphiQL hands it to the fetcher with each run
+  // (it keeps the tab's text in its own tab state, which survives a reload).
+  var authorization = null;
+
+  function authorizationOf(headers) {
+    if (!headers || typeof headers !== 'object') {
       return null;
     }
+    return headers.Authorization || headers.authorization || null;
   }
 
   var wsClient = graphqlWs.createClient({
     url: wsOrigin + '/api/v1/graphql/ws',
     lazy: true,
     connectionParams: function () {
-      var auth = currentAuthorization();
-      return auth ? { authorization: auth } : {};
+      return authorization ? { authorization: authorization } : {};
     },
   });
 
-  var fetcher = GraphiQL.createFetcher({
-    url: origin + '/api/v1/graphql',
-    wsClient: wsClient,
-  });
+  var http = GraphiQL.createFetcher({ url: origin + '/api/v1/graphql' });
+
+  function isSubscription(params, opts) {
+    var doc = opts && opts.documentAST;
+    if (!doc) {
+      return false;
+    }
+    var ops = doc.definitions.filter(function (d) {
+      return d.kind === 'OperationDefinition';
+    });
+    var op = params.operationName
+      ? ops.find(function (d) {
+          return d.name && d.name.value === params.operationName;
+        })
+      : ops[0];
+    return Boolean(op) && op.operation === 'subscription';
+  }
+
+  // What graphql-ws reports as an error (a list of GraphQL errors when the server refuses the
+  // operation, a close event when the socket ends), shown as an answer's errors.
+  function asErrors(error) {
+    if (Array.isArray(error)) {
+      return error;
+    }
+    if (error && typeof error.code === 'number') {
+      return [{ message: 'the socket closed: ' + error.code + ' ' + (error.reason || '') }];
+    }
+    return [{ message: String((error && error.message) || error) }];
+  }
+
+  // One subscription's results, until it completes, fails or GraphiQL stops it.
+  async function* subscribe(params) {
+    var queue = [];
+    var wake = null;
+    function push(item) {
+      queue.push(item);
+      if (wake) {
+        wake();
+        wake = null;
+      }
+    }
+    var dispose = wsClient.subscribe(params, {
+      next: function (result) {
+        push({ result: result });
+      },
+      error: function (error) {
+        push({ errors: asErrors(error) });
+      },
+      complete: function () {
+        push({ done: true });
+      },
+    });
+    try {
+      for (;;) {
+        if (queue.length === 0) {
+          await new Promise(function (resolve) {
+            wake = resolve;
+          });
+        }
+        var item = queue.shift();
+        if (item.done) {
+          return;
+        }
+        if (item.errors) {
+          yield { errors: item.errors };
+          return;
+        }
+        yield item.result;
+      }
+    } finally {
+      dispose();
+    }
+  }
+
+  function fetcher(params, opts) {
+    if (!isSubscription(params, opts)) {
+      return http(params, opts);
+    }
+    var next = authorizationOf(opts && opts.headers);
+    if (next !== authorization) {
+      authorization = next;
+      // An open socket speaks for the old token: the next subscription connects again.
+      wsClient.terminate();
+    }
+    return subscribe(params);
+  }
 
   var defaultQuery = [
     '# Welcome to Fahwa.',
