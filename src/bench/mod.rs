@@ -4,6 +4,7 @@
 
 mod live;
 mod load;
+mod member;
 mod scenarios;
 mod server;
 
@@ -58,6 +59,10 @@ pub struct BenchOptions {
     /// Print one JSON document instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Send the scenarios as a signed-in ANALYST (an access token, as a dashboard does) instead
+    /// of with a READ API key
+    #[arg(long)]
+    pub as_member: bool,
     /// WebSocket subscribers of the Live scenario (0 skips it)
     #[arg(long, default_value_t = 10_000)]
     pub subscribers: usize,
@@ -130,6 +135,11 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
     for (mode, cache) in [("cold", false), ("warm", true)] {
         let server = Server::start(&url, config.redis_url.as_deref(), cache).await?;
         let gql = format!("{}/api/v1/graphql", server.base);
+        // Each server signs with a key of its own: a member signs in to each.
+        let key = match opts.as_member {
+            true => member::access_token(&app, tenant, &gql).await?,
+            false => key.clone(),
+        };
         for s in scenarios::all(end) {
             if opts.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
                 continue;
