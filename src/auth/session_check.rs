@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use moka::future::Cache;
+use moka::sync::Cache;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
 use super::MemberClaims;
 use crate::db::Db;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 
 /// What a caller whose session ended is told.
 pub const SESSION_ENDED: &str = "this session has ended; sign in again";
@@ -43,11 +43,14 @@ impl Default for SessionCheck {
 
 impl SessionCheck {
     /// True while the token's session (its family, for its member and role) has not ended.
+    /// A remembered answer is read without waiting on anything (this is on every request's
+    /// path); a missing one is looked up. Requests that miss together each look it up, which
+    /// is one statement per session and second at most a few times over.
     pub async fn stands(&self, db: &Db, claims: &MemberClaims) -> AppResult<bool> {
         let family = claims.family_id;
-        let standing = self
-            .0
-            .try_get_with(family, async {
+        let standing = match self.0.get(&family) {
+            Some(standing) => standing,
+            None => {
                 let (members, roles) = (&[claims.member_id][..], &[claims.role.as_str()][..]);
                 let ended = db
                     .outside_tenants(|conn| {
@@ -57,14 +60,15 @@ impl SessionCheck {
                         .scope_boxed()
                     })
                     .await?;
-                Ok::<_, AppError>(Standing {
+                let standing = Standing {
                     tenant: claims.tenant_id,
                     member: claims.member_id,
                     live: ended.is_empty(),
-                })
-            })
-            .await
-            .map_err(AppError::from)?;
+                };
+                self.0.insert(family, standing.clone());
+                standing
+            }
+        };
         // A family is one member's: a token naming another member with it is not this session.
         Ok(standing.live && standing.member == claims.member_id)
     }
