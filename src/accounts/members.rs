@@ -187,3 +187,42 @@ async fn remove_in_db(caller: &Caller<'_>, actor: &MemberClaims, target_id: Uuid
         })
         .await
 }
+
+/// A member with a known password, made the first time (the demo's people, the bench's
+/// analyst): set-up work of the command line, not a request's, so nothing is audited.
+pub async fn ensure_with_password(
+    app: &crate::App,
+    tenant_id: Uuid,
+    role: Role,
+    name: &str,
+    email: &str,
+    password_given: &str,
+) -> AppResult<()> {
+    let password_hash = password::hash(password_given).await?;
+    app.db
+        .tenant(tenant_id, |conn| {
+            async move {
+                if MemberRow::find_active_by_email(conn, email)
+                    .await?
+                    .is_none()
+                {
+                    MemberRow::insert(
+                        conn,
+                        &NewMember {
+                            id: Uuid::new_v4(),
+                            tenant_id,
+                            email,
+                            name,
+                            password_hash: &password_hash,
+                            role: role.as_str(),
+                            is_operator: false,
+                        },
+                    )
+                    .await?;
+                }
+                Ok(())
+            }
+            .scope_boxed()
+        })
+        .await
+}

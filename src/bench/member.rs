@@ -3,46 +3,26 @@
 //! a READ API key.
 
 use anyhow::Context;
-use scoped_futures::ScopedFutureExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::auth::{Role, password};
-use crate::db::members::{MemberRow, NewMember};
+use crate::auth::Role;
 
 const EMAIL: &str = "analyst@bench.example.com";
 const PASSWORD: &str = "bench-analyst-password";
 
 /// Signs the bench tenant's ANALYST (made the first time) in to the server at `graphql`.
 pub async fn access_token(app: &App, tenant: Uuid, graphql: &str) -> anyhow::Result<String> {
-    let hash = password::hash(PASSWORD).await?;
-    app.db
-        .tenant(tenant, |conn| {
-            async move {
-                if MemberRow::find_active_by_email(conn, EMAIL)
-                    .await?
-                    .is_none()
-                {
-                    MemberRow::insert(
-                        conn,
-                        &NewMember {
-                            id: Uuid::new_v4(),
-                            tenant_id: tenant,
-                            email: EMAIL,
-                            name: "Bench Analyst",
-                            password_hash: &hash,
-                            role: Role::Analyst.as_str(),
-                            is_operator: false,
-                        },
-                    )
-                    .await?;
-                }
-                Ok(())
-            }
-            .scope_boxed()
-        })
-        .await?;
+    crate::accounts::members::ensure_with_password(
+        app,
+        tenant,
+        Role::Analyst,
+        "Bench Analyst",
+        EMAIL,
+        PASSWORD,
+    )
+    .await?;
     let query = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }";
     let input = json!({ "tenantSlug": super::SLUG, "email": EMAIL, "password": PASSWORD });
     let answer: Value = reqwest::Client::new()

@@ -1,12 +1,10 @@
 //! `fahwa serve --demo`: a demo tenant with one member per role, with known passwords.
 
 use scoped_futures::ScopedFutureExt;
-use uuid::Uuid;
 
 use crate::App;
 use crate::accounts::sessions::{self, SignUpOwner};
-use crate::auth::{Role, password};
-use crate::db::members::{MemberRow, NewMember};
+use crate::auth::Role;
 use crate::db::tenants::TenantRow;
 
 pub const DEMO_SLUG: &str = "demo";
@@ -47,32 +45,7 @@ pub async fn ensure(app: &App) -> anyhow::Result<()> {
     };
     let (tenant_id, _) = sessions::ensure_tenant(app, DEMO_SLUG, "Demo Inc.", owner).await?;
     for (role, name, email, pass) in PEOPLE.iter().skip(1).copied() {
-        let hash = password::hash(pass).await?;
-        app.db
-            .tenant(tenant_id, |conn| {
-                async move {
-                    if MemberRow::find_active_by_email(conn, email)
-                        .await?
-                        .is_none()
-                    {
-                        MemberRow::insert(
-                            conn,
-                            &NewMember {
-                                id: Uuid::new_v4(),
-                                tenant_id,
-                                email,
-                                name,
-                                password_hash: &hash,
-                                role: role.as_str(),
-                                is_operator: false,
-                            },
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                }
-                .scope_boxed()
-            })
+        crate::accounts::members::ensure_with_password(app, tenant_id, role, name, email, pass)
             .await?;
     }
     let events: i64 = app
