@@ -2,7 +2,7 @@
 //! variables (`FAHWA_*`, plus `DATABASE_URL` for diesel's CLI), then command-line flags.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -56,6 +56,14 @@ pub struct Config {
     pub ws_init_timeout_secs: f64,
     /// Sign-ups one address may start in an hour (then `RATE_LIMITED`).
     pub sign_ups_per_address_hour: u32,
+    /// Where Fahwa keeps a PostgreSQL of its own, used when no database is configured and the
+    /// default server cannot decode logically.
+    pub local_postgres_dir: PathBuf,
+    /// The port of that PostgreSQL.
+    pub local_postgres_port: u16,
+    /// Whether the database URL was given (file, environment or flag) rather than defaulted.
+    #[serde(skip)]
+    pub database_configured: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -72,6 +80,21 @@ impl std::fmt::Debug for Config {
 }
 
 pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
+
+/// `/var/lib/fahwa/postgres` for root (whose home the `postgres` user may not enter), else
+/// under the user's data directory.
+fn default_local_postgres_dir() -> PathBuf {
+    let root = std::env::var("USER").is_ok_and(|u| u == "root")
+        || std::env::var("HOME").is_ok_and(|h| h == "/root");
+    if root {
+        return PathBuf::from("/var/lib/fahwa/postgres");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    data.join("fahwa/postgres")
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -98,6 +121,9 @@ impl Default for Config {
             max_subscriptions_per_socket: 100,
             ws_init_timeout_secs: 10.0,
             sign_ups_per_address_hour: 20,
+            local_postgres_dir: default_local_postgres_dir(),
+            local_postgres_port: 54320,
+            database_configured: false,
         }
     }
 }
@@ -148,7 +174,11 @@ impl Config {
         figment = figment
             .merge(Env::prefixed("FAHWA_").ignore(&["config"]))
             .merge(Serialized::defaults(flags));
-        let config: Config = figment.extract()?;
+        let mut config: Config = figment.extract()?;
+        // The built-in defaults are the provider named after `Config` itself.
+        config.database_configured = figment
+            .find_metadata("database_url")
+            .is_some_and(|m| m.name != std::any::type_name::<Config>());
         config.validate()?;
         Ok(config)
     }
@@ -208,6 +238,8 @@ mod tests {
                 listen: Some("127.0.0.1:9100".parse().unwrap()),
                 ..ConfigFlags::default()
             };
+            let c = Config::load(None, &ConfigFlags::default()).map_err(|e| e.to_string())?;
+            assert!(c.database_configured, "DATABASE_URL configures it");
             let c = Config::load(Some(&path), &flags).map_err(|e| e.to_string())?;
             assert_eq!(c.database_url, "postgres://diesel@db/x");
             assert_eq!(c.redis_url.as_deref(), Some("redis://env:6379"));
@@ -228,6 +260,22 @@ mod tests {
                 Config::load(None, &ConfigFlags::default()).is_err(),
                 "tokens live 15 minutes at most"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn a_database_left_unset_is_known_as_such() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let c = Config::load(None, &ConfigFlags::default()).map_err(|e| e.to_string())?;
+            assert!(!c.database_configured);
+            jail.create_file("f.toml", "database_url = \"postgres://x@db/y\"")?;
+            let path = jail.directory().join("f.toml");
+            let c =
+                Config::load(Some(&path), &ConfigFlags::default()).map_err(|e| e.to_string())?;
+            assert!(c.database_configured, "a file configures it");
             Ok(())
         });
     }

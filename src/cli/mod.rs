@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigFlags};
+use crate::db::local_cluster::{self, LocalCluster};
 use crate::{App, http, telemetry};
 
 #[derive(Parser)]
@@ -120,13 +121,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { flags, demo } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
-            serve(config, demo).await
+            let own = local_cluster::when_unconfigured(&mut config).await?;
+            let served = serve(config, demo).await;
+            stop(own);
+            served
         }
         Command::Migrate { flags, revert_all } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             let url = &config.database_url;
             crate::db::migrate::create_database_if_missing(url).await?;
             let n = if revert_all {
@@ -149,8 +154,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             track,
         } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
             let opts = crate::seed::SeedOptions {
                 tenant,
@@ -177,13 +183,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench { flags, options } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(crate::config::LogFormat::Text);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             crate::bench::run(config, options).await
         }
         Command::DropCaptureSlot { flags } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             use crate::live::capture::{SlotDrop, drop_slot};
             match drop_slot(&config.database_url).await? {
                 SlotDrop::Dropped => println!("dropped the change capture slot"),
@@ -195,8 +203,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SetExchangeRates { flags, tenant, csv } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             let text = if csv == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
@@ -232,8 +241,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Retention { flags } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
             let r = crate::events::retention::apply(&app.db, chrono::Utc::now()).await?;
             println!(
@@ -249,11 +259,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             tenant,
         } => {
-            let config = Config::load(file, &flags)?;
+            let mut config = Config::load(file, &flags)?;
             telemetry::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
             operator::create(&app, &tenant, &name, &email, &password).await
         }
+    }
+}
+
+fn stop(own: Option<LocalCluster>) {
+    if let Some(cluster) = own
+        && let Err(e) = cluster.stop()
+    {
+        tracing::warn!(error = %e, "could not stop Fahwa's own PostgreSQL");
     }
 }
 

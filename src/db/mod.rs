@@ -6,6 +6,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod local_cluster;
 pub mod members;
 pub mod migrate;
 pub mod schema;

@@ -5,12 +5,21 @@ use serde_json::json;
 
 use super::HttpState;
 
+fn live_state(state: &HttpState) -> String {
+    match (state.app.config.live_capture, state.app.live.capture_off()) {
+        (false, _) => "not captured by this instance (FAHWA_LIVE_CAPTURE=false)".into(),
+        (true, Some(why)) => format!("off: {why}"),
+        (true, None) => "ok".into(),
+    }
+}
+
 /// The process is up.
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The process can serve: PostgreSQL answers, and Redis too when configured.
+/// The process can serve: PostgreSQL answers, and Redis too when configured. Live updates are
+/// reported beside them: a server that cannot decode logically still serves everything else.
 pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_json::Value>) {
     let postgres = state.app.db.ping().await.is_ok();
     let redis = if state.app.kv.is_redis() {
@@ -31,6 +40,7 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_j
             "status": check(ready),
             "postgres": check(postgres),
             "redis": redis.map_or("not configured", check),
+            "live": live_state(&state),
         })),
     )
 }

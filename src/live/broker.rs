@@ -21,6 +21,8 @@ pub struct Broker {
     redis: Option<RedisSide>,
     /// Whether this instance leads change capture now.
     leading: Arc<AtomicBool>,
+    /// Why change capture cannot run here, while it cannot (for `/readyz`).
+    capture_off: Arc<std::sync::RwLock<Option<String>>>,
     /// Signalled each time the Redis subscription is (re)established: what was published
     /// while it was down never arrives, so the instance brings its subscribers up to date.
     subscribed: Arc<Notify>,
@@ -40,6 +42,7 @@ impl Broker {
             hub,
             redis: None,
             leading: Arc::default(),
+            capture_off: Arc::default(),
             subscribed: Arc::default(),
         }
     }
@@ -53,6 +56,7 @@ impl Broker {
                 channel: format!("{prefix}live:"),
             }),
             leading: Arc::default(),
+            capture_off: Arc::default(),
             subscribed: Arc::default(),
         }
     }
@@ -67,6 +71,18 @@ impl Broker {
 
     pub fn leading(&self) -> bool {
         self.leading.load(Ordering::Relaxed)
+    }
+
+    /// Why live updates are off on this deployment, if they are.
+    pub fn capture_off(&self) -> Option<String> {
+        self.capture_off
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn set_capture_off(&self, why: Option<String>) {
+        *self.capture_off.write().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     pub(super) fn set_leading(&self, leading: bool) {

@@ -11,10 +11,27 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OnceCell, oneshot};
 use uuid::Uuid;
 
+/// The server the tests use: `FAHWA_TEST_PG`, or else a cluster of the run's own (logical
+/// decoding on, stopped and removed when the run ends), so that no set-up step is needed and no
+/// server of the machine is reconfigured.
+fn test_server() -> &'static str {
+    static SERVER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| match std::env::var("FAHWA_TEST_PG") {
+        Ok(url) => url.trim_end_matches('/').to_string(),
+        Err(_) => {
+            use fahwa::db::local_cluster::{LocalCluster, Purpose};
+            let cluster = LocalCluster::temporary("fahwa-test-pg", Purpose::Tests)
+                .expect("a PostgreSQL cluster for the tests (or set FAHWA_TEST_PG)");
+            let url = cluster.server_url();
+            // Lives as long as the run; its watchdog stops and removes it afterwards.
+            std::mem::forget(cluster);
+            url
+        }
+    })
+}
+
 pub fn pg_admin_url(db: &str) -> String {
-    let base = std::env::var("FAHWA_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    format!("{}/{db}", base.trim_end_matches('/'))
+    format!("{}/{db}", test_server())
 }
 
 pub fn redis_url() -> String {

@@ -15,7 +15,8 @@ async fn health_readiness_and_metrics() {
     let ready: Value = t.get("/readyz").await.json().await.unwrap();
     assert_eq!(
         ready,
-        json!({ "status": "ok", "postgres": "ok", "redis": "ok" })
+        json!({ "status": "ok", "postgres": "ok", "redis": "ok",
+                "live": "not captured by this instance (FAHWA_LIVE_CAPTURE=false)" })
     );
     t.sign_up("acme").await;
     let metrics = t.get("/metrics").await.text().await.unwrap();

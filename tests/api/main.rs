@@ -14,6 +14,7 @@ mod limits;
 mod live;
 mod loaders;
 mod migrations;
+mod own_postgres;
 mod persisted_queries;
 mod plans;
 mod rbac;

@@ -144,11 +144,14 @@ pub async fn run(app: App) {
         let mut pause = Duration::from_secs(1);
         if let Err(e) = lead(&app).await {
             let text = format!("{e:#}");
-            if text.contains("wal_level") {
-                tracing::error!(
-                    "change capture needs wal_level = logical (ALTER SYSTEM SET wal_level = 'logical', then restart PostgreSQL); live metrics wait until then"
-                );
-                pause = Duration::from_secs(60);
+            if let Some(why) = text.strip_prefix(CANNOT_DECODE) {
+                // Said once, and kept for /readyz, until the server can decode.
+                if app.live.capture_off().is_none() {
+                    tracing::error!("live updates are off: {why}");
+                }
+                app.live
+                    .set_capture_off(Some(why.trim_start_matches(": ").to_string()));
+                pause = Duration::from_secs(30);
             } else {
                 tracing::warn!(error = %text, "change capture stopped; trying again");
             }
@@ -158,8 +161,29 @@ pub async fn run(app: App) {
     }
 }
 
+const CANNOT_DECODE: &str = "cannot decode logically";
+
+/// Refuses (with [`CANNOT_DECODE`] and what fixes it) a server that cannot decode logically.
+async fn check_decoding(client: &Client) -> anyhow::Result<()> {
+    let wal_level: String = client
+        .query_one("SELECT current_setting('wal_level')", &[])
+        .await?
+        .get(0);
+    if wal_level != "logical" {
+        anyhow::bail!(
+            "{CANNOT_DECODE}: the database's PostgreSQL has wal_level = {wal_level}; live updates \
+             need wal_level = logical (ALTER SYSTEM SET wal_level = 'logical' and a restart of \
+             that server), or leave FAHWA_DATABASE_URL unset and Fahwa runs a PostgreSQL of \
+             its own that can"
+        );
+    }
+    Ok(())
+}
+
 async fn lead(app: &App) -> anyhow::Result<()> {
     let client = connect(&app.config.database_url).await?;
+    check_decoding(&client).await?;
+    app.live.set_capture_off(None);
     loop {
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
