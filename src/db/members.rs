@@ -132,13 +132,7 @@ impl MemberRow {
     /// Serializes the tenant's membership changes (adding, removing, changing roles) until
     /// the transaction ends, so that each one reads roles no other can be changing.
     pub async fn lock_membership(conn: &mut Conn, tenant_id: Uuid) -> AppResult<()> {
-        const MEMBERSHIP_LOCK: i64 = 46;
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
-            .bind::<diesel::sql_types::Uuid, _>(tenant_id)
-            .bind::<diesel::sql_types::BigInt, _>(MEMBERSHIP_LOCK)
-            .execute(conn)
-            .await?;
-        Ok(())
+        super::locks::exclusive(conn, super::locks::TenantLock::Membership, tenant_id).await
     }
 
     /// The member's role now, if they are still a member and the session `family` has not

@@ -7,8 +7,10 @@
 pub mod api_keys;
 pub mod audit;
 pub mod local_cluster;
+pub mod locks;
 pub mod members;
 pub mod migrate;
+pub mod replaceable;
 pub mod schema;
 pub mod sessions;
 pub mod tenants;

@@ -12,11 +12,7 @@ use crate::error::{AppError, AppResult};
 /// Excludes every other writer of the tenant's events and rollups (a rebuild), until the end of
 /// the transaction.
 pub async fn lock_tenant_writes(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))")
-        .bind::<SqlUuid, _>(tenant)
-        .execute(conn)
-        .await?;
-    Ok(())
+    crate::db::locks::exclusive(conn, crate::db::locks::TenantLock::TenantWrites, tenant).await
 }
 
 /// How long a batch waits for a rebuild of its tenant's rollups (which can take minutes for a
@@ -29,7 +25,7 @@ const INGEST_LOCK_WAIT: &str = "3s";
 pub async fn lock_for_ingest(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
     let locked = diesel::sql_query(format!(
         "SELECT set_config('lock_timeout', '0', true) FROM ( \
-           SELECT pg_advisory_xact_lock_shared(hashtextextended($1::text, 42)) FROM ( \
+           SELECT pg_advisory_xact_lock_shared(fahwa_lock_key('tenant_writes', $1)) FROM ( \
              SELECT set_config('lock_timeout', '{INGEST_LOCK_WAIT}', true)) a) b"
     ))
     .bind::<SqlUuid, _>(tenant)

@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod rates;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
@@ -56,13 +56,7 @@ async fn recompute_customers(
 /// customers from all of their changes, which a concurrent batch must not miss; a batch
 /// converted at an old rate must not land after a new rate; periods are not rebuilt under one.
 pub(crate) async fn lock(conn: &mut Conn, tenant: Uuid) -> AppResult<()> {
-    const REVENUE_LOCK: i64 = 45;
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2))")
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<BigInt, _>(REVENUE_LOCK)
-        .execute(conn)
-        .await?;
-    Ok(())
+    crate::db::locks::exclusive(conn, crate::db::locks::TenantLock::Revenue, tenant).await
 }
 
 /// After the tenant's time zone changed, inside that transaction: the periods of the revenue

@@ -46,10 +46,12 @@ async fn admin() -> tokio_postgres::Client {
     client
 }
 
+/// A digest of the schema's sources: the migrations and the replaceable layer's functions.
 fn migrations_hash() -> String {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = ["migrations", "src/db/functions"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
         .flat_map(|e| {
             let p = e.unwrap().path();
             if p.is_dir() {

@@ -377,7 +377,7 @@ async fn a_batch_waiting_on_a_rebuild_is_refused_as_busy_and_stores_nothing() {
     let rebuild = pg.transaction().await.unwrap();
     rebuild
         .execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 42))",
+            "SELECT pg_advisory_xact_lock(fahwa_lock_key('tenant_writes', $1::text::uuid))",
             &[&owner.tenant_id],
         )
         .await
@@ -415,7 +415,7 @@ async fn a_backlog_is_merged_in_bounded_pieces() {
     let mut pg = t.pg().await;
     let hold = pg.transaction().await.unwrap();
     hold.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 44))",
+        "SELECT pg_advisory_xact_lock(fahwa_lock_key('flush', $1::text::uuid))",
         &[&owner.tenant_id],
     )
     .await

@@ -556,7 +556,7 @@ async fn live_values_count_unmerged_ingestion_exactly() {
     // Merging waits while this session holds the tenant's flush lock.
     let pg = t.pg().await;
     pg.execute(
-        "SELECT pg_advisory_lock(hashtextextended($1::text, 44))",
+        "SELECT pg_advisory_lock(fahwa_lock_key('flush', $1::text::uuid))",
         &[&s.tenant_id],
     )
     .await
@@ -610,7 +610,7 @@ async fn live_values_count_unmerged_ingestion_exactly() {
         .get(0);
     assert!(pending > 0, "the deltas were still unmerged when read");
     pg.execute(
-        "SELECT pg_advisory_unlock(hashtextextended($1::text, 44))",
+        "SELECT pg_advisory_unlock(fahwa_lock_key('flush', $1::text::uuid))",
         &[&s.tenant_id],
     )
     .await

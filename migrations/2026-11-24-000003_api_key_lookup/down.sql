@@ -1,1 +1,0 @@
-DROP FUNCTION fahwa_api_key_by_hash(bytea);

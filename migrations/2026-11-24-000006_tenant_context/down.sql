@@ -1,1 +1,0 @@
-DROP FUNCTION fahwa_tenant_context(uuid);

@@ -1,1 +1,0 @@
-DROP FUNCTION fahwa_drop_event_partitions_before(timestamptz);

@@ -1,1 +1,0 @@
-ALTER FUNCTION fahwa_flush_rollups(uuid, boolean) RESET jit;

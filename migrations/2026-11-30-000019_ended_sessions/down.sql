@@ -1,1 +1,0 @@
-DROP FUNCTION fahwa_ended_sessions(uuid[], uuid[], text[]);

@@ -1,1 +1,0 @@
-DROP PUBLICATION fahwa_live_revenue;
