@@ -43,6 +43,26 @@ impl Deref for App {
 }
 
 impl App {
+    /// What the live machinery works with.
+    pub fn live_parts(&self) -> crate::live::Live {
+        crate::live::Live {
+            db: self.db.clone(),
+            kv: self.kv.clone(),
+            broker: self.live.clone(),
+            sockets: self.sockets.clone(),
+            session_check: self.session_check.clone(),
+            capture_from: self
+                .config
+                .live_capture
+                .then(|| self.config.database_url.clone()),
+        }
+    }
+
+    /// Where writes announce new data versions: the response cache's store, when it is on.
+    pub fn version_mirror(&self) -> Option<&Kv> {
+        self.config.metric_cache.then_some(&self.kv)
+    }
+
     /// Creates the database if needed, migrates it, and builds the pools.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         // Refuse a bad signing key before touching anything.

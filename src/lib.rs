@@ -2,9 +2,11 @@
 //! ARCHITECTURE.md at the repository root says where each concern lives.
 
 pub mod accounts;
+pub mod analytics;
 pub mod app;
 pub mod auth;
 pub mod bench;
+pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -12,12 +14,13 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod ingestion;
 pub mod kv;
 pub mod live;
-pub mod metrics;
+pub mod logging;
 pub mod revenue;
+pub mod role;
 pub mod seed;
-pub mod telemetry;
 pub mod validate;
 
 pub use app::App;

@@ -4,7 +4,8 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Caller, acting};
+use super::Caller;
+use crate::auth::acting;
 use crate::auth::{ApiKeyScope, Role, secrets};
 use crate::db::api_keys::{ApiKeyRow, NewApiKey};
 use crate::db::audit::{self, Actor, AuditEntry};

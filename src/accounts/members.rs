@@ -5,7 +5,8 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Caller, acting};
+use super::Caller;
+use crate::auth::acting;
 use crate::auth::{MemberClaims, Role, password};
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::members::{MemberRow, NewMember};

@@ -1,7 +1,6 @@
 //! Account operations shared by the GraphQL API and the CLI: sign-up, sessions, members, API keys,
 //! tenant settings. Each mutation writes its audit record in the same transaction as its change.
 
-pub mod acting;
 pub mod api_keys;
 pub mod members;
 pub mod sessions;
@@ -29,4 +28,16 @@ pub struct Caller<'a> {
     pub app: &'a App,
     pub principal: &'a Principal,
     pub meta: &'a RequestMeta,
+}
+
+impl<'a> Caller<'a> {
+    /// The caller as a writer of data (events, revenue changes, rates).
+    pub fn writer(&self) -> crate::ingestion::Writer<'a> {
+        crate::ingestion::Writer {
+            db: &self.app.db,
+            mirror: self.app.version_mirror(),
+            principal: self.principal,
+            meta: self.meta,
+        }
+    }
 }

@@ -3,8 +3,9 @@
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 
-use super::{Caller, acting};
+use super::Caller;
 use crate::auth::Role;
+use crate::auth::acting;
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::tenants::{TenantChanges, TenantRow};
 use crate::db::{Scope, set_scope};
@@ -102,7 +103,7 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
     if before.timezone != after.timezone || before.tracked_properties != after.tracked_properties {
         // Days are local: every rollup moves to the new zone's days. Tracked keys change what
         // the segment rollup holds.
-        crate::events::rollups::rebuild_in_background(caller.app, tenant_id);
+        crate::events::rollups::rebuild_in_background(&caller.app.db, tenant_id);
     }
     Ok(after)
 }

@@ -1,5 +1,6 @@
 //! Who the caller is and what they may do: roles, passwords, tokens, API keys, guards.
 
+pub mod acting;
 pub mod guards;
 pub mod key_grants;
 pub mod password;
@@ -9,7 +10,5 @@ pub mod session_check;
 pub mod throttle;
 pub mod tokens;
 
-mod role;
-
+pub use crate::role::{ApiKeyScope, Role};
 pub use principal::{ApiKeyPrincipal, MemberClaims, Principal};
-pub use role::{ApiKeyScope, Role};

@@ -27,6 +27,8 @@ struct Standing {
     live: bool,
 }
 
+/// Clones share one cache.
+#[derive(Clone)]
 pub struct SessionCheck(Cache<Uuid, Standing>);
 
 impl Default for SessionCheck {

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigFlags};
 use crate::db::local_cluster::{self, LocalCluster};
-use crate::{App, http, telemetry};
+use crate::{App, http, logging};
 
 #[derive(Parser)]
 #[command(
@@ -122,7 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { flags, demo } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let own = local_cluster::when_unconfigured(&mut config).await?;
             let served = serve(config, demo).await;
             stop(own);
@@ -130,7 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate { flags, revert_all } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let url = &config.database_url;
             crate::db::migrate::create_database_if_missing(url).await?;
@@ -155,7 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             track,
         } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
             let opts = crate::seed::SeedOptions {
@@ -184,13 +184,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench { flags, options } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(crate::config::LogFormat::Text);
+            logging::init(crate::config::LogFormat::Text);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             crate::bench::run(config, options).await
         }
         Command::DropCaptureSlot { flags } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             use crate::live::capture::{SlotDrop, drop_slot};
             match drop_slot(&config.database_url).await? {
@@ -204,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::SetExchangeRates { flags, tenant, csv } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let text = if csv == "-" {
                 std::io::read_to_string(std::io::stdin())?
@@ -228,21 +228,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 user_agent: Some("fahwa set-exchange-rates".into()),
                 request_id: None,
             };
-            let set = crate::revenue::rates::store(
-                &app,
-                id,
-                crate::db::audit::Actor::System,
-                &crate::auth::Principal::Anonymous,
-                &meta,
-                rates,
-            )
-            .await?;
+            let writer = crate::ingestion::Writer {
+                db: &app.db,
+                mirror: app.version_mirror(),
+                principal: &crate::auth::Principal::Anonymous,
+                meta: &meta,
+            };
+            let set =
+                crate::revenue::rates::store(writer, id, crate::db::audit::Actor::System, rates)
+                    .await?;
             println!("set {set} exchange rates for {tenant}");
             Ok(())
         }
         Command::Retention { flags } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
             let r = crate::events::retention::apply(&app.db, chrono::Utc::now()).await?;
@@ -260,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tenant,
         } => {
             let mut config = Config::load(file, &flags)?;
-            telemetry::init(config.log_format);
+            logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
             operator::create(&app, &tenant, &name, &email, &password).await

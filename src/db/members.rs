@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::Conn;
 use super::schema::{members, refresh_tokens};
-use crate::auth::Role;
 use crate::error::{AppError, AppResult};
+use crate::role::Role;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = members)]

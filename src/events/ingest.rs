@@ -11,14 +11,12 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use super::partitions;
-use crate::accounts::Caller;
-use crate::auth::{ApiKeyScope, Principal, Role};
-use crate::db::audit::{self, Actor, AuditEntry};
+use crate::analytics::versions::Added;
+use crate::auth::Role;
 use crate::error::{AppError, AppResult};
-use crate::metrics::versions::{self, Added};
+use crate::ingestion::{Batch, IngestOutcome, Writer, close_batch, ingesting_tenant};
 
 pub const MAX_BATCH: usize = 10_000;
 pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
@@ -34,36 +32,6 @@ pub struct NewEvent {
     pub user_id: String,
     pub occurred_at: Option<DateTime<Utc>>,
     pub properties: Option<Value>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IngestOutcome {
-    pub accepted: i64,
-    pub duplicates: i64,
-}
-
-impl IngestOutcome {
-    /// `sent`: distinct items of the batch; the rest of the duplicates were stored before.
-    pub(crate) fn of(sent: i64, in_batch_duplicates: i64, inserted: i64) -> Self {
-        IngestOutcome {
-            accepted: inserted,
-            duplicates: in_batch_duplicates + (sent - inserted),
-        }
-    }
-}
-
-/// Who may ingest: an API key with INGEST scope or an ADMIN+ member; returns the tenant and actor.
-pub(crate) fn ingesting_tenant(principal: &Principal) -> AppResult<(Uuid, Actor)> {
-    match principal {
-        Principal::ApiKey(k) if k.scopes.contains(&ApiKeyScope::Ingest) => {
-            Ok((k.tenant_id, Actor::ApiKey(k.key_id)))
-        }
-        Principal::ApiKey(_) => Err(AppError::forbidden("this API key has no INGEST scope")),
-        other => {
-            let m = other.member_at_least(Role::Admin)?;
-            Ok((m.tenant_id, Actor::Member(m.member_id)))
-        }
-    }
 }
 
 fn check_text(value: &str, index: usize, field: &str) -> AppResult<()> {
@@ -185,47 +153,8 @@ WITH input AS (
 SELECT count(*) AS inserted FROM ins
 "#;
 
-/// One ingest batch as its transaction ends.
-pub(crate) struct Batch {
-    pub tenant_id: Uuid,
-    pub actor: Actor,
-    pub action: &'static str,
-    pub target_type: &'static str,
-    /// Items sent, duplicates inside the batch included.
-    pub received: i64,
-    /// What was stored (`accepted` in the audit record).
-    pub added: Added,
-}
-
-/// The end of an ingest batch's transaction: its audit record, then the data version bump
-/// (last: every batch of the tenant waits on that row until commit). Returns the new version.
-pub(crate) async fn close_batch(
-    conn: &mut crate::db::Conn,
-    meta: &crate::db::audit::RequestMeta,
-    batch: Batch,
-) -> AppResult<i64> {
-    let accepted = match batch.added {
-        Added::Events(n) | Added::RevenueChanges(n) => n,
-        Added::Nothing => 0,
-    };
-    audit::record(
-        conn,
-        meta,
-        AuditEntry {
-            tenant_id: Some(batch.tenant_id),
-            actor: batch.actor,
-            action: batch.action,
-            target_type: Some(batch.target_type),
-            target_id: None,
-            details: json!({ "received": batch.received, "accepted": accepted }),
-        },
-    )
-    .await?;
-    versions::bump(conn, batch.tenant_id, batch.added).await
-}
-
-pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppResult<IngestOutcome> {
-    let (tenant_id, actor) = ingesting_tenant(caller.principal)?;
+pub async fn ingest_events(writer: Writer<'_>, events: Vec<NewEvent>) -> AppResult<IngestOutcome> {
+    let (tenant_id, actor) = ingesting_tenant(writer.principal)?;
     let now = Utc::now();
     let cols = validate(events, now)?;
     let in_batch_duplicates = cols.in_batch_duplicates;
@@ -233,13 +162,12 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
     let empty = || AppError::bad_input("events: send at least one event");
     let min = cols.times.iter().min().copied().ok_or_else(empty)?;
     let max = cols.times.iter().max().copied().ok_or_else(empty)?;
-    let (meta, principal) = (caller.meta, caller.principal);
-    let (inserted, version) = caller
-        .app
+    let (meta, principal) = (writer.meta, writer.principal);
+    let (inserted, version) = writer
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                crate::accounts::acting::confirm(conn, principal, Role::Admin).await?;
+                crate::auth::acting::confirm(conn, principal, Role::Admin).await?;
                 super::rollups::lock_for_ingest(conn, tenant_id).await?;
                 partitions::ensure(conn, min, max).await?;
                 let written: Written = diesel::sql_query(INSERT_EVENTS)
@@ -269,7 +197,7 @@ pub async fn ingest_events(caller: &Caller<'_>, events: Vec<NewEvent>) -> AppRes
             .scope_boxed()
         })
         .await?;
-    versions::announce(caller.app, tenant_id, version).await;
+    writer.announce(tenant_id, version).await;
     Ok(IngestOutcome::of(sent, in_batch_duplicates, inserted))
 }
 

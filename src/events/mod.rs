@@ -5,4 +5,4 @@ pub mod partitions;
 pub mod retention;
 pub mod rollups;
 
-pub use ingest::{IngestOutcome, NewEvent, ingest_events};
+pub use ingest::{NewEvent, ingest_events};

@@ -5,7 +5,6 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use crate::app::App;
 use crate::db::{Conn, Db};
 use crate::error::{AppError, AppResult};
 
@@ -179,8 +178,8 @@ pub async fn rebuild(db: &Db, tenant: Uuid) -> AppResult<()> {
     .await
 }
 
-pub fn rebuild_in_background(app: &App, tenant: Uuid) {
-    let db = app.db.clone();
+pub fn rebuild_in_background(db: &Db, tenant: Uuid) {
+    let db = db.clone();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         match rebuild(&db, tenant).await {

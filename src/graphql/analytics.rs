@@ -1,20 +1,19 @@
 //! Analytics (contract `analytics.graphql`): engagement here, revenue in `revenue.rs`.
 
-use async_graphql::{
-    Context, InputObject, InputType, Object, Result, ScalarType, SimpleObject, Value,
-};
+use async_graphql::{Context, InputObject, InputType, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::flat_list::{Flat, FlatList};
 use super::revenue::RevenueAnalytics;
+use super::series::MetricSeries;
+use crate::analytics::{self, EventFilter, cache, funnel, retention};
+use crate::analytics::{Measure, engagement};
 use crate::auth::guards::{RevenueGuard, principal};
+use crate::calendar::{Granularity, Window};
 use crate::error::AppError;
 use crate::graphql::app;
-use crate::metrics::engagement::{self, Measure};
-use crate::metrics::{self, EventFilter, Granularity, Window, cache, funnel, retention};
 
 const MAX_FILTERS: usize = 10;
 
@@ -75,55 +74,6 @@ impl EventFilterInput {
 }
 
 #[derive(SimpleObject)]
-pub struct MetricPoint {
-    /// Start of the bucket in the tenant's time zone.
-    pub bucket: DateTime<Utc>,
-    pub value: f64,
-    /// The property value of this point, with `breakdownBy`.
-    pub group: Option<String>,
-}
-
-impl Flat for MetricPoint {
-    fn field(name: &str) -> Option<usize> {
-        ["bucket", "value", "group"].iter().position(|f| *f == name)
-    }
-
-    fn value(&self, field: usize) -> Value {
-        match field {
-            0 => ScalarType::to_value(&self.bucket),
-            1 => ScalarType::to_value(&self.value),
-            _ => self.group.clone().map_or(Value::Null, Value::String),
-        }
-    }
-}
-
-#[derive(SimpleObject)]
-pub struct MetricSeries {
-    /// The metric over the whole range as one bucket.
-    pub total: f64,
-    /// One per bucket, oldest first, empty buckets included.
-    pub points: FlatList<MetricPoint>,
-}
-
-impl From<metrics::Series> for MetricSeries {
-    fn from(s: metrics::Series) -> Self {
-        Self {
-            total: s.total,
-            points: FlatList(
-                s.points
-                    .into_iter()
-                    .map(|p| MetricPoint {
-                        bucket: p.bucket,
-                        value: p.value,
-                        group: p.group,
-                    })
-                    .collect(),
-            ),
-        }
-    }
-}
-
-#[derive(SimpleObject)]
 pub struct Cohort {
     pub cohort_start: DateTime<Utc>,
     pub size: i64,
@@ -155,7 +105,7 @@ pub struct Analytics {
     /// The tenant's data version when the request began: the metric cache's key.
     version: i64,
     /// The series the query asks for, computed in the request's first transaction.
-    prefetched: Vec<(Wanted, metrics::Series)>,
+    prefetched: Vec<(Wanted, analytics::Series)>,
     /// Property keys the segment rollup holds.
     tracked: Vec<String>,
 }
@@ -219,9 +169,10 @@ async fn prefetch(
     window: &Window,
     tracked: &[String],
     wanted: Vec<Wanted>,
-) -> Result<Vec<(Wanted, metrics::Series)>, AppError> {
+) -> Result<Vec<(Wanted, analytics::Series)>, AppError> {
     let keys: Vec<SeriesKey> = wanted.iter().map(|w| w.key(window)).collect();
-    let cached: Vec<Option<metrics::Series>> = cache::lookup_many(kv, tenant, version, &keys).await;
+    let cached: Vec<Option<analytics::Series>> =
+        cache::lookup_many(kv, tenant, version, &keys).await;
     let mut found = Vec::with_capacity(wanted.len());
     let mut missing = Vec::new();
     for (w, hit) in wanted.into_iter().zip(cached) {
@@ -243,7 +194,7 @@ async fn prefetch(
                     .filter(|w| w.plain())
                     .map(|w| w.measure)
                     .collect();
-                let mut out: Vec<metrics::Series> = Vec::with_capacity(missing_ref.len());
+                let mut out: Vec<analytics::Series> = Vec::with_capacity(missing_ref.len());
                 let mut from_one_statement = Vec::new();
                 if !plain.is_empty()
                     && engagement::uses_rollups(window, Measure::ActiveUsers, &none, None)
@@ -453,7 +404,7 @@ impl Analytics {
         let key = &range_key("revenue", window);
         let report = cache::cached(cache_of(ctx), tenant, self.version, key, async || {
             db.tenant_snapshot(tenant, |conn| {
-                async move { crate::revenue::metrics::report(conn, tenant, window, index).await }
+                async move { crate::revenue::report::report(conn, tenant, window, index).await }
                     .scope_boxed()
             })
             .await
@@ -533,7 +484,8 @@ impl AnalyticsQuery {
             .await?;
         }
         let version = context.data_version;
-        if let Some(read) = ctx.data_opt::<std::sync::Arc<crate::metrics::versions::VersionsRead>>()
+        if let Some(read) =
+            ctx.data_opt::<std::sync::Arc<crate::analytics::versions::VersionsRead>>()
         {
             read.record(version);
         }

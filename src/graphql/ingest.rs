@@ -78,7 +78,7 @@ impl IngestMutation {
                 properties: e.properties.map(|j| j.0),
             })
             .collect();
-        let outcome = events::ingest_events(&caller(ctx), events).await?;
+        let outcome = events::ingest_events(caller(ctx).writer(), events).await?;
         Ok(IngestResult {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
@@ -103,7 +103,7 @@ impl IngestMutation {
                 plan: c.plan,
             })
             .collect();
-        let outcome = revenue::ingest_revenue(&caller(ctx), changes).await?;
+        let outcome = revenue::ingest_revenue(caller(ctx).writer(), changes).await?;
         Ok(IngestResult {
             accepted: outcome.accepted,
             duplicates: outcome.duplicates,
@@ -125,7 +125,7 @@ impl IngestMutation {
                 rate: r.rate.to_string(),
             })
             .collect();
-        let set = revenue::rates::set_rates(&caller(ctx), rates).await?;
+        let set = revenue::rates::set_rates(caller(ctx).writer(), rates).await?;
         Ok(SetExchangeRatesResult { set })
     }
 }

@@ -10,11 +10,11 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::auth::Principal;
 use crate::auth::guards::{may_read_revenue, principal};
+use crate::calendar::Granularity;
 use crate::error::AppError;
 use crate::graphql::app;
 use crate::live::hub::{Delivery, Inbox, Topic};
 use crate::live::message::{LiveEvent, MetricKey};
-use crate::metrics::Granularity;
 
 #[derive(SimpleObject)]
 pub struct MetricUpdate {

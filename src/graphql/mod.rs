@@ -10,6 +10,7 @@ mod live;
 pub mod loaders;
 pub mod pagination;
 mod revenue;
+mod series;
 pub mod tenant;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};

@@ -2,9 +2,9 @@
 
 use async_graphql::{Object, ScalarType, Value};
 
-use super::analytics::MetricSeries;
 use super::flat_list::{Flat, FlatList};
-use crate::revenue::metrics::{Movement, Report};
+use super::series::MetricSeries;
+use crate::revenue::report::{Movement, Report};
 
 /// Revenue over the range, in the tenant's currency (`tenant.currency`). A customer's changes
 /// inside one bucket net out: 0 to 50 to 0 is no movement.

@@ -116,7 +116,7 @@ pub async fn ingest(
         principal: &principal,
         meta: &meta,
     };
-    let outcome = events::ingest_events(&caller, parsed.events).await;
+    let outcome = events::ingest_events(caller.writer(), parsed.events).await;
     answer(outcome.map(|o| (o.accepted, o.duplicates)), "event")
 }
 
@@ -144,7 +144,7 @@ pub async fn ingest_revenue(
         principal: &principal,
         meta: &meta,
     };
-    let outcome = revenue::ingest_revenue(&caller, parsed.changes).await;
+    let outcome = revenue::ingest_revenue(caller.writer(), parsed.changes).await;
     answer(outcome.map(|o| (o.accepted, o.duplicates)), "revenue")
 }
 

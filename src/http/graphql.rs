@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{HttpState, REQUEST_ID, authenticate, error_response, persisted, response_cache};
+use crate::analytics::versions::VersionsRead;
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
 use crate::graphql::{admission, request_data};
-use crate::metrics::versions::VersionsRead;
 
 const MAX_BATCH: usize = 10;
 

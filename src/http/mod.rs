@@ -5,10 +5,10 @@ mod events;
 mod graphql;
 mod health;
 mod hygiene;
-mod metrics;
 mod persisted;
 mod playground;
 mod response_cache;
+mod telemetry;
 mod ws;
 
 use std::future::Future;
@@ -45,7 +45,7 @@ pub struct HttpState {
 }
 
 pub fn router(app: App) -> Router {
-    metrics::install();
+    telemetry::install();
     let state = HttpState {
         schema: build_schema(&app),
         app: app.clone(),
@@ -72,7 +72,7 @@ pub fn router(app: App) -> Router {
         .route("/playground/assets/{file}", get(playground::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
+        .route("/metrics", get(telemetry::render))
         .fallback(not_found);
     with_middleware(routes, body_limit).with_state(state)
 }
@@ -89,7 +89,7 @@ fn with_middleware<S: Clone + Send + Sync + 'static>(
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
         }))
-        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn(telemetry::track))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 let id = req
@@ -128,7 +128,7 @@ pub async fn serve(
         crate::db::Db::new(&app.config.database_url, 1),
         app.config.database_url.clone(),
     );
-    let _live = crate::live::spawn(&app);
+    let _live = crate::live::spawn(app.live_parts());
     let router = router(app);
     // Live frames are small and must not wait for the previous one's acknowledgement (Nagle).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -183,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_is_a_generic_500_and_is_counted() {
-        metrics::install();
+        telemetry::install();
         async fn boom() -> &'static str {
             let secret = "a detail for the log only";
             panic!("{secret}")
@@ -202,7 +202,7 @@ mod tests {
             body.contains("\"INTERNAL\"") && !body.contains("detail"),
             "{body}"
         );
-        let counted = metrics::render_text();
+        let counted = telemetry::render_text();
         assert!(
             counted
                 .contains(r#"fahwa_http_errors_total{method="GET",route="/boom",status="500"} 1"#),

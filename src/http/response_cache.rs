@@ -13,9 +13,9 @@ use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection}
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::analytics::versions;
 use crate::auth::Principal;
 use crate::kv::Kv;
-use crate::metrics::versions;
 
 /// How long a stored response is kept. It is worth something only while the tenant's data
 /// version holds, and every distinct request (a range ending "now" is a new one each time) is a

@@ -10,7 +10,7 @@ use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
 use super::message::{LiveEvent, LiveMessage, MetricKey, MetricValue, ReportRunState};
-use crate::metrics::Granularity;
+use crate::calendar::Granularity;
 
 /// Events an inbox holds before it drops the oldest.
 pub const EVENTS_CAPACITY: usize = 1_000;

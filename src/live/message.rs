@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::metrics::Granularity;
+use crate::calendar::Granularity;
 
 /// The metrics a live widget can follow (the contract's `MetricKey`).
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ pub mod sessions;
 pub mod watch;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -20,9 +21,26 @@ pub use broker::Broker;
 
 use self::hub::Topic;
 use self::message::MetricKey;
-use crate::App;
+use self::sessions::MemberSockets;
+use crate::auth::session_check::SessionCheck;
+use crate::calendar::Granularity;
+use crate::db::Db;
 use crate::error::AppResult;
-use crate::metrics::Granularity;
+use crate::kv::Kv;
+
+/// What the live machinery works with, handed over by the application at start.
+#[derive(Clone)]
+pub struct Live {
+    pub db: Db,
+    /// Where instances mark what their subscribers follow.
+    pub kv: Kv,
+    pub broker: Broker,
+    pub sockets: Arc<MemberSockets>,
+    /// Forgotten for the sessions that other instances say ended.
+    pub session_check: SessionCheck,
+    /// The database to capture changes from, when this instance competes for capture.
+    pub capture_from: Option<String>,
+}
 
 /// The live machinery's background tasks; dropping this stops them (a stopped server must give
 /// up capture leadership at once, even inside a test process).
@@ -38,20 +56,20 @@ impl Drop for LiveTasks {
 
 /// Starts receiving from the broker, marking this instance's topics, and (where configured)
 /// competing for change capture.
-pub fn spawn(app: &App) -> LiveTasks {
-    let mut tasks = vec![tokio::spawn(app.live.clone().run_receiver())];
+pub fn spawn(app: Live) -> LiveTasks {
+    let mut tasks = vec![tokio::spawn(app.broker.clone().run_receiver())];
     let marker = app.clone();
     tasks.push(tokio::spawn(async move {
         let mut every = tokio::time::interval(watch::REFRESH);
         loop {
             every.tick().await;
-            let hub = marker.live.hub();
+            let hub = marker.broker.hub();
             metrics::gauge!("fahwa_live_subscriptions").set(hub.subscriptions() as f64);
             watch::mark(&marker.kv, &hub.topics()).await;
         }
     }));
     let forgetter = app.clone();
-    let mut ended = app.live.hub().sessions_ended();
+    let mut ended = app.broker.hub().sessions_ended();
     tasks.push(tokio::spawn(async move {
         loop {
             match ended.recv().await {
@@ -79,14 +97,19 @@ pub fn spawn(app: &App) -> LiveTasks {
     let refresher = app.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            refresher.live.subscribed().notified().await;
+            refresher.broker.subscribed().notified().await;
             if let Err(e) = refresh_local(&refresher).await {
                 tracing::warn!(error = %e, "live: could not bring subscribers up to date");
             }
         }
     }));
-    if app.config.live_capture {
-        tasks.push(tokio::spawn(capture::run(app.clone())));
+    if let Some(url) = app.capture_from.clone() {
+        tasks.push(tokio::spawn(capture::run(capture::Capture {
+            database_url: url,
+            db: app.db,
+            kv: app.kv,
+            broker: app.broker,
+        })));
     }
     LiveTasks(tasks)
 }
@@ -94,8 +117,8 @@ pub fn spawn(app: &App) -> LiveTasks {
 /// Marks this instance's topics again and hands its metric subscribers the current values:
 /// after the Redis subscription was down, what was published meanwhile never arrives. The
 /// values carry the log position of their snapshot, so any value computed later wins.
-async fn refresh_local(app: &App) -> AppResult<()> {
-    let topics = app.live.hub().topics();
+async fn refresh_local(app: &Live) -> AppResult<()> {
+    let topics = app.broker.hub().topics();
     watch::mark(&app.kv, &topics).await;
     let mut wanted: HashMap<Uuid, Vec<(MetricKey, Granularity)>> = HashMap::new();
     for (tenant, topic) in topics {
@@ -110,7 +133,7 @@ async fn refresh_local(app: &App) -> AppResult<()> {
     for (tenant, wanted) in wanted {
         let (version, values) = capture::values::newest(&app.db, tenant, &wanted, now, &[]).await?;
         for c in values {
-            app.live.hub().dispatch(tenant, &c.message(now, version));
+            app.broker.hub().dispatch(tenant, &c.message(now, version));
         }
     }
     Ok(())

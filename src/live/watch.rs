@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::hub::Topic;
 use super::message::MetricKey;
+use crate::calendar::Granularity;
 use crate::kv::Kv;
-use crate::metrics::Granularity;
 
 /// How often an instance marks its topics, and how long a mark lives.
 pub const REFRESH: Duration = Duration::from_secs(5);

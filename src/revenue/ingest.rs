@@ -15,12 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::amount;
-use crate::accounts::Caller;
+use crate::analytics::versions::Added;
 use crate::auth::Role;
 use crate::error::{AppError, AppResult};
-use crate::events::IngestOutcome;
-use crate::events::ingest::{Batch, close_batch, ingesting_tenant};
-use crate::metrics::versions::{self, Added};
+use crate::ingestion::{Batch, IngestOutcome, Writer, close_batch, ingesting_tenant};
 
 pub const MAX_BATCH: usize = 10_000;
 /// One change as a client sends it: from `occurred_at` on, the customer's MRR is `mrr` (major
@@ -181,21 +179,20 @@ struct Written {
 }
 
 pub async fn ingest_revenue(
-    caller: &Caller<'_>,
+    writer: Writer<'_>,
     changes: Vec<NewRevenueChange>,
 ) -> AppResult<IngestOutcome> {
-    let (tenant_id, actor) = ingesting_tenant(caller.principal)?;
+    let (tenant_id, actor) = ingesting_tenant(writer.principal)?;
     let cols = validate(changes, Utc::now())?;
     let sent = cols.customers.len() as i64;
     let in_batch_duplicates = cols.in_batch_duplicates;
-    let (meta, principal) = (caller.meta, caller.principal);
+    let (meta, principal) = (writer.meta, writer.principal);
     let cols = &cols;
-    let (inserted, version) = caller
-        .app
+    let (inserted, version) = writer
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                crate::accounts::acting::confirm(conn, principal, Role::Admin).await?;
+                crate::auth::acting::confirm(conn, principal, Role::Admin).await?;
                 super::lock(conn, tenant_id).await?;
                 let bind = |sql: String| {
                     diesel::sql_query(sql)
@@ -237,7 +234,7 @@ pub async fn ingest_revenue(
             .scope_boxed()
         })
         .await?;
-    versions::announce(caller.app, tenant_id, version).await;
+    writer.announce(tenant_id, version).await;
     Ok(IngestOutcome::of(sent, in_batch_duplicates, inserted))
 }
 

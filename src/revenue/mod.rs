@@ -4,8 +4,8 @@
 pub mod amount;
 pub mod index;
 pub mod ingest;
-pub mod metrics;
 pub mod rates;
+pub mod report;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};

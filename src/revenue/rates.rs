@@ -12,12 +12,12 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 
 use super::amount;
-use crate::accounts::Caller;
+use crate::analytics::versions::{self, Added};
 use crate::auth::Role;
 use crate::db::audit::{self, Actor, AuditEntry};
 use crate::db::tenants::TenantRow;
 use crate::error::{AppError, AppResult};
-use crate::metrics::versions::{self, Added};
+use crate::ingestion::Writer;
 
 pub const MAX_RATES: usize = 10_000;
 
@@ -111,18 +111,10 @@ struct Set {
 }
 
 /// Sets rates (ADMIN and above); returns how many were set.
-pub async fn set_rates(caller: &Caller<'_>, rates: Vec<NewRate>) -> AppResult<i64> {
-    let member = caller.principal.member_at_least(Role::Admin)?;
+pub async fn set_rates(writer: Writer<'_>, rates: Vec<NewRate>) -> AppResult<i64> {
+    let member = writer.principal.member_at_least(Role::Admin)?;
     let actor = Actor::Member(member.member_id);
-    store(
-        caller.app,
-        member.tenant_id,
-        actor,
-        caller.principal,
-        caller.meta,
-        rates,
-    )
-    .await
+    store(writer, member.tenant_id, actor, rates).await
 }
 
 /// Reads `currency,date,rate` lines (a header line is allowed), as `fahwa set-exchange-rates`
@@ -157,22 +149,21 @@ pub fn parse_csv(text: &str) -> AppResult<Vec<NewRate>> {
 }
 
 /// Stores rates for `tenant_id` on behalf of `actor` (a member, whose standing is checked in
-/// the transaction, or the CLI as the system, `principal` anonymous).
+/// the transaction, or the CLI as the system, the writer's principal anonymous).
 pub async fn store(
-    app: &crate::App,
+    writer: Writer<'_>,
     tenant_id: uuid::Uuid,
     actor: Actor,
-    principal: &crate::auth::Principal,
-    meta: &crate::db::audit::RequestMeta,
     rates: Vec<NewRate>,
 ) -> AppResult<i64> {
     let cols = validate(rates, chrono::Utc::now())?;
     let cols = &cols;
-    let (set, version) = app
+    let (principal, meta) = (writer.principal, writer.meta);
+    let (set, version) = writer
         .db
         .tenant(tenant_id, |conn| {
             async move {
-                crate::accounts::acting::confirm(conn, principal, Role::Admin).await?;
+                crate::auth::acting::confirm(conn, principal, Role::Admin).await?;
                 let reporting = TenantRow::find(conn, tenant_id).await?;
                 if let Some(i) = cols.currencies.iter().position(|c| *c == reporting.currency) {
                     return Err(AppError::bad_input(format!(
@@ -210,7 +201,7 @@ pub async fn store(
             .scope_boxed()
         })
         .await?;
-    versions::announce(app, tenant_id, version).await;
+    writer.announce(tenant_id, version).await;
     Ok(set)
 }
 

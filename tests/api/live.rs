@@ -531,8 +531,8 @@ async fn sockets_close_when_the_token_expires_or_the_session_ends() {
 /// what a dashboard reads once they are merged: late events, returning users, new users.
 #[tokio::test]
 async fn live_values_count_unmerged_ingestion_exactly() {
+    use fahwa::calendar::Granularity;
     use fahwa::live::message::MetricKey;
-    use fahwa::metrics::Granularity;
 
     let t = TestApp::spawn().await;
     let s = t.sign_up("acme").await;
@@ -809,8 +809,8 @@ async fn live_events_carry_the_id_the_client_sent() {
 /// moment before snapshots see it), the computation waits rather than yield the old value.
 #[tokio::test]
 async fn a_value_waits_for_the_transaction_it_is_computed_for() {
+    use fahwa::calendar::Granularity;
     use fahwa::live::message::MetricKey;
-    use fahwa::metrics::Granularity;
     let t = TestApp::spawn().await;
     let s = t.sign_up("acme").await;
     let tenant: uuid::Uuid = s.tenant_id.parse().unwrap();

@@ -6,6 +6,7 @@ mod harness;
 mod analytics;
 mod audit;
 mod auth_flow;
+mod calendar;
 mod cli;
 mod hostile_input;
 mod http_surface;

@@ -1,8 +1,10 @@
 //! Dashboards read rollups, not the raw events table: checked on the plans PostgreSQL makes.
 
 use chrono::{DateTime, Utc};
-use fahwa::metrics::engagement::{Measure, explain_rollup};
-use fahwa::metrics::{EventFilter, Granularity, Window, segments};
+use fahwa::analytics::Measure;
+use fahwa::analytics::engagement::explain_rollup;
+use fahwa::analytics::{EventFilter, segments};
+use fahwa::calendar::{Granularity, Window};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{Value, json};
 

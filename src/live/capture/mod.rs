@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use self::pgoutput::{Message, Relations};
 use self::schedule::{Changes, Schedule};
-use crate::App;
+use crate::db::Db;
+use crate::kv::Kv;
+use crate::live::Broker;
 
 /// The publications the slot decodes: events (migration `live_capture`) and revenue changes
 /// (migration `live_revenue`).
@@ -138,25 +140,37 @@ pub async fn drop_slot(url: &str) -> anyhow::Result<SlotDrop> {
     })
 }
 
+/// What capture works with.
+#[derive(Clone)]
+pub struct Capture {
+    /// Read over a replication connection of its own.
+    pub database_url: String,
+    /// Where values are computed from.
+    pub db: Db,
+    /// Where instances mark what their subscribers follow.
+    pub kv: Kv,
+    pub broker: Broker,
+}
+
 /// Runs capture for as long as the process lives: waits to lead, then leads until it fails.
-pub async fn run(app: App) {
+pub async fn run(app: Capture) {
     loop {
         let mut pause = Duration::from_secs(1);
         if let Err(e) = lead(&app).await {
             let text = format!("{e:#}");
             if let Some(why) = text.strip_prefix(CANNOT_DECODE) {
                 // Said once, and kept for /readyz, until the server can decode.
-                if app.live.capture_off().is_none() {
+                if app.broker.capture_off().is_none() {
                     tracing::error!("live updates are off: {why}");
                 }
-                app.live
+                app.broker
                     .set_capture_off(Some(why.trim_start_matches(": ").to_string()));
                 pause = Duration::from_secs(30);
             } else {
                 tracing::warn!(error = %text, "change capture stopped; trying again");
             }
         }
-        app.live.set_leading(false);
+        app.broker.set_leading(false);
         tokio::time::sleep(pause).await;
     }
 }
@@ -180,10 +194,10 @@ async fn check_decoding(client: &Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn lead(app: &App) -> anyhow::Result<()> {
-    let client = connect(&app.config.database_url).await?;
+async fn lead(app: &Capture) -> anyhow::Result<()> {
+    let client = connect(&app.database_url).await?;
     check_decoding(&client).await?;
-    app.live.set_capture_off(None);
+    app.broker.set_capture_off(None);
     loop {
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&LEADER_LOCK])
@@ -196,10 +210,10 @@ async fn lead(app: &App) -> anyhow::Result<()> {
     }
     let slot = ensure_slot(&client).await?;
     let mut stream =
-        ReplicationClient::connect(replication_config(&app.config.database_url, &slot)?).await?;
+        ReplicationClient::connect(replication_config(&app.database_url, &slot)?).await?;
     stream.wait_started().await?;
     tracing::info!(slot, "leading change capture");
-    app.live.set_leading(true);
+    app.broker.set_leading(true);
     let mut relations = Relations::default();
     let mut open: HashMap<Uuid, Changes> = HashMap::new();
     let mut schedule = Schedule::new(TICK, EVENTS_PER_TURN);

@@ -1,5 +1,5 @@
-//! Decoding of PostgreSQL's `pgoutput` messages (protocol version 1, text values), as
-//! `pg_logical_slot_peek_binary_changes` returns them: one message per row.
+//! Decoding of PostgreSQL's `pgoutput` messages (protocol version 1, text values), as the
+//! replication stream carries them in its `XLogData` frames: one message per row.
 
 use std::collections::HashMap;
 use std::sync::Arc;

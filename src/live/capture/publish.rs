@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::Capture;
 use super::pgoutput::{Relation, Value};
 use super::schedule::{Job, Published};
 use super::values;
-use crate::App;
 use crate::live::message::{LiveEvent, LiveMessage, MetricKey};
 use crate::live::watch::{self, Watched};
 
@@ -31,7 +31,7 @@ fn event_of(relation: &Relation, values: &[Value]) -> Option<LiveEvent> {
 
 /// Publishes a job's events and changed values; returns the values now published. A failed
 /// publish fails the job, so that its changes are read again.
-pub async fn publish(app: &App, job: Job) -> anyhow::Result<Published> {
+pub async fn publish(app: &Capture, job: Job) -> anyhow::Result<Published> {
     let Job {
         tenant,
         events,
@@ -93,6 +93,6 @@ pub async fn publish(app: &App, job: Job) -> anyhow::Result<Published> {
         }
         Err(e) => tracing::warn!(tenant = %tenant, error = %e, "live: could not compute values"),
     }
-    app.live.publish(tenant, messages).await?;
+    app.broker.publish(tenant, messages).await?;
     Ok(published)
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::pgoutput::{Relation, Value};
+use crate::calendar::Granularity;
 use crate::live::message::MetricKey;
-use crate::metrics::Granularity;
 
 /// An inserted event as decoded, made into a `LiveEvent` only if someone follows the stream.
 pub type Row = (Arc<Relation>, Vec<Value>);

@@ -8,13 +8,14 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use crate::analytics::EventFilter;
+use crate::analytics::cache::TenantContext;
+use crate::analytics::{Measure, engagement};
+use crate::calendar::{Granularity, Window};
 use crate::db::Db;
 use crate::error::AppResult;
 use crate::live::message::{LiveMessage, MetricKey, MetricValue};
-use crate::metrics::cache::TenantContext;
-use crate::metrics::engagement::{self, Measure};
-use crate::metrics::{EventFilter, Granularity, Window};
-use crate::revenue::metrics::Report;
+use crate::revenue::report::Report;
 
 /// A metric's newest bucket and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,13 +65,14 @@ async fn revenue_values(
         let report = match reports.iter().position(|(g, _)| *g == granularity) {
             Some(i) => &reports[i].1,
             None => {
-                let report = crate::revenue::metrics::report(conn, tenant, &window, None).await?;
+                let report = crate::revenue::report::report(conn, tenant, &window, None).await?;
                 reports.push((granularity, report));
                 &reports[reports.len() - 1].1
             }
         };
         // `<[_]>::first`: diesel's `QueryDsl::first` shadows the slice method here.
-        let newest = |s: &crate::metrics::Series| <[_]>::first(&s.points).map_or(0.0, |p| p.value);
+        let newest =
+            |s: &crate::analytics::Series| <[_]>::first(&s.points).map_or(0.0, |p| p.value);
         let value = match metric {
             MetricKey::Mrr => newest(&report.mrr),
             MetricKey::Arr => newest(&report.arr),

@@ -1,3 +1,6 @@
+//! Roles of a tenant's members and scopes of its API keys: the vocabulary of rights that
+//! storage, tokens and guards share.
+
 use std::str::FromStr;
 
 /// A member's role in a tenant, strongest first.

@@ -7,8 +7,8 @@ use diesel::sql_types::{BigInt, Date, Integer, Text, Timestamptz, Uuid as SqlUui
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::bucket_sql::{self, Base};
-use super::window::{Granularity, Window, local_date};
+use crate::calendar::sql::{self as bucket_sql, Base};
+use crate::calendar::{Granularity, Window, local_date, local_midnight};
 use crate::db::Conn;
 use crate::error::{AppError, AppResult};
 
@@ -117,5 +117,5 @@ fn extend(window: &Window, periods: i32) -> DateTime<Utc> {
         Granularity::Week => last + chrono::Duration::days(7 * (periods as i64 + 1)),
         _ => last + chrono::Duration::days(periods as i64 + 1),
     };
-    super::window::local_midnight(tz, end)
+    local_midnight(tz, end)
 }

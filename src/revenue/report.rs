@@ -15,10 +15,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::index::{Changes, Index, Totals};
+use crate::analytics::{Point, Series};
+use crate::calendar::{Granularity, Window, local_date, local_midnight};
 use crate::db::Conn;
 use crate::error::AppResult;
-use crate::metrics::window::{Granularity, local_date, local_midnight};
-use crate::metrics::{Point, Series, Window};
 
 /// A customer's state at an instant is its last change before it (ties in arrival order).
 /// Each change carries the MRR before it, whether the customer had paid before it, and when the

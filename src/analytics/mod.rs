@@ -1,18 +1,15 @@
 //! The analytics engine: engagement series from rollups (whole local days) and raw events (the
 //! cut edges of a range, hourly buckets, property filters), retention and funnels.
 
-mod bucket_sql;
 pub mod cache;
 pub mod engagement;
 pub mod funnel;
 pub mod retention;
+pub mod rows;
 pub mod segments;
 pub mod versions;
-pub mod window;
 
 use chrono::{DateTime, Utc};
-
-pub use window::{Granularity, Window};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Point {
@@ -35,4 +32,12 @@ pub struct Series {
 pub struct EventFilter {
     pub name: Option<String>,
     pub properties: Vec<(String, String)>,
+}
+
+/// What an engagement series counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Measure {
+    ActiveUsers,
+    NewUsers,
+    Events,
 }

@@ -1,4 +1,4 @@
-//! Prometheus metrics: requests, latencies and errors per route, and pool usage.
+//! Prometheus telemetry: requests, latencies and errors per route, and pool usage.
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -17,18 +17,13 @@ use diesel::sql_types::{
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::bucket_sql::{self, Base};
-use super::window::{Bucket, Granularity, Window};
-use super::{EventFilter, Point, Series};
+use super::rows::{PlanRow, RawRow, points_of};
+use super::{EventFilter, Measure, Point, Series};
+use crate::calendar::sql::{self as bucket_sql, Base};
+use crate::calendar::{Granularity, Window};
 use crate::db::Conn;
+use crate::db::binds::Binds;
 use crate::error::AppResult;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Measure {
-    ActiveUsers,
-    NewUsers,
-    Events,
-}
 
 /// One aggregate of the rollup statement: `kind` says which, `bucket` its 0-based bucket (none
 /// for the whole range).
@@ -92,27 +87,10 @@ impl DayTotals {
     }
 }
 
-/// One bucket's (1-based `idx`) value for one group.
-#[derive(diesel::QueryableByName)]
-pub(super) struct RawRow {
-    #[diesel(sql_type = Integer)]
-    pub idx: i32,
-    #[diesel(sql_type = Nullable<Text>)]
-    pub grp: Option<String>,
-    #[diesel(sql_type = BigInt)]
-    pub value: i64,
-}
-
 #[derive(diesel::QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-/// An empty day span (start after end) that PostgreSQL can represent.
-pub(super) fn no_days() -> (NaiveDate, NaiveDate) {
-    let d = |y| NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or_default();
-    (d(9999), d(1))
 }
 
 /// Whether the rollups answer this series (whole days; no property filter or breakdown; event
@@ -151,17 +129,6 @@ pub async fn series(
     }
 }
 
-/// Every bucket, then the whole range as one more span, with their whole-day bounds.
-pub(super) fn spans_of(window: &Window) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<NaiveDate>) {
-    let mut spans: Vec<Bucket> = window.buckets.clone();
-    spans.push(window.whole());
-    let (starts, ends) = spans
-        .iter()
-        .map(|b| b.full_days.unwrap_or_else(no_days))
-        .unzip();
-    (spans, starts, ends)
-}
-
 /// The whole days of a range (the buckets' days are contiguous within them) and the bucket size.
 struct DaySpans {
     lo: NaiveDate,
@@ -190,7 +157,7 @@ pub async fn from_rollups(
     measures: &[Measure],
     name: Option<&str>,
 ) -> AppResult<Vec<(Measure, Series)>> {
-    let (spans, _, _) = spans_of(window);
+    let (spans, _, _) = window.spans();
     let rows: Vec<RollupRow> = match DaySpans::of(window) {
         Some(days) => rollup_query(false, tenant, &days, name).load(conn).await?,
         None => Vec::new(),
@@ -332,13 +299,6 @@ fn rollup_query<'a>(
     }
 }
 
-#[derive(diesel::QueryableByName)]
-pub(super) struct PlanRow {
-    #[diesel(sql_type = diesel::sql_types::Json)]
-    #[diesel(column_name = "QUERY PLAN")]
-    pub plan: serde_json::Value,
-}
-
 /// The plans of the statements a rollup-served series runs (for tests that keep dashboards off
 /// the raw events table): the rollup query, then one per cut edge.
 pub async fn explain_rollup(
@@ -348,7 +308,7 @@ pub async fn explain_rollup(
     measure: Measure,
     name: Option<&str>,
 ) -> AppResult<Vec<serde_json::Value>> {
-    let (spans, _, _) = spans_of(window);
+    let (spans, _, _) = window.spans();
     let mut plans = Vec::new();
     if let Some(days) = DaySpans::of(window) {
         let rows: Vec<PlanRow> = rollup_query(true, tenant, &days, name).load(conn).await?;
@@ -357,16 +317,10 @@ pub async fn explain_rollup(
     for span in &spans {
         let edges = span.edges(window.tz);
         if !edges.is_empty() {
-            let rows: Vec<PlanRow> = edge_query(
-                "EXPLAIN (FORMAT JSON) ",
-                tenant,
-                measure,
-                name,
-                &edges,
-                span.full_days,
-            )
-            .load(conn)
-            .await?;
+            let rows: Vec<PlanRow> =
+                edge_query(true, tenant, measure, name, &edges, span.full_days)
+                    .load(conn)
+                    .await?;
             plans.extend(rows.into_iter().map(|r| r.plan));
         }
     }
@@ -383,57 +337,114 @@ async fn edge_value(
     edges: &[(DateTime<Utc>, DateTime<Utc>)],
     full_days: Option<(NaiveDate, NaiveDate)>,
 ) -> AppResult<i64> {
-    let count: Count = edge_query("", tenant, measure, name, edges, full_days)
+    let count: Count = edge_query(false, tenant, measure, name, edges, full_days)
         .get_result(conn)
         .await?;
     Ok(count.n)
 }
 
 fn edge_query<'a>(
-    prefix: &str,
+    explain: bool,
     tenant: Uuid,
     measure: Measure,
     name: Option<&'a str>,
     edges: &[(DateTime<Utc>, DateTime<Utc>)],
     full_days: Option<(NaiveDate, NaiveDate)>,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-    let (lo1, hi1) = edges[0];
-    let (lo2, hi2) = edges.get(1).copied().unwrap_or((hi1, hi1));
-    let (ds, de) = full_days.unwrap_or_else(no_days);
-    let in_edges =
-        "((occurred_at >= $2 AND occurred_at < $3) OR (occurred_at >= $4 AND occurred_at < $5))";
+    let mut q = Binds::default();
+    let t = q.bind::<SqlUuid, _>(tenant);
+    let time = if measure == Measure::NewUsers {
+        "first_seen"
+    } else {
+        "occurred_at"
+    };
+    let in_edges = edges
+        .iter()
+        .map(|&(lo, hi)| {
+            let (lo, hi) = (q.bind::<Timestamptz, _>(lo), q.bind::<Timestamptz, _>(hi));
+            format!("({time} >= {lo} AND {time} < {hi})")
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    // New users are people, not events: a name filter does not apply.
+    let named = match name.filter(|_| measure != Measure::NewUsers) {
+        Some(n) => format!(" AND e.name = {}", q.bind::<Text, _>(n)),
+        None => String::new(),
+    };
     let sql = match measure {
-        Measure::ActiveUsers => format!(
-            "SELECT count(DISTINCT e.user_id)::int8 AS n FROM events e \
-             WHERE e.tenant_id = $1 AND {in_edges} AND ($8::text IS NULL OR e.name = $8) \
-               AND NOT EXISTS (SELECT 1 FROM user_days u WHERE u.tenant_id = $1 \
-                               AND u.user_id = e.user_id AND u.day BETWEEN $6 AND $7)"
-        ),
+        Measure::ActiveUsers => {
+            let (ds, de) = full_days.unwrap_or_else(crate::calendar::no_days);
+            let (ds, de) = (q.bind::<Date, _>(ds), q.bind::<Date, _>(de));
+            format!(
+                "SELECT count(DISTINCT e.user_id)::int8 AS n FROM events e \
+                 WHERE e.tenant_id = {t} AND ({in_edges}){named} \
+                   AND NOT EXISTS (SELECT 1 FROM user_days u WHERE u.tenant_id = {t} \
+                                   AND u.user_id = e.user_id AND u.day BETWEEN {ds} AND {de})"
+            )
+        }
         Measure::NewUsers => format!(
-            "SELECT count(*)::int8 AS n FROM end_users \
-             WHERE tenant_id = $1 AND {} AND $6::date IS NOT NULL AND $7::date IS NOT NULL AND $8::text IS NULL",
-            in_edges.replace("occurred_at", "first_seen")
+            "SELECT count(*)::int8 AS n FROM end_users e WHERE e.tenant_id = {t} AND ({in_edges})"
         ),
         Measure::Events => format!(
-            "SELECT count(*)::int8 AS n FROM events \
-             WHERE tenant_id = $1 AND {in_edges} AND ($8::text IS NULL OR name = $8) \
-               AND $6::date IS NOT NULL AND $7::date IS NOT NULL"
+            "SELECT count(*)::int8 AS n FROM events e WHERE e.tenant_id = {t} AND ({in_edges}){named}"
         ),
     };
-    diesel::sql_query(format!("{prefix}{sql}"))
-        .into_boxed()
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Timestamptz, _>(lo1)
-        .bind::<Timestamptz, _>(hi1)
-        .bind::<Timestamptz, _>(lo2)
-        .bind::<Timestamptz, _>(hi2)
-        .bind::<Date, _>(ds)
-        .bind::<Date, _>(de)
-        .bind::<Nullable<Text>, _>(if measure == Measure::NewUsers {
-            None
-        } else {
-            name
-        })
+    let prefix = if explain {
+        "EXPLAIN (FORMAT JSON) "
+    } else {
+        ""
+    };
+    q.finish(&format!("{prefix}{sql}"))
+}
+
+/// Which events count in a raw series, and where they are grouped.
+struct RawFilter {
+    /// The conditions on `e`, placeholders included.
+    conditions: String,
+    source: &'static str,
+    time: &'static str,
+    value: &'static str,
+}
+
+impl RawFilter {
+    fn bind<'a>(
+        q: &mut Binds<'a>,
+        tenant: Uuid,
+        window: &Window,
+        measure: Measure,
+        filter: &'a EventFilter,
+    ) -> RawFilter {
+        let (source, time, value) = match measure {
+            Measure::NewUsers => ("end_users e", "first_seen", "count(*)"),
+            Measure::ActiveUsers => ("events e", "occurred_at", "count(DISTINCT e.user_id)"),
+            Measure::Events => ("events e", "occurred_at", "count(*)"),
+        };
+        let t = q.bind::<SqlUuid, _>(tenant);
+        let (from, to) = (
+            q.bind::<Timestamptz, _>(window.from),
+            q.bind::<Timestamptz, _>(window.to),
+        );
+        let mut conditions =
+            format!("e.tenant_id = {t} AND e.{time} >= {from} AND e.{time} < {to}");
+        // New users are people, not events: a name filter does not apply.
+        if let Some(n) = filter
+            .name
+            .as_deref()
+            .filter(|_| measure != Measure::NewUsers)
+        {
+            conditions.push_str(&format!(" AND e.name = {}", q.bind::<Text, _>(n)));
+        }
+        for (k, v) in &filter.properties {
+            let (k, v) = (q.bind::<Text, _>(k.as_str()), q.bind::<Text, _>(v.as_str()));
+            conditions.push_str(&format!(" AND e.properties ->> {k} = {v}"));
+        }
+        RawFilter {
+            conditions,
+            source,
+            time,
+            value,
+        }
+    }
 }
 
 /// Straight from the events, one query for the buckets and one for the total.
@@ -446,84 +457,37 @@ async fn raw_series(
     breakdown: Option<&str>,
 ) -> AppResult<Series> {
     let starts: Vec<DateTime<Utc>> = window.buckets.iter().map(|b| b.start).collect();
-    let (keys, vals): (Vec<String>, Vec<String>) = filter.properties.iter().cloned().unzip();
-    let (source, time, value) = match measure {
-        Measure::NewUsers => ("end_users e", "first_seen", "count(*)"),
-        Measure::ActiveUsers => ("events e", "occurred_at", "count(DISTINCT e.user_id)"),
-        Measure::Events => ("events e", "occurred_at", "count(*)"),
+    let mut q = Binds::default();
+    let f = RawFilter::bind(&mut q, tenant, window, measure, filter);
+    let group = match breakdown {
+        Some(key) => format!("e.properties ->> {}", q.bind::<Text, _>(key)),
+        None => "NULL::text".to_string(),
     };
-    let group = if breakdown.is_some() {
-        "e.properties->>$8"
-    } else {
-        "$8::text"
-    };
-    let name_filter = if measure == Measure::NewUsers {
-        // New users are people, not events: a name filter does not apply.
-        "$5::text IS NULL OR true"
-    } else {
-        "$5::text IS NULL OR e.name = $5"
-    };
-    let where_clause = format!(
-        "e.tenant_id = $1 AND e.{time} >= $3 AND e.{time} < $4 AND ({name_filter}) \
-         AND NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) f(k, v) \
-                         WHERE e.properties->>f.k IS DISTINCT FROM f.v)"
-    );
-    let by_bucket = format!(
-        "SELECT width_bucket(e.{time}, $2::timestamptz[])::int4 AS idx, {group} AS grp, {value}::int8 AS value \
-         FROM {source} WHERE {where_clause} GROUP BY 1, 2"
-    );
-    let rows: Vec<RawRow> = diesel::sql_query(by_bucket)
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Array<Timestamptz>, _>(&starts)
-        .bind::<Timestamptz, _>(window.from)
-        .bind::<Timestamptz, _>(window.to)
-        .bind::<Nullable<Text>, _>(filter.name.as_deref())
-        .bind::<Array<Text>, _>(&keys)
-        .bind::<Array<Text>, _>(&vals)
-        .bind::<Nullable<Text>, _>(breakdown)
+    let starts_at = q.bind::<Array<Timestamptz>, _>(&starts);
+    let RawFilter {
+        conditions,
+        source,
+        time,
+        value,
+    } = &f;
+    let rows: Vec<RawRow> = q
+        .finish(&format!(
+            "SELECT width_bucket(e.{time}, {starts_at}::timestamptz[])::int4 AS idx, {group} AS grp, \
+               {value}::int8 AS value FROM {source} WHERE {conditions} GROUP BY 1, 2"
+        ))
         .load(conn)
         .await?;
-    let total_sql = format!(
-        "SELECT {value}::int8 AS n FROM {source} WHERE {where_clause} AND $2::timestamptz[] IS NOT NULL AND $8::text IS NULL"
-    );
-    let total: Count = diesel::sql_query(total_sql)
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Array<Timestamptz>, _>(&starts)
-        .bind::<Timestamptz, _>(window.from)
-        .bind::<Timestamptz, _>(window.to)
-        .bind::<Nullable<Text>, _>(filter.name.as_deref())
-        .bind::<Array<Text>, _>(&keys)
-        .bind::<Array<Text>, _>(&vals)
-        .bind::<Nullable<Text>, _>(None::<String>)
+    let mut q = Binds::default();
+    let f = RawFilter::bind(&mut q, tenant, window, measure, filter);
+    let total: Count = q
+        .finish(&format!(
+            "SELECT {}::int8 AS n FROM {} WHERE {}",
+            f.value, f.source, f.conditions
+        ))
         .get_result(conn)
         .await?;
-
     Ok(Series {
         total: total.n as f64,
         points: points_of(window, &rows, breakdown.is_some()),
     })
-}
-
-/// Every bucket once per group seen (or once, without groups), zero where no row says otherwise.
-pub(super) fn points_of(window: &Window, rows: &[RawRow], grouped: bool) -> Vec<Point> {
-    let mut groups: Vec<Option<String>> = rows.iter().map(|r| r.grp.clone()).collect();
-    groups.sort();
-    groups.dedup();
-    if groups.is_empty() {
-        groups.push(None);
-    }
-    let found: std::collections::HashMap<(i32, &Option<String>), i64> =
-        rows.iter().map(|r| ((r.idx, &r.grp), r.value)).collect();
-    let mut points = Vec::with_capacity(window.buckets.len() * groups.len());
-    for (i, b) in window.buckets.iter().enumerate() {
-        for g in &groups {
-            let value = found.get(&(i as i32 + 1, g)).copied().unwrap_or(0);
-            points.push(Point {
-                bucket: b.label,
-                value: value as f64,
-                group: if grouped { g.clone() } else { None },
-            });
-        }
-    }
-    points
 }

@@ -1,10 +1,11 @@
-//! SQL that places tenant-local days in buckets by arithmetic on the date. `width_bucket` over an
-//! array of bucket starts compared dates generically, per row, and was most of the time of the
-//! statements that used it (rollup aggregation, segment counts, retention).
+//! The calendar as SQL: tenant-local days placed in buckets by arithmetic on the date, and their
+//! periods through `fahwa_period` (src/db/functions), which PostgreSQL inlines. `width_bucket`
+//! over an array of bucket starts compared dates generically, per row, and was most of the time
+//! of the statements that used it (rollup aggregation, segment counts, retention).
 
 use chrono::{Datelike, NaiveDate};
 
-use super::window::{Granularity, Window, bucket_start_date, local_date};
+use super::{Granularity, Window, bucket_start_date, local_date};
 
 /// Where a window's bucket numbers start: the first day of its first bucket's period, and that
 /// day's year * 12 + month (for months).
@@ -41,16 +42,24 @@ pub fn number(granularity: Granularity, day: &str, base: &str, base_month: &str)
     }
 }
 
-/// How many days `day` is past the first day of its calendar period (0001-01-01 was a Monday).
-pub fn days_into_period(granularity: Granularity, day: &str) -> String {
+/// The period's letter for `fahwa_period`.
+fn grain(granularity: Granularity) -> &'static str {
     match granularity {
-        Granularity::Hour | Granularity::Day => "0".to_string(),
-        Granularity::Week => format!("(({day} - DATE '0001-01-01') % 7)"),
-        Granularity::Month => format!("(date_part('day', {day})::int4 - 1)"),
+        Granularity::Hour | Granularity::Day => "'d'",
+        Granularity::Week => "'w'",
+        Granularity::Month => "'m'",
     }
 }
 
 /// The first day of `day`'s calendar period.
 pub fn period_start(granularity: Granularity, day: &str) -> String {
-    format!("({day} - {})", days_into_period(granularity, day))
+    format!("fahwa_period({}, {day})", grain(granularity))
+}
+
+/// How many days `day` is past the first day of its calendar period.
+pub fn days_into_period(granularity: Granularity, day: &str) -> String {
+    match granularity {
+        Granularity::Hour | Granularity::Day => "0".to_string(),
+        _ => format!("({day} - {})", period_start(granularity, day)),
+    }
 }

@@ -111,7 +111,7 @@ fn shift(d: NaiveDate, days: i64) -> NaiveDate {
         .unwrap_or(fallback)
 }
 
-pub(super) fn bucket_start_date(g: Granularity, d: NaiveDate) -> NaiveDate {
+pub fn bucket_start_date(g: Granularity, d: NaiveDate) -> NaiveDate {
     match g {
         Granularity::Hour | Granularity::Day => d,
         Granularity::Week => shift(d, -i64::from(d.weekday().num_days_from_monday())),
@@ -129,7 +129,24 @@ fn next_bucket_date(g: Granularity, d: NaiveDate) -> NaiveDate {
     }
 }
 
+/// An empty day span (start after end) that PostgreSQL can represent.
+pub fn no_days() -> (NaiveDate, NaiveDate) {
+    let d = |y| NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or_default();
+    (d(9999), d(1))
+}
+
 impl Window {
+    /// Every bucket, then the whole range as one more span, with their whole-day bounds.
+    pub fn spans(&self) -> (Vec<Bucket>, Vec<NaiveDate>, Vec<NaiveDate>) {
+        let mut spans: Vec<Bucket> = self.buckets.clone();
+        spans.push(self.whole());
+        let (starts, ends) = spans
+            .iter()
+            .map(|b| b.full_days.unwrap_or_else(no_days))
+            .unzip();
+        (spans, starts, ends)
+    }
+
     pub fn new(
         from: DateTime<Utc>,
         to: DateTime<Utc>,

@@ -61,9 +61,10 @@ pub async fn bump(
 
 /// After a write's transaction committed, before the write answers: a dashboard load after it
 /// must not be served an older answer from the response cache.
-pub async fn announce(app: &crate::app::App, tenant: Uuid, version: i64) {
-    if app.config.metric_cache {
-        raise(&app.kv, tenant, version).await;
+/// `mirror` is the store of the response cache, when that cache is on.
+pub async fn announce(mirror: Option<&Kv>, tenant: Uuid, version: i64) {
+    if let Some(kv) = mirror {
+        raise(kv, tenant, version).await;
     }
 }
 
