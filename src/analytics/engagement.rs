@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::rows::{PlanRow, RawRow, points_of};
 use super::{EventFilter, Measure, Point, Series};
-use crate::calendar::sql::{self as bucket_sql, Base};
+use crate::calendar;
+use crate::calendar::sql::Base;
 use crate::calendar::{Granularity, Window};
 use crate::db::Conn;
 use crate::db::binds::Binds;
@@ -206,7 +207,7 @@ const FIRST_VISITS: i32 = 4;
 /// so each connection prepares at most three. Each parameter appears once (in `p`), so that
 /// diesel can number them as it writes them.
 fn rollup_body(granularity: Granularity) -> String {
-    let bucket = |day: &str| bucket_sql::number(granularity, day, "p.b", "p.m");
+    let bucket = |day: &str| calendar::sql::number(granularity, day, "p.b", "p.m");
     let mut sql = format!(
         "SELECT 1 AS kind, {} AS bucket, \
            coalesce(sum(a.users), 0)::int8 AS v1, coalesce(sum(a.new_users), 0)::int8 AS v2 \
@@ -235,7 +236,7 @@ fn rollup_body(granularity: Granularity) -> String {
                AND t.prev_day >= p.lo \
              WHERE t.day - t.prev_day <= {} GROUP BY 2",
             bucket("t.day"),
-            bucket_sql::days_into_period(granularity, "t.day"),
+            calendar::sql::days_into_period(granularity, "t.day"),
         ));
     }
     sql

@@ -7,6 +7,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use crate::db::Conn;
+use crate::db::binds::Binds;
 use crate::error::{AppError, AppResult};
 
 pub const MAX_STEPS: usize = 10;
@@ -43,35 +44,37 @@ pub async fn funnel(
             "conversionWindowHours: must be 1 to {MAX_WINDOW_HOURS}"
         )));
     }
-    // Parameters: $1 tenant, $2 from, $3 to, $4 window seconds, then one per step name.
-    let mut sql = String::from(
-        "WITH s1 AS (SELECT user_id, min(occurred_at) AS t0, min(occurred_at) AS t FROM events \
-         WHERE tenant_id = $1 AND name = $5 AND occurred_at >= $2 AND occurred_at < $3 GROUP BY user_id)",
+    let mut q = Binds::default();
+    let (t, lo, hi) = (
+        q.bind::<SqlUuid, _>(tenant),
+        q.bind::<Timestamptz, _>(from),
+        q.bind::<Timestamptz, _>(to),
     );
-    for i in 2..=steps.len() {
-        sql.push_str(&format!(
-            ", s{i} AS (SELECT p.user_id, p.t0, min(e.occurred_at) AS t FROM s{prev} p \
-             JOIN events e ON e.tenant_id = $1 AND e.name = ${param} AND e.user_id = p.user_id \
-               AND e.occurred_at > p.t AND e.occurred_at <= p.t0 + make_interval(secs => $4) \
-               AND e.occurred_at >= $2 AND e.occurred_at < $3 + make_interval(secs => $4) \
-             GROUP BY p.user_id, p.t0)",
-            prev = i - 1,
-            param = i + 4
-        ));
+    let first = q.bind::<Text, _>(steps[0].as_str());
+    let mut sql = format!(
+        "WITH s1 AS (SELECT user_id, min(occurred_at) AS t0, min(occurred_at) AS t FROM events \
+         WHERE tenant_id = {t} AND name = {first} AND occurred_at >= {lo} AND occurred_at < {hi} \
+         GROUP BY user_id)"
+    );
+    if steps.len() > 1 {
+        let secs = q.bind::<Double, _>(Duration::hours(window_hours as i64).num_seconds() as f64);
+        for (i, step) in steps.iter().enumerate().skip(1) {
+            let name = q.bind::<Text, _>(step.as_str());
+            sql.push_str(&format!(
+                ", s{n} AS (SELECT p.user_id, p.t0, min(e.occurred_at) AS t FROM s{i} p \
+                 JOIN events e ON e.tenant_id = {t} AND e.name = {name} AND e.user_id = p.user_id \
+                   AND e.occurred_at > p.t AND e.occurred_at <= p.t0 + make_interval(secs => {secs}) \
+                   AND e.occurred_at >= {lo} AND e.occurred_at < {hi} + make_interval(secs => {secs}) \
+                 GROUP BY p.user_id, p.t0)",
+                n = i + 1
+            ));
+        }
     }
     let counts: Vec<String> = (1..=steps.len())
         .map(|i| format!("SELECT {i} AS step, count(*)::int8 AS n FROM s{i}"))
         .collect();
     sql.push_str(&format!(" {} ORDER BY step", counts.join(" UNION ALL ")));
-    let mut query = diesel::sql_query(sql)
-        .into_boxed()
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Timestamptz, _>(from)
-        .bind::<Timestamptz, _>(to)
-        .bind::<Double, _>(Duration::hours(window_hours as i64).num_seconds() as f64);
-    for s in steps {
-        query = query.bind::<Text, _>(s.clone());
-    }
+    let query = q.finish(&sql);
     let rows: Vec<Count> = query.load(conn).await?;
     let first = rows.iter().map(|r| r.n).next().unwrap_or(0);
     Ok(steps

@@ -7,9 +7,10 @@ use diesel::sql_types::{BigInt, Date, Integer, Text, Timestamptz, Uuid as SqlUui
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::calendar::sql::{self as bucket_sql, Base};
+use crate::calendar::{self, sql::Base};
 use crate::calendar::{Granularity, Window, local_date, local_midnight};
 use crate::db::Conn;
+use crate::db::binds::Binds;
 use crate::error::{AppError, AppResult};
 
 pub const MAX_PERIODS: i32 = 60;
@@ -56,7 +57,19 @@ pub async fn retention(
     )?;
     let base = Base::of(window);
     let horizon = local_date(window.tz, extended.to);
-    let index = |day: &str| bucket_sql::number(window.granularity, day, "$2", "$8");
+    let mut q = Binds::default();
+    let t = q.bind::<SqlUuid, _>(tenant);
+    let (base_day, base_month) = (
+        q.bind::<Date, _>(base.day),
+        q.bind::<Integer, _>(base.month),
+    );
+    let (from, to) = (
+        q.bind::<Timestamptz, _>(window.from),
+        q.bind::<Timestamptz, _>(window.to),
+    );
+    let zone = q.bind::<Text, _>(window.tz.name());
+    let (horizon, periods_at) = (q.bind::<Date, _>(horizon), q.bind::<Integer, _>(periods));
+    let index = |day: &str| calendar::sql::number(window.granularity, day, &base_day, &base_month);
     // Each cohort member's own days, reduced to distinct buckets before they meet the other
     // members': one DISTINCT over every member's days had spilled to disk, and `width_bucket`
     // over an array of dates compared generically per row (12 weeks of the bench tenant, cached
@@ -65,27 +78,17 @@ pub async fn retention(
     let sql = format!(
         "WITH cohort AS ( \
            SELECT eu.user_id, {} AS c \
-           FROM end_users eu WHERE eu.tenant_id = $1 AND eu.first_seen >= $3 AND eu.first_seen < $4 \
+           FROM end_users eu WHERE eu.tenant_id = {t} AND eu.first_seen >= {from} AND eu.first_seen < {to} \
          ) \
          SELECT c.c AS cohort, x.k, count(*)::int8 AS users \
          FROM cohort c CROSS JOIN LATERAL ( \
            SELECT DISTINCT {} - c.c AS k FROM user_days ud \
-           WHERE ud.tenant_id = $1 AND ud.user_id = c.user_id AND ud.day >= $2 AND ud.day < $6) x \
-         WHERE x.k >= 0 AND x.k < $7 GROUP BY 1, 2",
-        index("(eu.first_seen AT TIME ZONE $5)::date"),
+           WHERE ud.tenant_id = {t} AND ud.user_id = c.user_id AND ud.day >= {base_day} AND ud.day < {horizon}) x \
+         WHERE x.k >= 0 AND x.k < {periods_at} GROUP BY 1, 2",
+        index(&format!("(eu.first_seen AT TIME ZONE {zone})::date")),
         index("ud.day"),
     );
-    let rows: Vec<Row> = diesel::sql_query(sql)
-        .bind::<SqlUuid, _>(tenant)
-        .bind::<Date, _>(base.day)
-        .bind::<Timestamptz, _>(window.from)
-        .bind::<Timestamptz, _>(window.to)
-        .bind::<Text, _>(window.tz.name())
-        .bind::<Date, _>(horizon)
-        .bind::<Integer, _>(periods)
-        .bind::<Integer, _>(base.month)
-        .load(conn)
-        .await?;
+    let rows: Vec<Row> = q.finish(&sql).load(conn).await?;
     let mut cohorts: Vec<Cohort> = window
         .buckets
         .iter()

@@ -16,8 +16,9 @@ use uuid::Uuid;
 
 use super::rows::{PlanRow, RawRow, points_of};
 use super::{EventFilter, Measure, Series};
+use crate::calendar;
 use crate::calendar::Window;
-use crate::calendar::sql::{self as bucket_sql, Base};
+use crate::calendar::sql::Base;
 use crate::db::Conn;
 use crate::db::binds::Binds;
 use crate::error::AppResult;
@@ -41,7 +42,7 @@ fn bucket_index(window: &Window, day: &str) -> String {
     let (base, month) = Base::of(window).literals();
     format!(
         "({} + 1)::int4",
-        bucket_sql::number(window.granularity, day, &base, &month)
+        calendar::sql::number(window.granularity, day, &base, &month)
     )
 }
 
@@ -324,7 +325,7 @@ fn segment_users_query<'a>(
             q.bind::<Nullable<Date>, _>(last),
         );
         let index = bucket_index(window, "t.day");
-        let period = bucket_sql::period_start(window.granularity, "t.day");
+        let period = calendar::sql::period_start(window.granularity, "t.day");
         format!(
             "WITH g AS (SELECT {seg} AS seg, {lo}::date AS lo, {hi}::date AS hi) \
              SELECT {index} AS idx, NULL::text AS grp, sum(t.users)::int8 AS value \
