@@ -23,8 +23,8 @@ use crate::db::Db;
 use crate::kv::Kv;
 use crate::live::Broker;
 
-/// The publications the slot decodes: events (migration `live_capture`) and revenue changes
-/// (migration `live_revenue`).
+/// The publications the slot decodes (made by the baseline migration): inserted events, and
+/// inserted or updated revenue changes.
 pub const PUBLICATIONS: [&str; 2] = ["fahwa_live", "fahwa_live_revenue"];
 /// Session advisory lock held by the capture leader, per database.
 const LEADER_LOCK: i64 = 0x0066_6168_7761_4c56;
