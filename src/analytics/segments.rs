@@ -46,12 +46,12 @@ fn bucket_index(window: &Window, day: &str) -> String {
     )
 }
 
-/// Where each bucket's numbers come from: its whole local days (buckets that have any, in
-/// order) and its cut edges (non-empty intervals), each tagged with the bucket's 1-based index.
+/// Where each bucket's numbers come from: the whole local days of the range (each rollup row
+/// finds its bucket by arithmetic on its day) and the buckets' cut edges (non-empty intervals,
+/// each tagged with its bucket's 1-based index).
 struct Sources {
-    day_from: Vec<NaiveDate>,
-    day_to: Vec<NaiveDate>,
-    day_bucket: Vec<i32>,
+    /// The first and last whole day of all buckets, if any bucket has one.
+    days: Option<(NaiveDate, NaiveDate)>,
     edge_from: Vec<DateTime<Utc>>,
     edge_to: Vec<DateTime<Utc>>,
     edge_bucket: Vec<i32>,
@@ -61,37 +61,24 @@ struct Sources {
 
 impl Sources {
     fn of(window: &Window) -> Sources {
+        let mut whole = window.buckets.iter().filter_map(|b| b.full_days);
+        let first = whole.next();
+        let last = whole.next_back().or(first);
         let mut out = Sources {
+            days: first.zip(last).map(|((s, _), (_, e))| (s, e)),
             day_index: bucket_index(window, "r.day"),
-            day_from: Vec::new(),
-            day_to: Vec::new(),
-            day_bucket: Vec::new(),
             edge_from: Vec::new(),
             edge_to: Vec::new(),
             edge_bucket: Vec::new(),
         };
         for (i, bucket) in window.buckets.iter().enumerate() {
-            let idx = i as i32 + 1;
-            if let Some((s, e)) = bucket.full_days {
-                out.day_from.push(s);
-                out.day_to.push(e);
-                out.day_bucket.push(idx);
-            }
             for (lo, hi) in bucket.edges(window.tz) {
                 out.edge_from.push(lo);
                 out.edge_to.push(hi);
-                out.edge_bucket.push(idx);
+                out.edge_bucket.push(i as i32 + 1);
             }
         }
         out
-    }
-
-    /// The first and last whole day of all buckets (an empty span when there are none).
-    fn day_range(&self) -> (NaiveDate, NaiveDate) {
-        match (self.day_from[..].first(), self.day_to[..].last()) {
-            (Some(&s), Some(&e)) => (s, e),
-            _ => crate::calendar::no_days(),
-        }
     }
 }
 
@@ -131,10 +118,7 @@ fn query<'a>(
     // `serves` admitted only tracked keys here.
     let dim = |k: &str| position(tracked, k).unwrap_or(0);
     let mut q = Binds::default();
-    let (has_days, has_edges) = (
-        !sources.day_bucket.is_empty(),
-        !sources.edge_bucket.is_empty(),
-    );
+    let (has_days, has_edges) = (sources.days.is_some(), !sources.edge_bucket.is_empty());
     let pair = pair_of(tracked, measure, filter, breakdown);
     if !has_days && !has_edges {
         return q.finish(&format!(
@@ -154,8 +138,7 @@ fn query<'a>(
         .iter()
         .map(|(_, v)| q.bind::<Text, _>(v.as_str()))
         .collect();
-    if has_days {
-        let (first, last) = sources.day_range();
+    if let Some((first, last)) = sources.days {
         let (lo, hi) = (q.bind::<Date, _>(first), q.bind::<Date, _>(last));
         let index = &sources.day_index;
         if let Some((pa, pb)) = pair {
