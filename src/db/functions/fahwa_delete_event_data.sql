@@ -10,19 +10,7 @@ BEGIN
   DELETE FROM events WHERE tenant_id = p_tenant;
   GET DIAGNOSTICS removed = ROW_COUNT;
   DELETE FROM event_client_ids WHERE tenant_id = p_tenant;
-  DELETE FROM end_users WHERE tenant_id = p_tenant;
-  DELETE FROM user_days WHERE tenant_id = p_tenant;
-  DELETE FROM active_transitions WHERE tenant_id = p_tenant;
-  DELETE FROM event_counts_daily WHERE tenant_id = p_tenant;
-  DELETE FROM daily_activity WHERE tenant_id = p_tenant;
-  DELETE FROM segment_days WHERE tenant_id = p_tenant;
-  DELETE FROM segment_counts_daily WHERE tenant_id = p_tenant;
-  DELETE FROM segment_counts_all WHERE tenant_id = p_tenant;
-  DELETE FROM segment_pair_counts WHERE tenant_id = p_tenant;
-  DELETE FROM segment_user_days WHERE tenant_id = p_tenant;
-  DELETE FROM segment_transitions WHERE tenant_id = p_tenant;
-  DELETE FROM pending_segments WHERE tenant_id = p_tenant;
-  DELETE FROM pending_users WHERE tenant_id = p_tenant;
+  PERFORM fahwa_clear_event_rollups(p_tenant);
   RETURN removed;
 END
 $$;

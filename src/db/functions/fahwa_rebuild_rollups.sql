@@ -14,21 +14,9 @@ BEGIN
   PERFORM pg_advisory_xact_lock(fahwa_lock_key('flush', p_tenant));
   -- Whole-tenant sorts spill less with more memory (this transaction only).
   PERFORM set_config('work_mem', '512MB', true);
-  DELETE FROM pending_segments WHERE tenant_id = p_tenant;
-  DELETE FROM pending_users WHERE tenant_id = p_tenant;
+  PERFORM fahwa_clear_event_rollups(p_tenant);
   UPDATE tenants SET rollup_properties = tracked_properties WHERE id = p_tenant
     RETURNING timezone, rollup_properties INTO tz, keys;
-  DELETE FROM event_counts_daily WHERE tenant_id = p_tenant;
-  DELETE FROM active_transitions WHERE tenant_id = p_tenant;
-  DELETE FROM daily_activity WHERE tenant_id = p_tenant;
-  DELETE FROM user_days WHERE tenant_id = p_tenant;
-  DELETE FROM end_users WHERE tenant_id = p_tenant;
-  DELETE FROM segment_days WHERE tenant_id = p_tenant;
-  DELETE FROM segment_counts_daily WHERE tenant_id = p_tenant;
-  DELETE FROM segment_counts_all WHERE tenant_id = p_tenant;
-  DELETE FROM segment_pair_counts WHERE tenant_id = p_tenant;
-  DELETE FROM segment_user_days WHERE tenant_id = p_tenant;
-  DELETE FROM segment_transitions WHERE tenant_id = p_tenant;
 
   -- OFFSET 0 keeps each row's values computed once (pulled up, the array was built twice: for
   -- the grouping and for its digest).
