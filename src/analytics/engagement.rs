@@ -352,7 +352,7 @@ fn edge_query<'a>(
     edges: &[(DateTime<Utc>, DateTime<Utc>)],
     full_days: Option<(NaiveDate, NaiveDate)>,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
-    let mut q = Binds::default();
+    let mut q = Binds::explaining(explain);
     let t = q.bind::<SqlUuid, _>(tenant);
     let time = if measure == Measure::NewUsers {
         "first_seen"
@@ -390,12 +390,7 @@ fn edge_query<'a>(
             "SELECT count(*)::int8 AS n FROM events e WHERE e.tenant_id = {t} AND ({in_edges}){named}"
         ),
     };
-    let prefix = if explain {
-        "EXPLAIN (FORMAT JSON) "
-    } else {
-        ""
-    };
-    q.finish(&format!("{prefix}{sql}"))
+    q.finish(&sql)
 }
 
 /// Which events count in a raw series, and where they are grouped.

@@ -117,18 +117,11 @@ fn query<'a>(
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     // `serves` admitted only tracked keys here.
     let dim = |k: &str| position(tracked, k).unwrap_or(0);
-    let mut q = Binds::default();
+    let mut q = Binds::explaining(explain);
     let (has_days, has_edges) = (sources.days.is_some(), !sources.edge_bucket.is_empty());
     let pair = pair_of(tracked, measure, filter, breakdown);
     if !has_days && !has_edges {
-        return q.finish(&format!(
-            "{}SELECT 0::int4 AS idx, NULL::text AS grp, 0::int8 AS value",
-            if explain {
-                "EXPLAIN (FORMAT JSON) "
-            } else {
-                ""
-            }
-        ));
+        return q.finish("SELECT 0::int4 AS idx, NULL::text AS grp, 0::int8 AS value");
     }
     let mut parts = Vec::new();
     let t = q.bind::<SqlUuid, _>(tenant);
@@ -198,14 +191,9 @@ fn query<'a>(
         _ => "sum(m.events)",
     };
     let sql = format!(
-        "{}WITH m(idx, grp, user_id, events) AS ({}) \
+        "WITH m(idx, grp, user_id, events) AS ({}) \
          SELECT coalesce(m.idx, 0)::int4 AS idx, m.grp, coalesce({value}, 0)::int8 AS value \
          FROM m GROUP BY GROUPING SETS ((m.idx, m.grp), ())",
-        if explain {
-            "EXPLAIN (FORMAT JSON) "
-        } else {
-            ""
-        },
         parts.join(" UNION ALL ")
     );
     q.finish(&sql)
@@ -267,7 +255,7 @@ fn segment_users_query<'a>(
     filter: &'a EventFilter,
 ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
     let (key, value) = &filter.properties[0];
-    let mut q = Binds::default();
+    let mut q = Binds::explaining(explain);
     let t = q.bind::<SqlUuid, _>(tenant);
     let position = q.bind::<Text, _>(position(tracked, key).unwrap_or(0).to_string());
     let value = q.bind::<Text, _>(value.as_str());
@@ -322,12 +310,7 @@ fn segment_users_query<'a>(
             window.buckets.len() + 1
         )
     };
-    let prefix = if explain {
-        "EXPLAIN (FORMAT JSON) "
-    } else {
-        ""
-    };
-    q.finish(&format!("{prefix}{sql}"))
+    q.finish(&sql)
 }
 
 pub async fn series(

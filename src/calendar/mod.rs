@@ -7,6 +7,5 @@ pub mod sql;
 mod window;
 
 pub use window::{
-    Bucket, Granularity, MAX_BUCKETS, Window, bucket_start_date, local_date, local_midnight,
-    no_days,
+    Bucket, Granularity, Window, bucket_start_date, local_date, local_midnight, no_days,
 };

@@ -22,6 +22,16 @@ impl Default for Binds<'_> {
 }
 
 impl<'a> Binds<'a> {
+    /// For a statement whose plan is wanted instead of its rows when `explain` (tests that keep
+    /// dashboards off the raw events read the plans).
+    pub fn explaining(explain: bool) -> Self {
+        let mut binds = Binds::default();
+        if explain {
+            binds.query = binds.query.sql("EXPLAIN (FORMAT JSON) ");
+        }
+        binds
+    }
+
     /// Binds `value` as the next parameter; returns its placeholder (`$n`) for the text.
     pub fn bind<T, V>(&mut self, value: V) -> String
     where
@@ -58,5 +68,19 @@ mod tests {
         let text = diesel::debug_query::<Pg, _>(&b.finish(&sql)).to_string();
         assert!(text.starts_with("SELECT $2 || $1::text"), "{text}");
         assert!(text.contains("binds: [7, \"x\"]"), "{text}");
+    }
+
+    #[test]
+    fn an_explained_statement_is_prefixed_once() {
+        let mut b = Binds::explaining(true);
+        let n = b.bind::<Integer, _>(1);
+        let text = diesel::debug_query::<Pg, _>(&b.finish(&format!("SELECT {n}"))).to_string();
+        assert!(
+            text.starts_with("EXPLAIN (FORMAT JSON) SELECT $1"),
+            "{text}"
+        );
+        let text =
+            diesel::debug_query::<Pg, _>(&Binds::explaining(false).finish("SELECT 1")).to_string();
+        assert!(text.starts_with("SELECT 1"), "{text}");
     }
 }
