@@ -18,6 +18,7 @@ pub mod ingestion;
 pub mod kv;
 pub mod live;
 pub mod logging;
+pub mod reports;
 pub mod revenue;
 pub mod role;
 pub mod seed;

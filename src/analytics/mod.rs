@@ -1,6 +1,7 @@
 //! The analytics engine: engagement series from rollups (whole local days) and raw events (the
 //! cut edges of a range, hourly buckets, property filters), retention and funnels.
 
+pub mod answers;
 pub mod cache;
 pub mod engagement;
 pub mod funnel;
@@ -21,7 +22,7 @@ pub struct Point {
     pub group: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Series {
     pub total: f64,
     pub points: Vec<Point>,

@@ -12,6 +12,7 @@ pub mod locks;
 pub mod members;
 pub mod migrate;
 pub mod replaceable;
+pub mod reports;
 pub mod schema;
 pub mod sessions;
 pub mod tenants;

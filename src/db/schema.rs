@@ -97,6 +97,64 @@ diesel::table! {
 }
 
 diesel::table! {
+    report_runs (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        report_id -> Uuid,
+        format -> Text,
+        status -> Text,
+        progress -> Float4,
+        requested_by -> Nullable<Uuid>,
+        scheduled_for -> Nullable<Timestamptz>,
+        has_revenue -> Bool,
+        created_at -> Timestamptz,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        error -> Nullable<Text>,
+        file_key -> Nullable<Text>,
+        file_bytes -> Nullable<Int8>,
+        row_count -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    report_schedules (report_id) {
+        report_id -> Uuid,
+        tenant_id -> Uuid,
+        cron -> Text,
+        format -> Text,
+        recipients -> Array<Uuid>,
+        next_run_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    report_widgets (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        report_id -> Uuid,
+        position -> Int4,
+        title -> Text,
+        metric -> Text,
+        granularity -> Text,
+        range -> Text,
+        event_name -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    reports (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        owner_id -> Uuid,
+        name -> Text,
+        description -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     tenant_usage (tenant_id) {
         tenant_id -> Uuid,
         events_total -> Int8,
@@ -129,6 +187,10 @@ diesel::table! {
 diesel::joinable!(api_keys -> tenants (tenant_id));
 diesel::joinable!(members -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> members (member_id));
+diesel::joinable!(report_runs -> reports (report_id));
+diesel::joinable!(report_schedules -> reports (report_id));
+diesel::joinable!(report_widgets -> reports (report_id));
+diesel::joinable!(reports -> members (owner_id));
 diesel::joinable!(tenant_usage -> tenants (tenant_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -140,6 +202,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_counts_daily,
     members,
     refresh_tokens,
+    report_runs,
+    report_schedules,
+    report_widgets,
+    reports,
     tenant_usage,
     tenants,
     user_days,

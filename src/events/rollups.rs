@@ -5,6 +5,7 @@ use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use crate::analytics::cache::TenantContext;
 use crate::db::{Conn, Db};
 use crate::error::{AppError, AppResult};
 
@@ -73,6 +74,22 @@ pub async fn flush(conn: &mut Conn, tenant: Uuid, wait: bool) -> AppResult<Optio
 struct PendingTenant {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
+}
+
+/// The tenant's zone, data version and tracked keys for a read, read outside any transaction
+/// (an answer the metric cache holds then costs no transaction). Deltas of batches already
+/// acknowledged are merged first, so that they count.
+pub async fn settled_context(db: &Db, tenant: Uuid) -> AppResult<TenantContext> {
+    let context = db
+        .outside_tenants(|conn| async move { TenantContext::get(conn, tenant).await }.scope_boxed())
+        .await?;
+    if context.pending {
+        db.tenant(tenant, |conn| {
+            async move { flush(conn, tenant, true).await }.scope_boxed()
+        })
+        .await?;
+    }
+    Ok(context)
 }
 
 /// Flushes every tenant with pending deltas (the background flusher's pass; without `wait`, a

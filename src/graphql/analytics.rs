@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::revenue::RevenueAnalytics;
 use super::series::MetricSeries;
+use crate::analytics::answers::{Wanted, prefetch, range_key, series_key};
 use crate::analytics::{self, EventFilter, cache, funnel, retention};
 use crate::analytics::{Measure, engagement};
 use crate::auth::guards::{RevenueGuard, principal};
@@ -108,131 +109,6 @@ pub struct Analytics {
     prefetched: Vec<(Wanted, analytics::Series)>,
     /// Property keys the segment rollup holds.
     tracked: Vec<String>,
-}
-
-/// What identifies a query's kind and range in the metric cache.
-type RangeKey = (
-    &'static str,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Granularity,
-    &'static str,
-);
-
-fn range_key(what: &'static str, window: &Window) -> RangeKey {
-    (
-        what,
-        window.from,
-        window.to,
-        window.granularity,
-        window.tz.name(),
-    )
-}
-
-type SeriesKey<'a> = (RangeKey, Measure, &'a EventFilter, &'a Option<String>);
-
-/// What identifies a series in the metric cache.
-fn series_key<'a>(
-    window: &Window,
-    measure: Measure,
-    filter: &'a EventFilter,
-    breakdown: &'a Option<String>,
-) -> SeriesKey<'a> {
-    (range_key("series", window), measure, filter, breakdown)
-}
-
-/// A series a query asks for: the measure, its filter and its breakdown key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Wanted {
-    measure: Measure,
-    filter: EventFilter,
-    breakdown: Option<String>,
-}
-
-impl Wanted {
-    fn key<'a>(&'a self, window: &Window) -> SeriesKey<'a> {
-        series_key(window, self.measure, &self.filter, &self.breakdown)
-    }
-
-    fn plain(&self) -> bool {
-        self.filter == EventFilter::default() && self.breakdown.is_none()
-    }
-}
-
-/// The requested series from the cache (one round trip), and the ones missing in one
-/// transaction: the plain ones from one rollup statement, the others one statement each.
-async fn prefetch(
-    db: &crate::db::Db,
-    kv: Option<&crate::kv::Kv>,
-    tenant: Uuid,
-    version: i64,
-    window: &Window,
-    tracked: &[String],
-    wanted: Vec<Wanted>,
-) -> Result<Vec<(Wanted, analytics::Series)>, AppError> {
-    let keys: Vec<SeriesKey> = wanted.iter().map(|w| w.key(window)).collect();
-    let cached: Vec<Option<analytics::Series>> =
-        cache::lookup_many(kv, tenant, version, &keys).await;
-    let mut found = Vec::with_capacity(wanted.len());
-    let mut missing = Vec::new();
-    for (w, hit) in wanted.into_iter().zip(cached) {
-        match hit {
-            Some(series) => found.push((w, series)),
-            None => missing.push(w),
-        }
-    }
-    if missing.is_empty() {
-        return Ok(found);
-    }
-    let missing_ref = &missing;
-    let computed = db
-        .tenant(tenant, |conn| {
-            async move {
-                let none = EventFilter::default();
-                let plain: Vec<Measure> = missing_ref
-                    .iter()
-                    .filter(|w| w.plain())
-                    .map(|w| w.measure)
-                    .collect();
-                let mut out: Vec<analytics::Series> = Vec::with_capacity(missing_ref.len());
-                let mut from_one_statement = Vec::new();
-                if !plain.is_empty()
-                    && engagement::uses_rollups(window, Measure::ActiveUsers, &none, None)
-                {
-                    from_one_statement =
-                        engagement::from_rollups(conn, tenant, window, &plain, None).await?;
-                }
-                for w in missing_ref {
-                    let done = from_one_statement
-                        .iter()
-                        .position(|(m, _)| w.plain() && *m == w.measure);
-                    let series = match done {
-                        Some(i) => from_one_statement.swap_remove(i).1,
-                        None => {
-                            engagement::series(
-                                conn,
-                                tenant,
-                                window,
-                                tracked,
-                                w.measure,
-                                &w.filter,
-                                w.breakdown.as_deref(),
-                            )
-                            .await?
-                        }
-                    };
-                    out.push(series);
-                }
-                Ok(out)
-            }
-            .scope_boxed()
-        })
-        .await?;
-    for (w, series) in missing.iter().zip(&computed) {
-        cache::store(kv, tenant, version, &w.key(window), series).await;
-    }
-    found.extend(missing.into_iter().zip(computed));
-    Ok(found)
 }
 
 /// The engagement series among the selected fields, with their arguments (variables applied).
@@ -399,16 +275,15 @@ impl Analytics {
     /// the rest of the answer intact.
     #[graphql(guard = "RevenueGuard")]
     async fn revenue(&self, ctx: &Context<'_>) -> Result<Option<RevenueAnalytics>> {
-        let (tenant, window) = (self.tenant, &self.window);
         let (db, index) = (&app(ctx).db, app(ctx).revenue_index.as_ref());
-        let key = &range_key("revenue", window);
-        let report = cache::cached(cache_of(ctx), tenant, self.version, key, async || {
-            db.tenant_snapshot(tenant, |conn| {
-                async move { crate::revenue::report::report(conn, tenant, window, index).await }
-                    .scope_boxed()
-            })
-            .await
-        })
+        let report = crate::revenue::report::cached(
+            db,
+            cache_of(ctx),
+            index,
+            self.tenant,
+            self.version,
+            &self.window,
+        )
         .await?;
         Ok(Some(RevenueAnalytics(report)))
     }
@@ -469,20 +344,7 @@ impl AnalyticsQuery {
         let wanted = series_requested(ctx);
         let kv = cache_of(ctx);
         let db = &app(ctx).db;
-        // The zone and data version first, outside any transaction: a dashboard load that the
-        // metric cache answers then costs no transaction at all.
-        let context = db
-            .outside_tenants(|conn| {
-                async move { cache::TenantContext::get(conn, tenant).await }.scope_boxed()
-            })
-            .await?;
-        if context.pending {
-            // Batches already acknowledged must count: merge their deltas before reading.
-            db.tenant(tenant, |conn| {
-                async move { crate::events::rollups::flush(conn, tenant, true).await }.scope_boxed()
-            })
-            .await?;
-        }
+        let context = crate::events::rollups::settled_context(db, tenant).await?;
         let version = context.data_version;
         if let Some(read) =
             ctx.data_opt::<std::sync::Arc<crate::analytics::versions::VersionsRead>>()

@@ -4,29 +4,64 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
+use crate::analytics::Series;
+use crate::app::App;
+use crate::auth::Principal;
 use crate::db::members::MemberRow;
+use crate::db::reports::{ReportRow, RunRow, ScheduleRow, WidgetRow};
 use crate::db::tenants::TenantRow;
 use crate::db::{Db, Scope};
 use crate::error::AppError;
+use crate::reports::spec::WidgetQuery;
 
 pub struct Loaders {
     pub tenants: DataLoader<TenantLoader>,
     pub members: DataLoader<MemberLoader>,
     pub member_counts: DataLoader<MemberCountLoader>,
     pub event_counts: DataLoader<EventCountLoader>,
+    /// Reports' loaders keep what they loaded (or were fed) for the request: a list page feeds
+    /// them what its one statement read.
+    pub reports: DataLoader<ReportLoader, HashMapCache>,
+    pub report_owners: DataLoader<MemberLoader, HashMapCache>,
+    pub report_widgets: DataLoader<WidgetsLoader, HashMapCache>,
+    pub last_runs: DataLoader<LastRunLoader, HashMapCache>,
+    pub schedules: DataLoader<ScheduleLoader, HashMapCache>,
+    pub widget_data: DataLoader<WidgetDataLoader, HashMapCache>,
 }
 
 impl Loaders {
-    pub fn new(db: &Db, scope: Scope) -> Self {
+    pub fn new(app: &App, principal: &Principal) -> Self {
         let base = LoaderBase {
-            db: db.clone(),
-            scope,
+            db: app.db.clone(),
+            scope: principal.loader_scope(),
         };
+        let cached = HashMapCache::default;
         Self {
+            reports: DataLoader::with_cache(ReportLoader(base.clone()), tokio::spawn, cached()),
+            report_owners: DataLoader::with_cache(
+                MemberLoader(base.clone()),
+                tokio::spawn,
+                cached(),
+            ),
+            report_widgets: DataLoader::with_cache(
+                WidgetsLoader(base.clone()),
+                tokio::spawn,
+                cached(),
+            ),
+            last_runs: DataLoader::with_cache(LastRunLoader(base.clone()), tokio::spawn, cached()),
+            schedules: DataLoader::with_cache(ScheduleLoader(base.clone()), tokio::spawn, cached()),
+            widget_data: DataLoader::with_cache(
+                WidgetDataLoader {
+                    app: app.clone(),
+                    tenant: principal.reading_tenant().ok(),
+                },
+                tokio::spawn,
+                cached(),
+            ),
             tenants: DataLoader::new(TenantLoader(base.clone()), tokio::spawn),
             members: DataLoader::new(MemberLoader(base.clone()), tokio::spawn),
             member_counts: DataLoader::new(MemberCountLoader(base.clone()), tokio::spawn),
@@ -88,3 +123,89 @@ scoped_loader!(
     |conn, keys| TenantRow::event_counts(conn, keys),
     |r| r
 );
+scoped_loader!(
+    ReportLoader,
+    ReportRow,
+    |conn, keys| ReportRow::find_many(conn, keys),
+    |r| (r.id, r)
+);
+
+/// A loader whose value is a list per key (every key gets one, empty when nothing matches).
+macro_rules! grouped_loader {
+    ($name:ident, $value:ty, |$conn:ident, $keys:ident| $load:expr, |$row:ident| $key:expr, $fold:expr) => {
+        pub struct $name(LoaderBase);
+
+        impl Loader<Uuid> for $name {
+            type Value = $value;
+            type Error = Arc<AppError>;
+
+            async fn load(&self, $keys: &[Uuid]) -> Result<HashMap<Uuid, $value>, Self::Error> {
+                let rows = self
+                    .0
+                    .db
+                    .scoped(self.0.scope, |$conn| {
+                        async move { $load.await }.scope_boxed()
+                    })
+                    .await?;
+                let mut out: HashMap<Uuid, $value> =
+                    $keys.iter().map(|k| (*k, Default::default())).collect();
+                for $row in rows {
+                    if let Some(slot) = out.get_mut(&$key) {
+                        $fold(slot, $row);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    };
+}
+
+grouped_loader!(
+    WidgetsLoader,
+    Vec<WidgetRow>,
+    |conn, keys| WidgetRow::for_reports(conn, keys),
+    |row| row.report_id,
+    |slot: &mut Vec<WidgetRow>, row| slot.push(row)
+);
+grouped_loader!(
+    LastRunLoader,
+    Option<RunRow>,
+    |conn, keys| RunRow::last_for_reports(conn, keys),
+    |row| row.report_id,
+    |slot: &mut Option<RunRow>, row| *slot = Some(row)
+);
+grouped_loader!(
+    ScheduleLoader,
+    Option<ScheduleRow>,
+    |conn, keys| ScheduleRow::for_reports(conn, keys),
+    |row| row.report_id,
+    |slot: &mut Option<ScheduleRow>, row| *slot = Some(row)
+);
+
+/// Widgets' data: every widget of the request in one batch, so that widgets over the same
+/// window share one prefetch and one revenue report.
+pub struct WidgetDataLoader {
+    app: App,
+    /// The tenant the caller reads, if any.
+    tenant: Option<Uuid>,
+}
+
+impl Loader<WidgetQuery> for WidgetDataLoader {
+    type Value = Series;
+    type Error = Arc<AppError>;
+
+    async fn load(
+        &self,
+        keys: &[WidgetQuery],
+    ) -> Result<HashMap<WidgetQuery, Series>, Self::Error> {
+        let tenant = self.tenant.ok_or(AppError::NotFound("report"))?;
+        let reading = crate::reports::data::Reading {
+            db: &self.app.db,
+            cache: self.app.config.metric_cache.then_some(&self.app.kv),
+            revenue_index: self.app.revenue_index.as_ref(),
+        };
+        let series =
+            crate::reports::data::series(reading, tenant, keys, chrono::Utc::now()).await?;
+        Ok(keys.iter().cloned().zip(series).collect())
+    }
+}

@@ -9,6 +9,7 @@ mod ingest;
 mod live;
 pub mod loaders;
 pub mod pagination;
+mod reports;
 mod revenue;
 mod series;
 pub mod tenant;
@@ -26,6 +27,7 @@ pub struct Query(
     auth::AuthQuery,
     tenant::TenantQuery,
     analytics::AnalyticsQuery,
+    reports::ReportQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -33,6 +35,7 @@ pub struct Mutation(
     auth::AuthMutation,
     tenant::TenantMutation,
     ingest::IngestMutation,
+    reports::ReportMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -80,7 +83,7 @@ pub(crate) fn caller<'a>(ctx: &Context<'a>) -> Caller<'a> {
 /// Everything one request carries into the schema.
 pub fn request_data(app: &App, principal: Principal, meta: RequestMeta) -> async_graphql::Data {
     let mut data = async_graphql::Data::default();
-    data.insert(loaders::Loaders::new(&app.db, principal.loader_scope()));
+    data.insert(loaders::Loaders::new(app, &principal));
     data.insert(principal);
     data.insert(meta);
     data

@@ -8,6 +8,7 @@ use chrono::{Datelike, NaiveDate};
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Date, Double, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
+use scoped_futures::ScopedFutureExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -172,6 +173,26 @@ fn grain(granularity: Granularity) -> &'static str {
         Granularity::Week => "w",
         Granularity::Month => "m",
     }
+}
+
+/// The report for `window` through the metric cache (the dashboard's `analytics.revenue` and
+/// saved reports' revenue widgets share its entries).
+pub async fn cached(
+    db: &crate::db::Db,
+    kv: Option<&crate::kv::Kv>,
+    index: Option<&Arc<Index>>,
+    tenant: Uuid,
+    version: i64,
+    window: &Window,
+) -> AppResult<Report> {
+    let key = &crate::analytics::answers::range_key("revenue", window);
+    crate::analytics::cache::cached(kv, tenant, version, key, async || {
+        db.tenant_snapshot(tenant, |conn| {
+            async move { report(conn, tenant, window, index).await }.scope_boxed()
+        })
+        .await
+    })
+    .await
 }
 
 /// `index`: this instance's in-memory copies of revenue changes, used when the tenant's is

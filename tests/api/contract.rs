@@ -15,11 +15,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("integrations.graphql", "SyncIntegration"),
     ("integrations.graphql", "DisconnectIntegration"),
     ("live.graphql", "ReportRunUpdated"),
-    ("reports.graphql", "CreateReport"),
-    ("reports.graphql", "Reports"),
-    ("reports.graphql", "ReportData"),
-    ("reports.graphql", "UpdateReport"),
-    ("reports.graphql", "DeleteReport"),
     ("reports.graphql", "RunReport"),
     ("reports.graphql", "ReportRun"),
 ];

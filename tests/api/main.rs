@@ -19,6 +19,7 @@ mod own_postgres;
 mod persisted_queries;
 mod plans;
 mod rbac;
+mod reports;
 mod revenue;
 mod revenue_metrics;
 mod stale_tokens;

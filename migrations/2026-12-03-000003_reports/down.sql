@@ -1,0 +1,1 @@
+DROP TABLE report_runs, report_schedules, report_widgets, reports;

@@ -1,0 +1,348 @@
+//! Saved reports, their widgets, schedules and runs. A list page comes with each report's
+//! widgets and newest run in the same statement, so that a page costs one round trip however
+//! long it is.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Jsonb, Nullable, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::Conn;
+use super::schema::{report_runs, report_schedules, report_widgets, reports};
+use crate::error::{AppError, AppResult};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, QueryableByName)]
+#[diesel(table_name = reports)]
+pub struct ReportRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Deserialize)]
+#[diesel(table_name = report_widgets)]
+pub struct WidgetRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub report_id: Uuid,
+    pub position: i32,
+    pub title: String,
+    pub metric: String,
+    pub granularity: String,
+    pub range: String,
+    pub event_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Deserialize)]
+#[diesel(table_name = report_schedules)]
+pub struct ScheduleRow {
+    pub report_id: Uuid,
+    pub tenant_id: Uuid,
+    pub cron: String,
+    pub format: String,
+    pub recipients: Vec<Uuid>,
+    pub next_run_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Deserialize)]
+#[diesel(table_name = report_runs)]
+pub struct RunRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub report_id: Uuid,
+    pub format: String,
+    pub status: String,
+    pub progress: f32,
+    pub requested_by: Option<Uuid>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub has_revenue: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    pub file_key: Option<String>,
+    pub file_bytes: Option<i64>,
+    pub row_count: Option<i64>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = report_runs)]
+pub struct NewRun {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub report_id: Uuid,
+    pub format: &'static str,
+    pub status: &'static str,
+    pub requested_by: Option<Uuid>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+}
+
+/// A report with what a list shows of it, read in one statement.
+#[derive(Debug, Clone)]
+pub struct ReportEntry {
+    pub report: ReportRow,
+    pub widgets: Vec<WidgetRow>,
+    pub last_run: Option<RunRow>,
+    pub schedule: Option<ScheduleRow>,
+}
+
+#[derive(QueryableByName)]
+struct EntryRow {
+    #[diesel(embed)]
+    report: ReportRow,
+    #[diesel(sql_type = Jsonb)]
+    widgets: serde_json::Value,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    last_run: Option<serde_json::Value>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    schedule: Option<serde_json::Value>,
+    #[diesel(sql_type = BigInt)]
+    total: i64,
+}
+
+/// Reports newest first (ids are time-ordered), with their widgets, newest run and schedule.
+/// `$1`: only this report; `$2`: only reports older than this id; `$3`: how many.
+const ENTRIES: &str = "
+SELECT r.id, r.tenant_id, r.owner_id, r.name, r.description, r.created_at, r.updated_at,
+       (SELECT count(*) FROM reports) AS total,
+       (SELECT coalesce(jsonb_agg(to_jsonb(w) ORDER BY w.position), '[]'::jsonb)
+          FROM report_widgets w WHERE w.report_id = r.id) AS widgets,
+       (SELECT to_jsonb(x) FROM report_runs x WHERE x.report_id = r.id
+         ORDER BY x.id DESC LIMIT 1) AS last_run,
+       (SELECT to_jsonb(s) FROM report_schedules s WHERE s.report_id = r.id) AS schedule
+  FROM reports r
+ WHERE ($1::uuid IS NULL OR r.id = $1) AND ($2::uuid IS NULL OR r.id < $2)
+ ORDER BY r.id DESC
+ LIMIT $3";
+
+fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> AppResult<T> {
+    serde_json::from_value(value).map_err(AppError::internal)
+}
+
+impl ReportEntry {
+    /// A page of the scoped tenant's reports, and how many it has in all.
+    pub async fn page(
+        conn: &mut Conn,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> AppResult<(Vec<ReportEntry>, i64)> {
+        let rows = Self::load(conn, None, before, limit).await?;
+        let total = <[EntryRow]>::first(&rows).map_or(0, |r| r.total);
+        let entries = rows
+            .into_iter()
+            .map(Self::from_row)
+            .collect::<AppResult<_>>()?;
+        if total == 0 && before.is_some() {
+            // A page past the end holds no row to carry the total.
+            return Ok((entries, Self::count(conn).await?));
+        }
+        Ok((entries, total))
+    }
+
+    /// One report of the scoped tenant.
+    pub async fn find(conn: &mut Conn, id: Uuid) -> AppResult<ReportEntry> {
+        let row = Self::load(conn, Some(id), None, 1)
+            .await?
+            .pop()
+            .ok_or(AppError::NotFound("report"))?;
+        Self::from_row(row)
+    }
+
+    async fn load(
+        conn: &mut Conn,
+        only: Option<Uuid>,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> AppResult<Vec<EntryRow>> {
+        Ok(diesel::sql_query(ENTRIES)
+            .bind::<Nullable<SqlUuid>, _>(only)
+            .bind::<Nullable<SqlUuid>, _>(before)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+            .await?)
+    }
+
+    async fn count(conn: &mut Conn) -> AppResult<i64> {
+        Ok(reports::table.count().get_result(conn).await?)
+    }
+
+    fn from_row(row: EntryRow) -> AppResult<ReportEntry> {
+        Ok(ReportEntry {
+            report: row.report,
+            widgets: decode(row.widgets)?,
+            last_run: row.last_run.map(decode).transpose()?,
+            schedule: row.schedule.map(decode).transpose()?,
+        })
+    }
+}
+
+impl ReportRow {
+    pub async fn insert(conn: &mut Conn, row: &ReportRow) -> AppResult<()> {
+        diesel::insert_into(reports::table)
+            .values(row)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The report, locked until the transaction ends (edits and runs of it wait in turn).
+    pub async fn lock(conn: &mut Conn, id: Uuid) -> AppResult<ReportRow> {
+        reports::table
+            .find(id)
+            .select(ReportRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("report"))
+    }
+
+    pub async fn find_many(conn: &mut Conn, ids: &[Uuid]) -> AppResult<Vec<ReportRow>> {
+        Ok(reports::table
+            .filter(reports::id.eq_any(ids))
+            .select(ReportRow::as_select())
+            .load(conn)
+            .await?)
+    }
+
+    pub async fn rename(
+        conn: &mut Conn,
+        id: Uuid,
+        name: &str,
+        description: Option<&str>,
+    ) -> AppResult<ReportRow> {
+        Ok(diesel::update(reports::table.find(id))
+            .set((
+                reports::name.eq(name),
+                reports::description.eq(description),
+                reports::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(ReportRow::as_returning())
+            .get_result(conn)
+            .await?)
+    }
+
+    pub async fn delete(conn: &mut Conn, id: Uuid) -> AppResult<()> {
+        diesel::delete(reports::table.find(id))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl WidgetRow {
+    /// Replaces the report's widgets.
+    pub async fn replace(conn: &mut Conn, report: Uuid, widgets: &[WidgetRow]) -> AppResult<()> {
+        diesel::delete(report_widgets::table.filter(report_widgets::report_id.eq(report)))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(report_widgets::table)
+            .values(widgets)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn for_reports(conn: &mut Conn, reports: &[Uuid]) -> AppResult<Vec<WidgetRow>> {
+        Ok(report_widgets::table
+            .filter(report_widgets::report_id.eq_any(reports))
+            .select(WidgetRow::as_select())
+            .order((report_widgets::report_id, report_widgets::position))
+            .load(conn)
+            .await?)
+    }
+}
+
+impl ScheduleRow {
+    /// Sets the report's schedule (`None` removes it).
+    pub async fn set(
+        conn: &mut Conn,
+        report: Uuid,
+        schedule: Option<&ScheduleRow>,
+    ) -> AppResult<()> {
+        diesel::delete(report_schedules::table.find(report))
+            .execute(conn)
+            .await?;
+        if let Some(s) = schedule {
+            diesel::insert_into(report_schedules::table)
+                .values(s)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn for_reports(conn: &mut Conn, reports: &[Uuid]) -> AppResult<Vec<ScheduleRow>> {
+        Ok(report_schedules::table
+            .filter(report_schedules::report_id.eq_any(reports))
+            .select(ScheduleRow::as_select())
+            .load(conn)
+            .await?)
+    }
+}
+
+impl RunRow {
+    pub async fn insert(conn: &mut Conn, run: &NewRun) -> AppResult<RunRow> {
+        Ok(diesel::insert_into(report_runs::table)
+            .values(run)
+            .returning(RunRow::as_returning())
+            .get_result(conn)
+            .await?)
+    }
+
+    pub async fn find(conn: &mut Conn, id: Uuid) -> AppResult<RunRow> {
+        report_runs::table
+            .find(id)
+            .select(RunRow::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(AppError::NotFound("report run"))
+    }
+
+    /// The newest run of each report that has one.
+    pub async fn last_for_reports(conn: &mut Conn, reports: &[Uuid]) -> AppResult<Vec<RunRow>> {
+        Ok(report_runs::table
+            .filter(report_runs::report_id.eq_any(reports))
+            .distinct_on(report_runs::report_id)
+            .select(RunRow::as_select())
+            .order((report_runs::report_id, report_runs::id.desc()))
+            .load(conn)
+            .await?)
+    }
+
+    /// A page of a report's runs, newest first.
+    pub async fn page(
+        conn: &mut Conn,
+        report: Uuid,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> AppResult<Vec<RunRow>> {
+        let mut query = report_runs::table
+            .filter(report_runs::report_id.eq(report))
+            .select(RunRow::as_select())
+            .order(report_runs::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(before) = before {
+            query = query.filter(report_runs::id.lt(before));
+        }
+        Ok(query.load(conn).await?)
+    }
+
+    /// The files of a report's runs (before deleting them with the report).
+    pub async fn files_of_report(conn: &mut Conn, report: Uuid) -> AppResult<Vec<String>> {
+        Ok(report_runs::table
+            .filter(report_runs::report_id.eq(report))
+            .filter(report_runs::file_key.is_not_null())
+            .select(report_runs::file_key.assume_not_null())
+            .load(conn)
+            .await?)
+    }
+}
