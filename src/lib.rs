@@ -15,6 +15,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod ingestion;
+pub mod jobs;
 pub mod kv;
 pub mod live;
 pub mod logging;

@@ -11,6 +11,7 @@ mod cli;
 mod hostile_input;
 mod http_surface;
 mod ingest;
+mod jobs;
 mod limits;
 mod live;
 mod loaders;
