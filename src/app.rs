@@ -32,6 +32,8 @@ pub struct AppInner {
     pub sockets: Arc<MemberSockets>,
     /// Tenants' revenue changes in memory, for the totals of a range.
     pub revenue_index: Option<Arc<crate::revenue::index::Index>>,
+    /// What saved reports work with: storage, signed links, mail.
+    pub reports: crate::reports::Services,
 }
 
 impl Deref for App {
@@ -95,7 +97,21 @@ impl App {
         };
         let revenue_index =
             crate::revenue::index::Index::new(db.clone(), config.revenue_index_mb * 1024 * 1024);
+        let reports = crate::reports::Services {
+            db: db.clone(),
+            cache: config.metric_cache.then(|| kv.clone()),
+            revenue_index: revenue_index.clone(),
+            storage: Arc::new(crate::reports::storage::Directory::new(&config.report_dir)),
+            broker: live.clone(),
+            links: crate::reports::Links {
+                key: *tokens.link_key(),
+                base: config.public_url(),
+                ttl: chrono::Duration::seconds(config.report_link_ttl_secs as i64),
+            },
+            mailer: crate::mail::Mailer::from_config(&config)?,
+        };
         Ok(App(Arc::new(AppInner {
+            reports,
             config,
             revenue_index,
             db,

@@ -61,6 +61,35 @@ pub struct Config {
     pub local_postgres_dir: PathBuf,
     /// The port of that PostgreSQL.
     pub local_postgres_port: u16,
+    /// The address clients reach this deployment at, for links in mail and in responses
+    /// (default: `http://` and `listen`).
+    pub public_url: Option<String>,
+    /// Run the job worker (report runs, mail) and the schedules inside `serve`; off when
+    /// separate `fahwa worker` processes do it.
+    pub worker: bool,
+    /// Jobs one worker runs at once.
+    pub worker_concurrency: usize,
+    /// How long a job stays a worker's without news from it before another takes it up.
+    pub job_lease_secs: u64,
+    /// The longest an idle worker waits before it looks for jobs (notifications wake it
+    /// sooner).
+    pub job_poll_secs: u64,
+    /// How often a worker looks for due report schedules.
+    pub schedule_tick_ms: u64,
+    /// Where report files are kept.
+    pub report_dir: PathBuf,
+    /// How long a download link of a report file works.
+    pub report_link_ttl_secs: u64,
+    /// Report files are deleted this many days after their run finished.
+    pub report_retention_days: u32,
+    /// SMTP server for scheduled reports; without it runs are stored but not mailed.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_security: crate::mail::SmtpSecurity,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The sender of report mail, e.g. `Fahwa Reports <reports@example.com>`.
+    pub smtp_from: String,
     /// Whether the database URL was given (file, environment or flag) rather than defaulted.
     #[serde(skip)]
     pub database_configured: bool,
@@ -75,25 +104,29 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("env", &self.env)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("smtp_host", &self.smtp_host)
+            .field(
+                "smtp_password",
+                &self.smtp_password.as_ref().map(|_| "<set>"),
+            )
             .finish_non_exhaustive()
     }
 }
 
 pub const MAX_ACCESS_TOKEN_TTL_SECS: u64 = 15 * 60;
 
-/// `/var/lib/fahwa/postgres` for root (whose home the `postgres` user may not enter), else
-/// under the user's data directory.
-fn default_local_postgres_dir() -> PathBuf {
+/// `/var/lib/fahwa/<what>` for root, else under the user's data directory.
+fn data_dir(what: &str) -> PathBuf {
     let root = std::env::var("USER").is_ok_and(|u| u == "root")
         || std::env::var("HOME").is_ok_and(|h| h == "/root");
     if root {
-        return PathBuf::from("/var/lib/fahwa/postgres");
+        return PathBuf::from("/var/lib/fahwa").join(what);
     }
     let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
         .unwrap_or_else(std::env::temp_dir);
-    data.join("fahwa/postgres")
+    data.join("fahwa").join(what)
 }
 
 impl Default for Config {
@@ -121,8 +154,24 @@ impl Default for Config {
             max_subscriptions_per_socket: 100,
             ws_init_timeout_secs: 10.0,
             sign_ups_per_address_hour: 20,
-            local_postgres_dir: default_local_postgres_dir(),
+            // Root's home is closed to the `postgres` user, hence /var/lib for root.
+            local_postgres_dir: data_dir("postgres"),
             local_postgres_port: 54320,
+            public_url: None,
+            worker: true,
+            worker_concurrency: 2,
+            job_lease_secs: 60,
+            job_poll_secs: 10,
+            schedule_tick_ms: 15_000,
+            report_dir: data_dir("reports"),
+            report_link_ttl_secs: 3600,
+            report_retention_days: 30,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_security: crate::mail::SmtpSecurity::Starttls,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_from: "Fahwa Reports <reports@localhost>".into(),
             database_configured: false,
         }
     }
@@ -197,7 +246,27 @@ impl Config {
             self.ws_init_timeout_secs > 0.0 && self.ws_init_timeout_secs <= 3600.0,
             "ws_init_timeout_secs must be more than 0 and at most 3600"
         );
+        anyhow::ensure!(
+            (60..=7 * 86_400).contains(&self.report_link_ttl_secs),
+            "report_link_ttl_secs must be between 60 and 604800 (a week)"
+        );
+        anyhow::ensure!(
+            self.job_lease_secs >= 1 && self.job_poll_secs >= 1,
+            "job_lease_secs and job_poll_secs must be at least 1"
+        );
+        anyhow::ensure!(
+            self.schedule_tick_ms >= 10,
+            "schedule_tick_ms must be at least 10"
+        );
         Ok(())
+    }
+
+    /// Where clients reach this deployment, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
     }
 
     pub fn ws_init_timeout(&self) -> std::time::Duration {

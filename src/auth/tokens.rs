@@ -44,6 +44,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
     ttl_secs: u64,
+    /// Signs links to report files; derived from the signing secret, never the secret itself.
+    link_key: [u8; 32],
 }
 
 pub struct IssuedToken {
@@ -89,7 +91,17 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding,
             ttl_secs: config.access_token_ttl_secs,
+            link_key: Sha256::new()
+                .chain_update(b"fahwa report links\0")
+                .chain_update(secret.as_bytes())
+                .finalize()
+                .into(),
         })
+    }
+
+    /// The key that signs links to report files.
+    pub fn link_key(&self) -> &[u8; 32] {
+        &self.link_key
     }
 
     pub fn issue(&self, member: &MemberClaims) -> anyhow::Result<IssuedToken> {

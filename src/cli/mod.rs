@@ -1,4 +1,4 @@
-//! The `fahwa` command line: `serve`, `migrate`, `seed`, `bench`, `retention`,
+//! The `fahwa` command line: `serve`, `worker`, `migrate`, `seed`, `bench`, `retention`,
 //! `drop-capture-slot`, `print-schema`, `create-operator`.
 
 mod demo;
@@ -36,6 +36,12 @@ enum Command {
         /// Create (or reuse) a demo tenant with one member per role, and print how to log in
         #[arg(long)]
         demo: bool,
+    },
+    /// Run jobs (report runs, mail) and report schedules without serving HTTP; any number of
+    /// workers and servers share the queue, and no job runs twice at once
+    Worker {
+        #[command(flatten)]
+        flags: ConfigFlags,
     },
     /// Create the database if needed and run pending migrations
     Migrate {
@@ -127,6 +133,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let served = serve(config, demo).await;
             stop(own);
             served
+        }
+        Command::Worker { flags } => {
+            let mut config = Config::load(file, &flags)?;
+            logging::init(config.log_format);
+            let own = local_cluster::when_unconfigured(&mut config).await?;
+            let worked = work(config).await;
+            stop(own);
+            worked
         }
         Command::Migrate { flags, revert_all } => {
             let mut config = Config::load(file, &flags)?;
@@ -295,6 +309,18 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         "listening on http://{listen}  (GraphQL /api/v1/graphql, playground http://{listen}/playground)"
     );
     http::serve(app, listener, http::shutdown_signal()).await
+}
+
+async fn work(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    let background = crate::background::spawn(&app);
+    tracing::info!(
+        kinds = ?crate::background::registry(&app).kinds(),
+        "worker running; stop it with Ctrl-C"
+    );
+    http::shutdown_signal().await;
+    background.shutdown().await;
+    Ok(())
 }
 
 /// Keeps event partitions a few months ahead, so ingestion never waits on DDL, and applies the

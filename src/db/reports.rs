@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::Conn;
@@ -50,7 +50,9 @@ pub struct ScheduleRow {
     pub next_run_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Serialize, Deserialize,
+)]
 #[diesel(table_name = report_runs)]
 pub struct RunRow {
     pub id: Uuid,
@@ -296,6 +298,95 @@ impl RunRow {
             .await?)
     }
 
+    /// The run, locked until the transaction ends; `None` if it is gone (with its report).
+    pub async fn lock(conn: &mut Conn, id: Uuid) -> AppResult<Option<RunRow>> {
+        Ok(report_runs::table
+            .find(id)
+            .select(RunRow::as_select())
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?)
+    }
+
+    /// A queued (or retried) run starts again from nothing.
+    pub async fn start(conn: &mut Conn, id: Uuid) -> AppResult<RunRow> {
+        Ok(diesel::update(report_runs::table.find(id))
+            .set((
+                report_runs::status.eq("RUNNING"),
+                report_runs::progress.eq(0.0),
+                report_runs::started_at.eq(diesel::dsl::now),
+                report_runs::error.eq(None::<String>),
+            ))
+            .returning(RunRow::as_returning())
+            .get_result(conn)
+            .await?)
+    }
+
+    pub async fn set_progress(
+        conn: &mut Conn,
+        id: Uuid,
+        progress: f32,
+    ) -> AppResult<Option<RunRow>> {
+        Ok(diesel::update(
+            report_runs::table
+                .find(id)
+                .filter(report_runs::status.eq("RUNNING")),
+        )
+        .set(report_runs::progress.eq(progress.clamp(0.0, 1.0)))
+        .returning(RunRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+    }
+
+    /// A running run's file is complete; `None` if the run is no longer running.
+    pub async fn succeed(
+        conn: &mut Conn,
+        id: Uuid,
+        file: &str,
+        bytes: u64,
+        rows: u64,
+        has_revenue: bool,
+    ) -> AppResult<Option<RunRow>> {
+        Ok(diesel::update(
+            report_runs::table
+                .find(id)
+                .filter(report_runs::status.eq("RUNNING")),
+        )
+        .set((
+            report_runs::status.eq("SUCCEEDED"),
+            report_runs::progress.eq(1.0),
+            report_runs::finished_at.eq(diesel::dsl::now),
+            report_runs::file_key.eq(file),
+            report_runs::file_bytes.eq(i64::try_from(bytes).unwrap_or(i64::MAX)),
+            report_runs::row_count.eq(i64::try_from(rows).unwrap_or(i64::MAX)),
+            report_runs::has_revenue.eq(has_revenue),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+    }
+
+    /// A run that has not finished fails with `error` (shown to members).
+    pub async fn fail(conn: &mut Conn, id: Uuid, error: &str) -> AppResult<Option<RunRow>> {
+        Ok(diesel::update(
+            report_runs::table
+                .find(id)
+                .filter(report_runs::status.eq_any(["QUEUED", "RUNNING"])),
+        )
+        .set((
+            report_runs::status.eq("FAILED"),
+            report_runs::finished_at.eq(diesel::dsl::now),
+            report_runs::error.eq(error),
+        ))
+        .returning(RunRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?)
+    }
+
     pub async fn find(conn: &mut Conn, id: Uuid) -> AppResult<RunRow> {
         report_runs::table
             .find(id)
@@ -317,23 +408,25 @@ impl RunRow {
             .await?)
     }
 
-    /// A page of a report's runs, newest first.
-    pub async fn page(
+    /// A page of each report's runs, newest first, in one statement.
+    pub async fn pages(
         conn: &mut Conn,
-        report: Uuid,
+        reports: &[Uuid],
         before: Option<Uuid>,
         limit: i64,
     ) -> AppResult<Vec<RunRow>> {
-        let mut query = report_runs::table
-            .filter(report_runs::report_id.eq(report))
-            .select(RunRow::as_select())
-            .order(report_runs::id.desc())
-            .limit(limit)
-            .into_boxed();
-        if let Some(before) = before {
-            query = query.filter(report_runs::id.lt(before));
-        }
-        Ok(query.load(conn).await?)
+        Ok(diesel::sql_query(
+            "SELECT x.* FROM unnest($1::uuid[]) AS k(report_id)
+             CROSS JOIN LATERAL (
+               SELECT * FROM report_runs r
+                WHERE r.report_id = k.report_id AND ($2::uuid IS NULL OR r.id < $2)
+                ORDER BY r.id DESC LIMIT $3) x",
+        )
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(reports)
+        .bind::<Nullable<SqlUuid>, _>(before)
+        .bind::<BigInt, _>(limit)
+        .load(conn)
+        .await?)
     }
 
     /// The files of a report's runs (before deleting them with the report).
@@ -345,4 +438,92 @@ impl RunRow {
             .load(conn)
             .await?)
     }
+}
+
+/// A schedule that is due, found across tenants (before any tenant is in scope).
+#[derive(Debug, QueryableByName)]
+pub struct DueSchedule {
+    #[diesel(sql_type = SqlUuid)]
+    pub tenant_id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub report_id: Uuid,
+}
+
+impl DueSchedule {
+    pub async fn list(
+        conn: &mut Conn,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> AppResult<Vec<DueSchedule>> {
+        Ok(
+            diesel::sql_query("SELECT * FROM fahwa_due_report_schedules($1, $2)")
+                .bind::<diesel::sql_types::Timestamptz, _>(now)
+                .bind::<BigInt, _>(limit)
+                .load(conn)
+                .await?,
+        )
+    }
+}
+
+impl ScheduleRow {
+    /// The schedule if it is due at `now`, locked; `None` when another instance holds it or
+    /// has already moved it on.
+    pub async fn lock_due(
+        conn: &mut Conn,
+        report: Uuid,
+        now: DateTime<Utc>,
+    ) -> AppResult<Option<ScheduleRow>> {
+        Ok(report_schedules::table
+            .find(report)
+            .filter(report_schedules::next_run_at.le(now))
+            .select(ScheduleRow::as_select())
+            .for_update()
+            .skip_locked()
+            .first(conn)
+            .await
+            .optional()?)
+    }
+
+    pub async fn advance(conn: &mut Conn, report: Uuid, next: DateTime<Utc>) -> AppResult<()> {
+        diesel::update(report_schedules::table.find(report))
+            .set(report_schedules::next_run_at.eq(next))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+}
+
+impl NewRun {
+    /// Inserts the run unless one exists for the same scheduled occurrence.
+    pub async fn insert_once(&self, conn: &mut Conn) -> AppResult<Option<RunRow>> {
+        Ok(diesel::insert_into(report_runs::table)
+            .values(self)
+            .on_conflict((report_runs::report_id, report_runs::scheduled_for))
+            .do_nothing()
+            .returning(RunRow::as_returning())
+            .get_result(conn)
+            .await
+            .optional()?)
+    }
+}
+
+/// Files of runs that finished before `before`, forgotten by their runs (across tenants) so
+/// that the caller deletes them; at most `limit` at a time.
+pub async fn expire_files(
+    conn: &mut Conn,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> AppResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        file_key: String,
+    }
+    let keys: Vec<Key> =
+        diesel::sql_query("SELECT file_key FROM fahwa_expire_report_files($1, $2)")
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+            .await?;
+    Ok(keys.into_iter().map(|k| k.file_key).collect())
 }

@@ -26,7 +26,7 @@ impl ExtensionFactory for ErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {
         Arc::new(ErrorCodesExtension {
             max_aliases: self.max_aliases,
-            nulled: Mutex::default(),
+            nulled: Arc::default(),
         })
     }
 }
@@ -34,8 +34,9 @@ impl ExtensionFactory for ErrorCodes {
 /// Created per request.
 struct ErrorCodesExtension {
     max_aliases: usize,
-    /// Errors of nullable fields that were answered with `null`.
-    nulled: Mutex<Vec<ServerError>>,
+    /// Errors of nullable fields that were answered with `null`; shared with a subscription's
+    /// stream, whose answers take theirs as each is made.
+    nulled: Arc<Mutex<Vec<ServerError>>>,
 }
 
 #[async_trait::async_trait]
@@ -69,8 +70,12 @@ impl Extension for ErrorCodesExtension {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
+        let nulled = self.nulled.clone();
         next.run(ctx, stream)
-            .map(|mut response| {
+            .map(move |mut response| {
+                let mut nulled = nulled.lock().unwrap_or_else(|e| e.into_inner());
+                response.errors.extend(nulled.drain(..));
+                drop(nulled);
                 for err in &mut response.errors {
                     assign_code(err);
                 }

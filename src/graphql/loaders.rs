@@ -31,6 +31,7 @@ pub struct Loaders {
     pub last_runs: DataLoader<LastRunLoader, HashMapCache>,
     pub schedules: DataLoader<ScheduleLoader, HashMapCache>,
     pub widget_data: DataLoader<WidgetDataLoader, HashMapCache>,
+    pub run_pages: DataLoader<RunPageLoader, HashMapCache>,
 }
 
 impl Loaders {
@@ -54,6 +55,7 @@ impl Loaders {
             ),
             last_runs: DataLoader::with_cache(LastRunLoader(base.clone()), tokio::spawn, cached()),
             schedules: DataLoader::with_cache(ScheduleLoader(base.clone()), tokio::spawn, cached()),
+            run_pages: DataLoader::with_cache(RunPageLoader(base.clone()), tokio::spawn, cached()),
             widget_data: DataLoader::with_cache(
                 WidgetDataLoader {
                     app: app.clone(),
@@ -207,5 +209,62 @@ impl Loader<WidgetQuery> for WidgetDataLoader {
         let series =
             crate::reports::data::series(reading, tenant, keys, chrono::Utc::now()).await?;
         Ok(keys.iter().cloned().zip(series).collect())
+    }
+}
+
+/// One page of a report's runs: which report, before which run, how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RunPage {
+    pub report: Uuid,
+    pub before: Option<Uuid>,
+    pub limit: i64,
+}
+
+/// Pages of runs for every report of a list, one statement per distinct page shape.
+pub struct RunPageLoader(LoaderBase);
+
+impl Loader<RunPage> for RunPageLoader {
+    type Value = Vec<RunRow>;
+    type Error = Arc<AppError>;
+
+    async fn load(&self, keys: &[RunPage]) -> Result<HashMap<RunPage, Vec<RunRow>>, Self::Error> {
+        let mut shapes: HashMap<(Option<Uuid>, i64), Vec<Uuid>> = HashMap::new();
+        for k in keys {
+            shapes
+                .entry((k.before, k.limit))
+                .or_default()
+                .push(k.report);
+        }
+        let shapes = &shapes;
+        let rows = self
+            .0
+            .db
+            .scoped(self.0.scope, |conn| {
+                async move {
+                    let mut out = Vec::new();
+                    for ((before, limit), reports) in shapes {
+                        let rows = RunRow::pages(conn, reports, *before, *limit).await?;
+                        out.push(((*before, *limit), rows));
+                    }
+                    Ok::<_, AppError>(out)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let mut out: HashMap<RunPage, Vec<RunRow>> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for ((before, limit), rows) in rows {
+            for row in rows {
+                let key = RunPage {
+                    report: row.report_id,
+                    before,
+                    limit,
+                };
+                if let Some(list) = out.get_mut(&key) {
+                    list.push(row);
+                }
+            }
+        }
+        Ok(out)
     }
 }

@@ -39,7 +39,7 @@ pub struct Mutation(
 );
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(live::LiveSubscription);
+pub struct Subscription(live::LiveSubscription, reports::ReportSubscription);
 
 pub type FahwaSchema = Schema<Query, Mutation, Subscription>;
 

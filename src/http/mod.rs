@@ -1,6 +1,7 @@
 //! The HTTP surface: routes from the contract's transport table and the middleware around them.
 
 mod authenticate;
+mod downloads;
 mod events;
 mod graphql;
 mod health;
@@ -68,6 +69,10 @@ pub fn router(app: App) -> Router {
             "/api/v1/revenue",
             post(events::ingest_revenue).layer(DefaultBodyLimit::max(events_body_limit)),
         )
+        .route(
+            "/api/v1/reports/runs/{id}/download",
+            get(downloads::report_file),
+        )
         .route("/playground", get(playground::page))
         .route("/playground/assets/{file}", get(playground::asset))
         .route("/healthz", get(health::healthz))
@@ -129,6 +134,7 @@ pub async fn serve(
         app.config.database_url.clone(),
     );
     let _live = crate::live::spawn(app.live_parts());
+    let background = app.config.worker.then(|| crate::background::spawn(&app));
     let router = router(app);
     // Live frames are small and must not wait for the previous one's acknowledgement (Nagle).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -142,6 +148,9 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown)
     .await?;
+    if let Some(background) = background {
+        background.shutdown().await;
+    }
     Ok(())
 }
 

@@ -314,3 +314,18 @@ pub(crate) async fn next_due(conn: &mut Conn, kinds: &[&str]) -> AppResult<Optio
         .secs
         .map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
 }
+
+/// Deletes jobs that finished before `before`, at most `limit`; returns how many.
+pub async fn prune(conn: &mut Conn, before: DateTime<Utc>, limit: i32) -> AppResult<i32> {
+    #[derive(diesel::QueryableByName)]
+    struct Pruned {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pruned: i32,
+    }
+    let row: Pruned = diesel::sql_query("SELECT fahwa_jobs_prune($1, $2) AS pruned")
+        .bind::<diesel::sql_types::Timestamptz, _>(before)
+        .bind::<diesel::sql_types::Integer, _>(limit)
+        .get_result(conn)
+        .await?;
+    Ok(row.pruned)
+}

@@ -8,12 +8,14 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::data::zone;
-use super::spec::{self, WidgetSpec};
+use super::spec::{self, WidgetQuery, WidgetSpec};
+use super::{ReportFormat, Stored, schedule};
 use crate::accounts::Caller;
 use crate::auth::{MemberClaims, Role, acting};
 use crate::db::Conn;
 use crate::db::audit::{self, Actor, AuditEntry, RequestMeta};
-use crate::db::reports::{ReportEntry, ReportRow, WidgetRow};
+use crate::db::members::MemberRow;
+use crate::db::reports::{ReportEntry, ReportRow, ScheduleRow, WidgetRow};
 use crate::db::tenants::TenantRow;
 use crate::error::{AppError, AppResult};
 use crate::validate;
@@ -22,7 +24,18 @@ pub struct NewReport {
     pub name: String,
     pub description: Option<String>,
     pub widgets: Vec<WidgetSpec>,
+    pub schedule: Option<ScheduleSpec>,
 }
+
+/// A schedule as given: a cron expression in the tenant's zone, the file's format, and the
+/// members who receive it.
+pub struct ScheduleSpec {
+    pub cron: String,
+    pub format: ReportFormat,
+    pub recipients: Vec<String>,
+}
+
+pub const MAX_RECIPIENTS: usize = 50;
 
 /// What an edit changes; `None` leaves a field as it is.
 #[derive(Default)]
@@ -31,6 +44,8 @@ pub struct ReportChanges {
     /// `Some(None)` clears the description.
     pub description: Option<Option<String>>,
     pub widgets: Option<Vec<WidgetSpec>>,
+    /// `Some(None)` removes the schedule.
+    pub schedule: Option<Option<ScheduleSpec>>,
 }
 
 async fn tenant_zone(conn: &mut Conn, tenant: Uuid) -> AppResult<chrono_tz::Tz> {
@@ -87,7 +102,13 @@ pub async fn create(caller: &Caller<'_>, new: NewReport) -> AppResult<ReportEntr
                 ReportRow::insert(conn, &row).await?;
                 WidgetRow::replace(conn, row.id, &spec::widget_rows(tenant, row.id, &widgets))
                     .await?;
-                let details = json!({ "name": row.name, "widgets": widgets.len() });
+                let scheduled = new.schedule.is_some();
+                if let Some(given) = new.schedule {
+                    let revenue = widgets.iter().any(|w| w.query.metric.is_revenue());
+                    set_schedule(conn, tenant, row.id, tz, revenue, given).await?;
+                }
+                let details =
+                    json!({ "name": row.name, "widgets": widgets.len(), "scheduled": scheduled });
                 record(conn, meta, &actor, "report.create", row.id, details).await?;
                 ReportEntry::find(conn, row.id).await
             }
@@ -97,7 +118,11 @@ pub async fn create(caller: &Caller<'_>, new: NewReport) -> AppResult<ReportEntr
 }
 
 /// The report, locked, if the member (with the role the database knows now) may change it.
-async fn editable(conn: &mut Conn, actor: &MemberClaims, id: Uuid) -> AppResult<ReportRow> {
+pub(super) async fn editable(
+    conn: &mut Conn,
+    actor: &MemberClaims,
+    id: Uuid,
+) -> AppResult<ReportRow> {
     let role = acting::member_at_least(conn, actor, Role::Analyst).await?;
     let report = ReportRow::lock(conn, id).await?;
     if report.owner_id != actor.member_id && !role.at_least(Role::Admin) {
@@ -129,11 +154,27 @@ pub async fn update(
             async move {
                 let report = editable(conn, &actor, id).await?;
                 let mut changed: Vec<&str> = Vec::new();
+                let tz = tenant_zone(conn, tenant).await?;
                 if let Some(given) = changes.widgets {
-                    let tz = tenant_zone(conn, tenant).await?;
                     let widgets = spec::widgets(given, tz, Utc::now())?;
                     WidgetRow::replace(conn, id, &spec::widget_rows(tenant, id, &widgets)).await?;
                     changed.push("widgets");
+                }
+                match changes.schedule {
+                    None => {}
+                    Some(None) => {
+                        ScheduleRow::set(conn, id, None).await?;
+                        changed.push("schedule");
+                    }
+                    Some(Some(given)) => {
+                        let widgets = WidgetRow::for_reports(conn, &[id]).await?;
+                        let mut revenue = false;
+                        for w in &widgets {
+                            revenue |= WidgetQuery::of(w)?.metric.is_revenue();
+                        }
+                        set_schedule(conn, tenant, id, tz, revenue, given).await?;
+                        changed.push("schedule");
+                    }
                 }
                 if name.is_some() {
                     changed.push("name");
@@ -153,14 +194,13 @@ pub async fn update(
         .await
 }
 
-/// Deletes the report with its widgets, schedule and runs; returns the keys of the runs' files,
-/// which the caller removes from storage once this has committed.
-pub async fn delete(caller: &Caller<'_>, id: &str) -> AppResult<Vec<String>> {
+/// Deletes the report with its widgets, schedule and runs, then its runs' files.
+pub async fn delete(caller: &Caller<'_>, id: &str) -> AppResult<()> {
     let actor = caller.principal.member_at_least(Role::Analyst)?.clone();
     let id = validate::uuid(id, "id")?;
     let meta = caller.meta;
     let tenant = actor.tenant_id;
-    caller
+    let files = caller
         .app
         .db
         .tenant(tenant, |conn| {
@@ -174,5 +214,64 @@ pub async fn delete(caller: &Caller<'_>, id: &str) -> AppResult<Vec<String>> {
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    // After the commit: a file left behind by a failure here is still swept by retention.
+    for key in files {
+        if let Err(e) = caller.app.reports.storage.delete(&key).await {
+            e.report("reports: deleting a deleted report's file");
+        }
+    }
+    Ok(())
+}
+
+/// Checks and stores a report's schedule: the expression, and recipients who are members of
+/// the tenant now and may read everything the report holds.
+async fn set_schedule(
+    conn: &mut Conn,
+    tenant: Uuid,
+    report: Uuid,
+    tz: chrono_tz::Tz,
+    revenue: bool,
+    given: ScheduleSpec,
+) -> AppResult<()> {
+    let field = "input.schedule";
+    let cron = schedule::parse(&given.cron, &format!("{field}.cron"))?;
+    if given.recipients.is_empty() || given.recipients.len() > MAX_RECIPIENTS {
+        return Err(AppError::bad_input(format!(
+            "{field}.recipientIds: 1 to {MAX_RECIPIENTS} members"
+        )));
+    }
+    let mut ids = Vec::with_capacity(given.recipients.len());
+    for (i, id) in given.recipients.iter().enumerate() {
+        ids.push(validate::uuid(id, &format!("{field}.recipientIds[{i}]"))?);
+    }
+    ids.sort();
+    ids.dedup();
+    let members = MemberRow::find_many(conn, &ids).await?;
+    for id in &ids {
+        let member = members
+            .iter()
+            .find(|m| m.id == *id && m.removed_at.is_none())
+            .ok_or_else(|| {
+                AppError::bad_input(format!(
+                    "{field}.recipientIds: {id} is not a member of this tenant"
+                ))
+            })?;
+        if revenue && !member.role().at_least(Role::Analyst) {
+            return Err(AppError::bad_input(format!(
+                "{field}.recipientIds: {} is a {} and may not read this report's revenue widgets",
+                member.name,
+                member.role().as_str()
+            )));
+        }
+    }
+    let row = ScheduleRow {
+        report_id: report,
+        tenant_id: tenant,
+        cron: given.cron.trim().to_string(),
+        format: given.format.stored().to_string(),
+        recipients: ids,
+        next_run_at: schedule::next_after(&cron, tz, Utc::now())?,
+    };
+    ScheduleRow::set(conn, report, Some(&row)).await
 }

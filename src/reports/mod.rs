@@ -3,15 +3,76 @@
 //! those files, schedules, and mail.
 
 pub mod data;
+pub mod links;
 pub mod manage;
 pub mod range;
+pub mod render;
+pub mod runs;
+pub mod schedule;
 pub mod spec;
+pub mod storage;
+pub mod worker;
 
+use std::sync::Arc;
+
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::Db;
+use crate::db::reports::RunRow;
+use crate::kv::Kv;
+use crate::live::Broker;
+use crate::mail::Mailer;
+use crate::revenue::index::Index;
 
 use crate::calendar::Granularity;
 use crate::error::{AppError, AppResult};
 use crate::live::message::MetricKey;
+
+/// What reports work with, handed over by the application at start.
+#[derive(Clone)]
+pub struct Services {
+    pub db: Db,
+    /// The metric cache, when it is on.
+    pub cache: Option<Kv>,
+    pub revenue_index: Option<Arc<Index>>,
+    pub storage: storage::SharedStorage,
+    pub broker: Broker,
+    pub links: Links,
+    /// `None` when no SMTP server is configured: runs are stored, not mailed.
+    pub mailer: Option<Mailer>,
+}
+
+impl Services {
+    pub fn reading(&self) -> data::Reading<'_> {
+        data::Reading {
+            db: &self.db,
+            cache: self.cache.as_ref(),
+            revenue_index: self.revenue_index.as_ref(),
+        }
+    }
+}
+
+/// How links to report files are made.
+#[derive(Clone)]
+pub struct Links {
+    pub key: [u8; 32],
+    /// The server's public URL.
+    pub base: String,
+    pub ttl: chrono::Duration,
+}
+
+impl Links {
+    /// A link to the run's file that works for `ttl` from now.
+    pub fn url(&self, run: &RunRow) -> String {
+        self.url_for(run.id, run.tenant_id)
+    }
+
+    pub fn url_for(&self, run: Uuid, tenant: Uuid) -> String {
+        links::sign(&self.key, &self.base, run, tenant, Utc::now() + self.ttl)
+    }
+}
 
 /// Where a widget's range ends and starts, in the tenant's time zone, relative to today.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -14,9 +14,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("integrations.graphql", "ConnectIntegration"),
     ("integrations.graphql", "SyncIntegration"),
     ("integrations.graphql", "DisconnectIntegration"),
-    ("live.graphql", "ReportRunUpdated"),
-    ("reports.graphql", "RunReport"),
-    ("reports.graphql", "ReportRun"),
 ];
 
 fn contract_dir() -> PathBuf {

@@ -239,6 +239,12 @@ impl TestApp {
             max_body_bytes: 256 * 1024,
             // Each capturing database holds a replication slot: only the live tests ask for it.
             live_capture: false,
+            // Only the tests of jobs and reports run a worker.
+            worker: false,
+            job_poll_secs: 1,
+            schedule_tick_ms: 100,
+            report_dir: std::env::temp_dir()
+                .join(format!("fahwa-test-reports-{}", Uuid::new_v4().simple())),
             ..Config::default()
         }
     }
@@ -246,6 +252,13 @@ impl TestApp {
     /// Another instance of the same deployment: same database, Redis, prefix and signing key.
     pub async fn peer(&self) -> TestApp {
         Self::start(self.app.config.clone()).await
+    }
+
+    /// `peer`, with its configuration changed by `adjust` first (e.g. running a worker).
+    pub async fn peer_configured(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = self.app.config.clone();
+        adjust(&mut config);
+        Self::start(config).await
     }
 
     async fn start(config: Config) -> TestApp {

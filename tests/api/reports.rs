@@ -37,6 +37,22 @@ pub async fn create(t: &TestApp, token: &str, name: &str, widgets: Vec<Value>) -
         .to_string()
 }
 
+/// One customer paying 49 USD a month from `at` on.
+pub async fn paying_customer(t: &TestApp, s: &Session, at: &str) {
+    let changes =
+        json!([{ "customerId": "c1", "occurredAt": at, "mrr": "49.00", "currency": "USD" }]);
+    let vars = json!({ "changes": changes });
+    let r = t
+        .op(
+            Some(&s.access),
+            "ingest.graphql",
+            "IngestRevenueChanges",
+            vars,
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+}
+
 async fn total(t: &TestApp, token: &str) -> i64 {
     let r = t.op(Some(token), F, "Reports", json!({ "first": 1 })).await;
     r["data"]["reports"]["totalCount"].as_i64().unwrap()
@@ -178,17 +194,7 @@ async fn widget_data_is_the_dashboards_answer_and_revenue_is_hidden_from_viewers
         ],
     )
     .await;
-    let r = t
-        .op(
-            Some(&owner.access),
-            "ingest.graphql",
-            "IngestRevenueChanges",
-            json!({ "changes": [
-            { "customerId": "c1", "occurredAt": at(10), "mrr": "49.00", "currency": "USD" }
-        ] }),
-        )
-        .await;
-    assert!(r["errors"].is_null(), "{r}");
+    paying_customer(&t, &owner, &at(10)).await;
     let mut named = widget("Logins", "EVENTS", "DAY", "LAST_7_DAYS");
     named["eventName"] = json!("login");
     let id = create(

@@ -2,7 +2,9 @@
 
 mod mutation;
 mod query;
+mod subscription;
 pub mod types;
 
 pub use mutation::ReportMutation;
 pub use query::ReportQuery;
+pub use subscription::ReportSubscription;

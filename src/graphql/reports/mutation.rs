@@ -1,12 +1,12 @@
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, Result};
 
-use super::types::Report;
+use super::types::{Report, ReportRun};
 use crate::calendar::Granularity;
 use crate::graphql::caller;
 use crate::live::message::MetricKey;
-use crate::reports::RelativeRange;
-use crate::reports::manage::{self, NewReport, ReportChanges};
+use crate::reports::manage::{self, NewReport, ReportChanges, ScheduleSpec};
 use crate::reports::spec::{WidgetQuery, WidgetSpec};
+use crate::reports::{RelativeRange, ReportFormat};
 
 #[derive(InputObject)]
 pub struct WidgetInput {
@@ -32,6 +32,28 @@ impl From<WidgetInput> for WidgetSpec {
     }
 }
 
+/// When and to whom a report is mailed.
+#[derive(InputObject)]
+pub struct ReportScheduleInput {
+    /// Five fields (minute hour day-of-month month day-of-week) in the tenant's time zone,
+    /// e.g. `0 8 * * MON`; runs at least 15 minutes apart.
+    pub cron: String,
+    pub format: ReportFormat,
+    /// 1 to 50 members of the tenant. A report with revenue widgets goes to ANALYST and above
+    /// only.
+    pub recipient_ids: Vec<ID>,
+}
+
+impl From<ReportScheduleInput> for ScheduleSpec {
+    fn from(s: ReportScheduleInput) -> Self {
+        ScheduleSpec {
+            cron: s.cron,
+            format: s.format,
+            recipients: s.recipient_ids.into_iter().map(|id| id.0).collect(),
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct CreateReportInput {
     /// 1 to 200 characters.
@@ -40,6 +62,8 @@ pub struct CreateReportInput {
     pub description: Option<String>,
     /// 1 to 50 widgets.
     pub widgets: Vec<WidgetInput>,
+    /// Mail it on a schedule.
+    pub schedule: Option<ReportScheduleInput>,
 }
 
 #[derive(InputObject)]
@@ -49,6 +73,8 @@ pub struct UpdateReportInput {
     pub description: MaybeUndefined<String>,
     /// Replaces every widget.
     pub widgets: Option<Vec<WidgetInput>>,
+    /// Replaces the schedule; `null` removes it.
+    pub schedule: MaybeUndefined<ReportScheduleInput>,
 }
 
 #[derive(Default)]
@@ -62,6 +88,7 @@ impl ReportMutation {
             name: input.name,
             description: input.description,
             widgets: input.widgets.into_iter().map(Into::into).collect(),
+            schedule: input.schedule.map(Into::into),
         };
         let entry = manage::create(&caller(ctx), new).await?;
         Ok(Report::fed(ctx, entry).await)
@@ -84,6 +111,11 @@ impl ReportMutation {
             widgets: input
                 .widgets
                 .map(|ws| ws.into_iter().map(Into::into).collect()),
+            schedule: match input.schedule {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(s) => Some(Some(s.into())),
+            },
         };
         let entry = manage::update(&caller(ctx), &id, changes).await?;
         Ok(Report::fed(ctx, entry).await)
@@ -92,8 +124,19 @@ impl ReportMutation {
     /// Deletes the report with its schedule, runs and their files. ANALYSTs their own reports,
     /// ADMIN and OWNER any.
     async fn delete_report(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        let caller = caller(ctx);
-        let _files = manage::delete(&caller, &id).await?;
+        manage::delete(&caller(ctx), &id).await?;
         Ok(true)
+    }
+
+    /// Queues a run that renders the report to a file; follow it with `reportRun` or
+    /// `reportRunUpdated`. ANALYSTs their own reports, ADMIN and OWNER any.
+    async fn run_report(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        format: ReportFormat,
+    ) -> Result<ReportRun> {
+        let run = crate::reports::runs::request(&caller(ctx), &id, format).await?;
+        Ok(ReportRun(run))
     }
 }

@@ -2,10 +2,10 @@ use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object, Result};
 use scoped_futures::ScopedFutureExt;
 
-use super::types::Report;
+use super::types::{Report, ReportRun};
 use crate::auth::guards::principal;
 use crate::db::members::MemberRow;
-use crate::db::reports::ReportEntry;
+use crate::db::reports::{ReportEntry, RunRow};
 use crate::graphql::app;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::pagination::{decode_id, encode_id, page_cost, page_size};
@@ -77,4 +77,21 @@ impl ReportQuery {
             .await?;
         Ok(Report::fed(ctx, entry).await)
     }
+
+    /// One run of the caller's tenant (`NOT_FOUND` for any other).
+    async fn report_run(&self, ctx: &Context<'_>, id: ID) -> Result<ReportRun> {
+        Ok(ReportRun(find_run(ctx, &id).await?))
+    }
+}
+
+/// A run of the caller's tenant.
+pub async fn find_run(ctx: &Context<'_>, id: &str) -> Result<RunRow, crate::error::AppError> {
+    let tenant = principal(ctx).reading_tenant()?;
+    let id = validate::uuid(id, "id")?;
+    app(ctx)
+        .db
+        .tenant(tenant, |conn| {
+            async move { RunRow::find(conn, id).await }.scope_boxed()
+        })
+        .await
 }

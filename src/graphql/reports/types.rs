@@ -1,14 +1,17 @@
 //! The GraphQL shapes of reports, their widgets and runs. Relations go through the request's
 //! loaders, which a list page has already fed.
 
+use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, ID, Object, Result};
 use chrono::{DateTime, Utc};
 
 use crate::auth::guards::{may_read_revenue, principal};
 use crate::calendar::Granularity;
-use crate::db::reports::{ReportEntry, ReportRow, RunRow, WidgetRow};
+use crate::db::reports::{ReportEntry, ReportRow, RunRow, ScheduleRow, WidgetRow};
 use crate::error::AppError;
-use crate::graphql::loaders::Loaders;
+use crate::graphql::app;
+use crate::graphql::loaders::{Loaders, RunPage};
+use crate::graphql::pagination::{decode_id, encode_id, page_cost, page_size};
 use crate::graphql::series::MetricSeries;
 use crate::graphql::tenant::types::User;
 use crate::live::message::MetricKey;
@@ -85,12 +88,86 @@ impl Report {
             .map(ReportRun))
     }
 
+    /// When and to whom the report is mailed, if it is.
+    async fn schedule(&self, ctx: &Context<'_>) -> Result<Option<ReportSchedule>> {
+        Ok(loaders(ctx)
+            .schedules
+            .load_one(self.0.id)
+            .await?
+            .flatten()
+            .map(ReportSchedule))
+    }
+
+    /// Its runs, newest first (at most 100 a page).
+    #[graphql(complexity = "page_cost(first) * child_complexity / 2 + 2")]
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, ReportRun, EmptyFields>> {
+        let limit = page_size(first)?;
+        let before = after.map(|c| decode_id("run", &c)).transpose()?;
+        let key = RunPage {
+            report: self.0.id,
+            before,
+            limit: limit + 1,
+        };
+        let rows = loaders(ctx)
+            .run_pages
+            .load_one(key)
+            .await?
+            .unwrap_or_default();
+        let mut connection = Connection::new(before.is_some(), rows.len() as i64 > limit);
+        connection.edges.extend(
+            rows.into_iter()
+                .take(limit as usize)
+                .map(|row| Edge::new(encode_id("run", row.id), ReportRun(row))),
+        );
+        Ok(connection)
+    }
+
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
 
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+}
+
+/// A report mailed on a schedule.
+pub struct ReportSchedule(pub ScheduleRow);
+
+#[Object]
+impl ReportSchedule {
+    /// Five fields (minute hour day-of-month month day-of-week), in the tenant's time zone.
+    async fn cron(&self) -> &str {
+        &self.0.cron
+    }
+
+    async fn format(&self) -> Result<ReportFormat> {
+        Ok(ReportFormat::from_stored(&self.0.format)?)
+    }
+
+    /// Members who receive it. One who left the tenant, or may no longer read all of it, gets
+    /// nothing.
+    async fn recipients(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
+        let found = loaders(ctx)
+            .report_owners
+            .load_many(self.0.recipients.iter().copied())
+            .await?;
+        Ok(self
+            .0
+            .recipients
+            .iter()
+            .filter_map(|id| found.get(id).cloned().map(User::new))
+            .collect())
+    }
+
+    /// The next occurrence.
+    async fn next_run_at(&self) -> DateTime<Utc> {
+        self.0.next_run_at
     }
 }
 
@@ -185,6 +262,19 @@ impl ReportRun {
     /// The schedule's occurrence it was made for; null when a member asked for it.
     async fn scheduled_for(&self) -> Option<DateTime<Utc>> {
         self.0.scheduled_for
+    }
+
+    /// A link to the file once it succeeded; it works for an hour (configurable) for whoever
+    /// holds it. A file with revenue is for ANALYST and above (and READ API keys): others get
+    /// null with FORBIDDEN here.
+    async fn download_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        if self.0.status != "SUCCEEDED" || self.0.file_key.is_none() {
+            return Ok(None);
+        }
+        if self.0.has_revenue {
+            may_read_revenue(principal(ctx))?;
+        }
+        Ok(Some(app(ctx).reports.links.url(&self.0)))
     }
 
     /// Rows in the file (one per widget and bucket), once it succeeded.

@@ -1,0 +1,499 @@
+//! Runs of reports: queued by `runReport`, rendered by the job queue to CSV or JSON, followed
+//! by `reportRun` and `reportRunUpdated`, downloaded by signed links.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use crate::harness::{Session, TestApp, codes, codes_at};
+use crate::live::Ws;
+use crate::reports::{create, mixed, widget};
+
+/// The contract's RunReport as it answered.
+async fn attempt(t: &TestApp, s: &Session, report: &str, format: &str) -> Value {
+    let vars = json!({ "id": report, "format": format });
+    t.op(Some(&s.access), F, "RunReport", vars).await
+}
+
+const F: &str = "reports.graphql";
+
+pub async fn with_worker() -> TestApp {
+    TestApp::spawn_configured(|c| c.worker = true).await
+}
+
+pub async fn run(t: &TestApp, token: &str, report: &str, format: &str) -> String {
+    let r = t
+        .op(
+            Some(token),
+            F,
+            "RunReport",
+            json!({ "id": report, "format": format }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    assert_eq!(r["data"]["runReport"]["status"], "QUEUED");
+    r["data"]["runReport"]["id"].as_str().unwrap().to_string()
+}
+
+/// The contract's ReportRun once it has finished.
+pub async fn finished(t: &TestApp, token: &str, run: &str) -> Value {
+    for _ in 0..200 {
+        let r = t
+            .op(Some(token), F, "ReportRun", json!({ "id": run }))
+            .await;
+        let status = r["data"]["reportRun"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if status == "SUCCEEDED" || status == "FAILED" {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run {run} did not finish");
+}
+
+/// The path and query of a link, to send to this test's server.
+fn local(t: &TestApp, link: &str) -> String {
+    let at = link.find("/api/v1/").unwrap();
+    format!("{}{}", t.base, &link[at..])
+}
+
+async fn download(t: &TestApp, link: &str) -> (u16, String, String) {
+    let resp = t.client.get(local(t, link)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, kind, resp.text().await.unwrap())
+}
+
+async fn seed(t: &TestApp, s: &Session) {
+    let now = Utc::now();
+    let at = |m: i64| (now - chrono::Duration::minutes(m)).to_rfc3339();
+    t.ingest_ok(
+        &s.access,
+        vec![
+            json!({ "name": "login", "userId": "u1", "occurredAt": at(3) }),
+            json!({ "name": "login", "userId": "u2", "occurredAt": at(2) }),
+        ],
+    )
+    .await;
+    crate::reports::paying_customer(t, s, &at(10)).await;
+}
+
+#[tokio::test]
+async fn a_run_renders_csv_and_json_behind_signed_links() {
+    let t = with_worker().await;
+    let owner = t.sign_up("acme").await;
+    seed(&t, &owner).await;
+    let id = create(&t, &owner.access, "Weekly, \"KPIs\"", mixed()).await;
+
+    let csv_run = run(&t, &owner.access, &id, "CSV").await;
+    let r = finished(&t, &owner.access, &csv_run).await;
+    let state = &r["data"]["reportRun"];
+    assert_eq!(state["status"], "SUCCEEDED", "{r}");
+    assert_eq!(state["format"], "CSV");
+    assert!(state["startedAt"].is_string() && state["finishedAt"].is_string());
+    assert!(state["error"].is_null());
+    let link = state["downloadUrl"].as_str().unwrap().to_string();
+    let (status, kind, body) = download(&t, &link).await;
+    assert_eq!((status, kind.as_str()), (200, "text/csv; charset=utf-8"));
+    let body = body
+        .strip_prefix('\u{feff}')
+        .expect("a byte-order mark for spreadsheets");
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "widget",
+            "metric",
+            "granularity",
+            "range",
+            "event_name",
+            "bucket",
+            "bucket_utc",
+            "value"
+        ]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    // 7 days of events and 12 months of MRR: one row per widget and bucket.
+    assert_eq!(rows.len(), 7 + 12);
+    let events: f64 = rows
+        .iter()
+        .filter(|r| &r[1] == "EVENTS")
+        .map(|r| r[7].parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(events, 2.0);
+    assert_eq!(&rows[18][1], "MRR");
+    assert_eq!(rows[18][7].parse::<f64>().unwrap(), 49.0);
+
+    // The list shows it as the newest run.
+    let list = t.op(Some(&owner.access), F, "Reports", json!({})).await;
+    let last = &list["data"]["reports"]["edges"][0]["node"]["lastRun"];
+    assert_eq!(last["id"], csv_run.as_str());
+    assert_eq!(last["status"], "SUCCEEDED");
+
+    let json_run = run(&t, &owner.access, &id, "JSON").await;
+    let r = finished(&t, &owner.access, &json_run).await;
+    let link = r["data"]["reportRun"]["downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, kind, body) = download(&t, &link).await;
+    assert_eq!((status, kind.as_str()), (200, "application/json"));
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["report"]["name"], "Weekly, \"KPIs\"");
+    assert_eq!(doc["rows"].as_array().unwrap().len(), 19);
+
+    // Tampered, stretched, moved to another tenant, or expired: 403 and nothing else.
+    let other = t.sign_up("globex").await;
+    let tampered = link.replace("sig=", "sig=A");
+    let stretched = {
+        let at = link.find("expires=").unwrap() + 8;
+        let end = at + link[at..].find('&').unwrap();
+        let later: i64 = link[at..end].parse::<i64>().unwrap() + 86_400;
+        format!("{}{later}{}", &link[..at], &link[end..])
+    };
+    let moved = link.replace(&owner.tenant_id, &other.tenant_id);
+    let key = t.app.reports.links.key;
+    let run_id: uuid::Uuid = json_run.parse().unwrap();
+    let tenant: uuid::Uuid = owner.tenant_id.parse().unwrap();
+    let expired = fahwa::reports::links::sign(
+        &key,
+        &t.base,
+        run_id,
+        tenant,
+        Utc::now() - chrono::Duration::seconds(1),
+    );
+    let foreign_signed = fahwa::reports::links::sign(
+        &key,
+        &t.base,
+        run_id,
+        other.tenant_id.parse().unwrap(),
+        Utc::now() + chrono::Duration::hours(1),
+    );
+    for bad in [tampered, stretched, moved, expired, foreign_signed] {
+        let (status, _, body) = download(&t, &bad).await;
+        assert_eq!((status, body.as_str()), (403, "forbidden"), "{bad}");
+    }
+    let (status, _, _) = download(&t, &link).await;
+    assert_eq!(status, 200, "the good link still works");
+
+    // Past the retention, the file is gone and so is the link.
+    let gone = fahwa::background::expire_report_files(
+        &t.app.reports,
+        Utc::now() + chrono::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(gone, 2);
+    let (status, _, _) = download(&t, &link).await;
+    assert_eq!(status, 410);
+    let r = t
+        .op(
+            Some(&owner.access),
+            F,
+            "ReportRun",
+            json!({ "id": json_run }),
+        )
+        .await;
+    assert!(r["data"]["reportRun"]["downloadUrl"].is_null(), "{r}");
+}
+
+#[tokio::test]
+async fn runs_follow_the_role_table() {
+    let t = with_worker().await;
+    let owner = t.sign_up("acme").await;
+    let analyst = t.member(&owner, "acme", "ANALYST").await;
+    let viewer = t.member(&owner, "acme", "VIEWER").await;
+    let other = t.sign_up("globex").await;
+    let revenue = create(&t, &owner.access, "Revenue", mixed()).await;
+    let engagement = create(
+        &t,
+        &analyst.access,
+        "Engagement",
+        vec![widget("E", "EVENTS", "DAY", "LAST_7_DAYS")],
+    )
+    .await;
+
+    let denied = attempt(&t, &viewer, &engagement, "CSV").await;
+    assert_eq!(codes(&denied), ["FORBIDDEN"]);
+    let denied = attempt(&t, &analyst, &revenue, "CSV").await;
+    assert_eq!(
+        codes(&denied),
+        ["FORBIDDEN"],
+        "an ANALYST runs only their own reports"
+    );
+    let foreign = attempt(&t, &other, &revenue, "CSV").await;
+    assert_eq!(codes(&foreign), ["NOT_FOUND"]);
+
+    let by_analyst = run(&t, &analyst.access, &engagement, "CSV").await;
+    let by_owner = run(&t, &owner.access, &revenue, "CSV").await;
+    finished(&t, &owner.access, &by_analyst).await;
+    finished(&t, &owner.access, &by_owner).await;
+
+    // A VIEWER reads runs; the file with revenue is not theirs to download.
+    let r = t
+        .op(
+            Some(&viewer.access),
+            F,
+            "ReportRun",
+            json!({ "id": by_analyst }),
+        )
+        .await;
+    assert!(r["data"]["reportRun"]["downloadUrl"].is_string(), "{r}");
+    let r = t
+        .op(
+            Some(&viewer.access),
+            F,
+            "ReportRun",
+            json!({ "id": by_owner }),
+        )
+        .await;
+    assert_eq!(r["data"]["reportRun"]["status"], "SUCCEEDED");
+    assert!(r["data"]["reportRun"]["downloadUrl"].is_null());
+    assert_eq!(codes_at(&r, &["reportRun", "downloadUrl"]), ["FORBIDDEN"]);
+    let r = t
+        .op(
+            Some(&other.access),
+            F,
+            "ReportRun",
+            json!({ "id": by_owner }),
+        )
+        .await;
+    assert_eq!(codes(&r), ["NOT_FOUND"]);
+
+    // Runs are audited, and listed on their report.
+    let log = t
+        .gql(
+            Some(&owner.access),
+            "{ auditLog(first: 20) { edges { node { action targetId } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        log["data"]["auditLog"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"]["action"] == "report.run"
+                && e["node"]["targetId"] == by_owner.as_str())
+    );
+    let runs = t
+        .gql(Some(&owner.access), "query($id: ID!) { report(id: $id) { runs(first: 5) { edges { node { id status rowCount sizeBytes } } } } }", json!({ "id": revenue }))
+        .await;
+    let node = &runs["data"]["report"]["runs"]["edges"][0]["node"];
+    assert_eq!(node["id"], by_owner.as_str());
+    assert_eq!(node["rowCount"], 19);
+    assert!(node["sizeBytes"].as_i64().unwrap() > 100);
+
+    // A deleted report cannot be run, and takes its runs and files with it.
+    let r = t
+        .op(
+            Some(&owner.access),
+            F,
+            "DeleteReport",
+            json!({ "id": revenue }),
+        )
+        .await;
+    assert_eq!(r["data"]["deleteReport"], true);
+    let r = attempt(&t, &owner, &revenue, "CSV").await;
+    assert_eq!(codes(&r), ["NOT_FOUND"]);
+    let r = t
+        .op(
+            Some(&owner.access),
+            F,
+            "ReportRun",
+            json!({ "id": by_owner }),
+        )
+        .await;
+    assert_eq!(codes(&r), ["NOT_FOUND"]);
+    let files = std::fs::read_dir(t.app.config.report_dir.join(&owner.tenant_id))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1, "only the engagement report's file is left");
+}
+
+#[tokio::test]
+async fn a_run_queued_for_a_report_deleted_before_it_ran_makes_nothing() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let id = create(&t, &owner.access, "Soon gone", mixed()).await;
+    let run_id = run(&t, &owner.access, &id, "CSV").await;
+    t.op(Some(&owner.access), F, "DeleteReport", json!({ "id": id }))
+        .await;
+    // Now a worker comes: the job finds nothing to render and ends.
+    let worker = fahwa::background::spawn(&t.app);
+    let pg = t.pg().await;
+    for _ in 0..100 {
+        let state: String = pg
+            .query_one(
+                "SELECT state FROM jobs WHERE payload->>'run' = $1",
+                &[&run_id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if state == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let state: String = pg
+        .query_one(
+            "SELECT state FROM jobs WHERE payload->>'run' = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "succeeded");
+    assert!(
+        !t.app.config.report_dir.join(&owner.tenant_id).exists(),
+        "no file written"
+    );
+    drop(worker);
+}
+
+#[tokio::test]
+async fn a_run_whose_worker_died_is_taken_up_after_its_lease() {
+    let t = TestApp::spawn_configured(|c| c.job_lease_secs = 1).await;
+    let owner = t.sign_up("acme").await;
+    let id = create(&t, &owner.access, "Survivor", mixed()).await;
+    let run_id = run(&t, &owner.access, &id, "CSV").await;
+    // A worker claims the job and dies before it finishes: its lease runs out.
+    let pg = t.pg().await;
+    let claimed = pg
+        .query(
+            "SELECT id FROM fahwa_jobs_claim(ARRAY['report.run'], 1, 1, 'doomed')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let worker = fahwa::background::spawn(&t.app);
+    let r = finished(&t, &owner.access, &run_id).await;
+    assert_eq!(r["data"]["reportRun"]["status"], "SUCCEEDED", "{r}");
+    let attempts: i32 = pg
+        .query_one(
+            "SELECT attempts FROM jobs WHERE payload->>'run' = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        attempts, 2,
+        "the dead worker's attempt and the one that made it"
+    );
+    drop(worker);
+}
+
+#[tokio::test]
+async fn a_run_that_cannot_write_fails_with_a_clear_error() {
+    let t = TestApp::spawn_configured(|c| {
+        c.worker = true;
+        // A path under a file: no directory can be made there, like a full or broken disk.
+        c.report_dir = std::path::PathBuf::from("/dev/null/reports");
+    })
+    .await;
+    let owner = t.sign_up("acme").await;
+    let id = create(&t, &owner.access, "Unwritable", mixed()).await;
+    let run_id = run(&t, &owner.access, &id, "CSV").await;
+    let pg = t.pg().await;
+    // Retries are spaced out; bring each one forward rather than wait.
+    let mut r = Value::Null;
+    for _ in 0..200 {
+        pg.execute("UPDATE jobs SET run_at = now() WHERE state = 'queued'", &[])
+            .await
+            .unwrap();
+        r = t
+            .op(Some(&owner.access), F, "ReportRun", json!({ "id": run_id }))
+            .await;
+        if r["data"]["reportRun"]["status"] == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let state = &r["data"]["reportRun"];
+    assert_eq!(state["status"], "FAILED", "{r}");
+    assert_eq!(state["error"], fahwa::reports::worker::FAILED);
+    assert!(state["downloadUrl"].is_null());
+    let attempts: i32 = pg
+        .query_one(
+            "SELECT attempts FROM jobs WHERE payload->>'run' = $1",
+            &[&run_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(attempts, fahwa::reports::runs::RUN_ATTEMPTS);
+}
+
+#[tokio::test]
+async fn report_run_updated_streams_to_subscribers_on_another_instance() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let viewer = t.member(&owner, "acme", "VIEWER").await;
+    let other = t.sign_up("globex").await;
+    seed(&t, &owner).await;
+    let id = create(&t, &owner.access, "Live", mixed()).await;
+    let run_id = run(&t, &owner.access, &id, "CSV").await;
+
+    // Subscribers on this instance (no worker); the worker runs on another.
+    let mut ws = Ws::connect(&t, &owner.access).await;
+    ws.subscribe("1", "ReportRunUpdated", json!({ "id": run_id }))
+        .await;
+    let (_, first) = ws.frame(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        first["payload"]["data"]["reportRunUpdated"]["status"], "QUEUED",
+        "{first}"
+    );
+    let mut viewer_ws = Ws::connect(&t, &viewer.access).await;
+    viewer_ws
+        .subscribe("v", "ReportRunUpdated", json!({ "id": run_id }))
+        .await;
+    let mut foreign = Ws::connect(&t, &other.access).await;
+    foreign
+        .subscribe("x", "ReportRunUpdated", json!({ "id": run_id }))
+        .await;
+    let refused = foreign.message(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(crate::live::ws_codes(&refused), ["NOT_FOUND"]);
+
+    let mut worker = t.peer_configured(|c| c.worker = true).await;
+    let mut seen = Vec::new();
+    ws.until(Duration::from_secs(10), |_, msg| {
+        let state = &msg["payload"]["data"]["reportRunUpdated"];
+        seen.push(state["status"].as_str().unwrap_or_default().to_string());
+        if state["status"] == "SUCCEEDED" {
+            assert!(state["downloadUrl"].is_string(), "{msg}");
+        }
+        state["status"] == "SUCCEEDED"
+    })
+    .await;
+    assert!(
+        seen.contains(&"RUNNING".to_string()) || seen.len() == 1,
+        "{seen:?}"
+    );
+    let done = ws.message(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(done["type"], "complete", "the stream ends when the run has");
+
+    // The VIEWER sees the run finish, without a link to revenue.
+    viewer_ws
+        .until(Duration::from_secs(10), |_, msg| {
+            let state = &msg["payload"]["data"]["reportRunUpdated"];
+            if state["status"] == "SUCCEEDED" {
+                assert!(state["downloadUrl"].is_null(), "{msg}");
+                assert_eq!(crate::live::ws_codes(msg), ["FORBIDDEN"], "{msg}");
+                return true;
+            }
+            false
+        })
+        .await;
+    worker.kill();
+}
