@@ -9,11 +9,11 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::auth::Role;
 
-const EMAIL: &str = "analyst@bench.example.com";
+pub const EMAIL: &str = "analyst@bench.example.com";
 const PASSWORD: &str = "bench-analyst-password";
 
-/// Signs the bench tenant's ANALYST (made the first time) in to the server at `graphql`.
-pub async fn access_token(app: &App, tenant: Uuid, graphql: &str) -> anyhow::Result<String> {
+/// The bench tenant's ANALYST, made the first time.
+pub async fn ensure(app: &App, tenant: Uuid) -> anyhow::Result<()> {
     crate::accounts::members::ensure_with_password(
         app,
         tenant,
@@ -23,6 +23,12 @@ pub async fn access_token(app: &App, tenant: Uuid, graphql: &str) -> anyhow::Res
         PASSWORD,
     )
     .await?;
+    Ok(())
+}
+
+/// Signs the bench tenant's ANALYST (made the first time) in to the server at `graphql`.
+pub async fn access_token(app: &App, tenant: Uuid, graphql: &str) -> anyhow::Result<String> {
+    ensure(app, tenant).await?;
     let query = "mutation($i: LogInInput!) { logIn(input: $i) { accessToken } }";
     let input = json!({ "tenantSlug": super::SLUG, "email": EMAIL, "password": PASSWORD });
     let answer: Value = reqwest::Client::new()

@@ -5,6 +5,7 @@
 mod live;
 mod load;
 mod member;
+mod reports;
 mod scenarios;
 mod server;
 
@@ -80,6 +81,9 @@ struct ScenarioFigures {
     mode: &'static str,
     #[serde(flatten)]
     load: LoadResult,
+    /// SQL statements the server sent per request while measured (the session check and
+    /// transaction control included).
+    statements_per_request: Option<f64>,
     server_peak_mib: Option<f64>,
 }
 
@@ -92,6 +96,7 @@ struct Report {
     live: Value,
     naive: Value,
     ingestion: Value,
+    report_run: Value,
 }
 
 const SLUG: &str = "bench";
@@ -130,6 +135,22 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
     }
     let key = api_key(&app, tenant, "READ").await?;
     let end = Utc::now().duration_trunc(chrono::Duration::days(1))?;
+    member::ensure(&app, tenant).await?;
+    let report = reports::prepare(&app, tenant, member::EMAIL).await?;
+    let mut all = scenarios::all(end);
+    all.push(scenarios::Scenario {
+        name: "Reports, a page of 100",
+        body: json!({ "query": reports::LIST, "variables": { "first": reports::REPORTS } }),
+    });
+    all.push(scenarios::Scenario {
+        name: "ReportData, 8 widgets",
+        body: json!({ "query": reports::DATA, "variables": { "id": report } }),
+    });
+    let wants_run = opts
+        .only
+        .as_deref()
+        .is_none_or(|o| "Report run".contains(o));
+    let mut report_run = Value::Null;
 
     let mut figures = Vec::new();
     for (mode, cache) in [("cold", false), ("warm", true)] {
@@ -140,7 +161,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
             true => member::access_token(&app, tenant, &gql).await?,
             false => key.clone(),
         };
-        for s in scenarios::all(end) {
+        for s in &all {
             if opts.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
                 continue;
             }
@@ -156,6 +177,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
                 usize::MAX,
             )
             .await;
+            let sent_before = server.statements().await;
             let result = load::run(
                 &gql,
                 &key,
@@ -165,10 +187,16 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
                 usize::MAX,
             )
             .await;
+            let statements = match (sent_before, server.statements().await) {
+                (Some(a), Some(b)) if result.requests > 0 => {
+                    Some((b - a) as f64 / result.requests as f64)
+                }
+                _ => None,
+            };
             say(
                 &opts,
                 format!(
-                    "{:<36} {mode:<4}  {:>6} req  {:>8.1}/s  p50 {:>8.1} ms  p95 {:>8.1} ms  p99 {:>8.1} ms  errors {}  server peak {:.0} MiB",
+                    "{:<36} {mode:<4}  {:>6} req  {:>8.1}/s  p50 {:>8.1} ms  p95 {:>8.1} ms  p99 {:>8.1} ms  errors {}  {:.1} statements/req  server peak {:.0} MiB",
                     s.name,
                     result.requests,
                     result.throughput,
@@ -176,6 +204,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
                     result.p95_ms,
                     result.p99_ms,
                     result.errors,
+                    statements.unwrap_or(f64::NAN),
                     server.peak_rss_mib().unwrap_or(0.0)
                 ),
             );
@@ -183,8 +212,24 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
                 scenario: s.name.to_string(),
                 mode,
                 load: result,
+                statements_per_request: statements,
                 server_peak_mib: server.peak_rss_mib(),
             });
+        }
+        if mode == "warm" && wants_run {
+            let token = member::access_token(&app, tenant, &gql).await?;
+            let figures = reports::run_to_csv(&gql, &token, report).await?;
+            say(
+                &opts,
+                format!(
+                    "Report run of 8 widgets to CSV: succeeded after {:.3} s, downloaded after {:.3} s ({} rows, {} bytes)",
+                    figures["seconds_to_succeeded"].as_f64().unwrap_or_default(),
+                    figures["seconds_end_to_end"].as_f64().unwrap_or_default(),
+                    figures["rows"],
+                    figures["bytes"]
+                ),
+            );
+            report_run = figures;
         }
         server.stop().await;
     }
@@ -210,6 +255,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
             live,
             naive,
             ingestion,
+            report_run,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

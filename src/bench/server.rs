@@ -27,6 +27,10 @@ impl Server {
             .env("FAHWA_JWT_SECRET", crate::auth::secrets::generate("bench-"))
             .env("FAHWA_METRIC_CACHE", metric_cache.to_string())
             .env("FAHWA_DB_POOL_SIZE", "16")
+            .env(
+                "FAHWA_REPORT_DIR",
+                std::env::temp_dir().join(format!("fahwa-bench-reports-{port}")),
+            )
             .env("RUST_LOG", "warn")
             .env_remove("FAHWA_REDIS_URL")
             .stdout(Stdio::null())
@@ -46,6 +50,20 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         anyhow::bail!("the server did not become ready")
+    }
+
+    /// SQL statements the server has sent so far (its `/metrics`).
+    pub async fn statements(&self) -> Option<u64> {
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("fahwa_db_statements_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map(|v| v as u64)
     }
 
     /// Peak resident memory so far (VmHWM), in MiB.

@@ -73,6 +73,37 @@ pub async fn ensure(app: &App) -> anyhow::Result<()> {
             report.events, report.revenue_changes, opts.users, opts.days
         );
     }
+    let analyst = PEOPLE[2].2;
+    let made = app
+        .db
+        .tenant(tenant_id, |conn| {
+            async move {
+                let (_, reports) = crate::db::reports::ReportEntry::page(conn, None, 1).await?;
+                let Some(owner) =
+                    crate::db::members::MemberRow::find_active_by_email(conn, analyst).await?
+                else {
+                    return Ok(false);
+                };
+                if reports > 0 {
+                    return Ok(false);
+                }
+                let widgets = crate::reports::spec::kpi_widgets();
+                crate::reports::manage::insert_seeded(
+                    conn,
+                    tenant_id,
+                    owner.id,
+                    "Key figures",
+                    widgets,
+                )
+                .await?;
+                Ok(true)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    if made {
+        println!("demo report: \"Key figures\", 8 widgets, owned by the ANALYST");
+    }
     println!("\nDemo tenant ready. Log in at the playground with tenantSlug \"{DEMO_SLUG}\":");
     for (role, _, email, pass) in PEOPLE {
         println!("  {:<8} {email:<26} {pass}", role.as_str());

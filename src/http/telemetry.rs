@@ -55,6 +55,7 @@ pub async fn render(State(state): State<HttpState>) -> Response {
     metrics::gauge!("fahwa_db_pool_connections").set(f64::from(pool.connections));
     metrics::gauge!("fahwa_db_pool_idle_connections").set(f64::from(pool.idle_connections));
     metrics::gauge!("fahwa_db_pool_max_connections").set(f64::from(state.app.config.db_pool_size));
+    metrics::counter!("fahwa_db_statements_total").absolute(state.app.db.statement_count());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         render_text(),

@@ -275,3 +275,27 @@ async fn set_schedule(
     };
     ScheduleRow::set(conn, report, Some(&row)).await
 }
+
+/// A report written as it is, with no member acting and no audit record: for seeding (the demo
+/// tenant, the benchmark), never for requests.
+pub async fn insert_seeded(
+    conn: &mut Conn,
+    tenant: Uuid,
+    owner: Uuid,
+    name: &str,
+    widgets: Vec<WidgetSpec>,
+) -> AppResult<Uuid> {
+    let now = Utc::now();
+    let row = ReportRow {
+        id: Uuid::now_v7(),
+        tenant_id: tenant,
+        owner_id: owner,
+        name: name.to_string(),
+        description: Some("Engagement and revenue, by day and by month".into()),
+        created_at: now,
+        updated_at: now,
+    };
+    ReportRow::insert(conn, &row).await?;
+    WidgetRow::replace(conn, row.id, &spec::widget_rows(tenant, row.id, &widgets)).await?;
+    Ok(row.id)
+}

@@ -86,6 +86,35 @@ pub fn widgets(given: Vec<WidgetSpec>, tz: Tz, now: DateTime<Utc>) -> AppResult<
         .collect()
 }
 
+/// A report of key figures (the demo's and the benchmark's): engagement and revenue, by day
+/// over 90 days and by month over 12 months.
+pub fn kpi_widgets() -> Vec<WidgetSpec> {
+    use Granularity::{Day, Month};
+    use MetricKey::*;
+    use RelativeRange::{Last12Months, Last90Days};
+    [
+        (ActiveUsers, Day, Last90Days),
+        (NewUsers, Day, Last90Days),
+        (Events, Day, Last90Days),
+        (Mrr, Day, Last90Days),
+        (ActiveUsers, Month, Last12Months),
+        (Events, Month, Last12Months),
+        (Mrr, Month, Last12Months),
+        (NetNewMrr, Month, Last12Months),
+    ]
+    .into_iter()
+    .map(|(metric, granularity, range)| WidgetSpec {
+        title: format!("{metric:?} by {granularity:?}"),
+        query: WidgetQuery {
+            metric,
+            granularity,
+            range,
+            event_name: None,
+        },
+    })
+    .collect()
+}
+
 /// Rows for `widgets` of `report`, in their order.
 pub fn widget_rows(tenant: Uuid, report: Uuid, widgets: &[WidgetSpec]) -> Vec<WidgetRow> {
     widgets
