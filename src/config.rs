@@ -22,6 +22,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the connection to the SMTP server is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain SMTP upgraded with STARTTLS, which must succeed (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on the same host or network (and tests).
+    None,
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Config {
     pub database_url: String,
@@ -85,7 +97,7 @@ pub struct Config {
     /// SMTP server for scheduled reports; without it runs are stored but not mailed.
     pub smtp_host: Option<String>,
     pub smtp_port: u16,
-    pub smtp_security: crate::mail::SmtpSecurity,
+    pub smtp_security: SmtpSecurity,
     pub smtp_username: Option<String>,
     pub smtp_password: Option<String>,
     /// The sender of report mail, e.g. `Fahwa Reports <reports@example.com>`.
@@ -168,7 +180,7 @@ impl Default for Config {
             report_retention_days: 30,
             smtp_host: None,
             smtp_port: 587,
-            smtp_security: crate::mail::SmtpSecurity::Starttls,
+            smtp_security: SmtpSecurity::Starttls,
             smtp_username: None,
             smtp_password: None,
             smtp_from: "Fahwa Reports <reports@localhost>".into(),

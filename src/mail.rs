@@ -6,21 +6,8 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
-
-/// How the connection to the SMTP server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpSecurity {
-    /// Plain SMTP upgraded with STARTTLS, which must succeed (port 587).
-    Starttls,
-    /// TLS from the first byte (port 465).
-    Tls,
-    /// No encryption: only for a relay on the same host or network (and tests).
-    None,
-}
+use crate::config::{Config, SmtpSecurity};
 
 #[derive(Clone)]
 pub struct Mailer {

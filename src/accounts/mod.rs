@@ -31,6 +31,15 @@ pub struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
+    /// The caller as a member acting on saved reports.
+    pub fn reports(&self) -> crate::reports::Acting<'a> {
+        crate::reports::Acting {
+            services: &self.app.reports,
+            principal: self.principal,
+            meta: self.meta,
+        }
+    }
+
     /// The caller as a writer of data (events, revenue changes, rates).
     pub fn writer(&self) -> crate::ingestion::Writer<'a> {
         crate::ingestion::Writer {

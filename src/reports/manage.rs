@@ -9,8 +9,7 @@ use uuid::Uuid;
 
 use super::data::zone;
 use super::spec::{self, WidgetQuery, WidgetSpec};
-use super::{ReportFormat, Stored, schedule};
-use crate::accounts::Caller;
+use super::{Acting, ReportFormat, Stored, access, schedule};
 use crate::auth::{MemberClaims, Role, acting};
 use crate::db::Conn;
 use crate::db::audit::{self, Actor, AuditEntry, RequestMeta};
@@ -75,14 +74,14 @@ async fn record(
     .await
 }
 
-pub async fn create(caller: &Caller<'_>, new: NewReport) -> AppResult<ReportEntry> {
-    let actor = caller.principal.member_at_least(Role::Analyst)?.clone();
+pub async fn create(acting: &Acting<'_>, new: NewReport) -> AppResult<ReportEntry> {
+    let actor = acting.principal.member_at_least(Role::Analyst)?.clone();
     let name = validate::name(&new.name, "input.name")?;
     let description = spec::description(new.description)?;
-    let meta = caller.meta;
+    let meta = acting.meta;
     let tenant = actor.tenant_id;
-    caller
-        .app
+    acting
+        .services
         .db
         .tenant(tenant, |conn| {
             async move {
@@ -117,42 +116,26 @@ pub async fn create(caller: &Caller<'_>, new: NewReport) -> AppResult<ReportEntr
         .await
 }
 
-/// The report, locked, if the member (with the role the database knows now) may change it.
-pub(super) async fn editable(
-    conn: &mut Conn,
-    actor: &MemberClaims,
-    id: Uuid,
-) -> AppResult<ReportRow> {
-    let role = acting::member_at_least(conn, actor, Role::Analyst).await?;
-    let report = ReportRow::lock(conn, id).await?;
-    if report.owner_id != actor.member_id && !role.at_least(Role::Admin) {
-        return Err(AppError::forbidden(
-            "ANALYSTs change only their own reports; this needs the ADMIN role or higher",
-        ));
-    }
-    Ok(report)
-}
-
 pub async fn update(
-    caller: &Caller<'_>,
+    acting: &Acting<'_>,
     id: &str,
     changes: ReportChanges,
 ) -> AppResult<ReportEntry> {
-    let actor = caller.principal.member_at_least(Role::Analyst)?.clone();
+    let actor = acting.principal.member_at_least(Role::Analyst)?.clone();
     let id = validate::uuid(id, "id")?;
     let name = changes
         .name
         .map(|n| validate::name(&n, "input.name"))
         .transpose()?;
     let description = changes.description.map(spec::description).transpose()?;
-    let meta = caller.meta;
+    let meta = acting.meta;
     let tenant = actor.tenant_id;
-    caller
-        .app
+    acting
+        .services
         .db
         .tenant(tenant, |conn| {
             async move {
-                let report = editable(conn, &actor, id).await?;
+                let report = access::editable(conn, &actor, id).await?;
                 let mut changed: Vec<&str> = Vec::new();
                 let tz = tenant_zone(conn, tenant).await?;
                 if let Some(given) = changes.widgets {
@@ -195,17 +178,17 @@ pub async fn update(
 }
 
 /// Deletes the report with its widgets, schedule and runs, then its runs' files.
-pub async fn delete(caller: &Caller<'_>, id: &str) -> AppResult<()> {
-    let actor = caller.principal.member_at_least(Role::Analyst)?.clone();
+pub async fn delete(acting: &Acting<'_>, id: &str) -> AppResult<()> {
+    let actor = acting.principal.member_at_least(Role::Analyst)?.clone();
     let id = validate::uuid(id, "id")?;
-    let meta = caller.meta;
+    let meta = acting.meta;
     let tenant = actor.tenant_id;
-    let files = caller
-        .app
+    let files = acting
+        .services
         .db
         .tenant(tenant, |conn| {
             async move {
-                let report = editable(conn, &actor, id).await?;
+                let report = access::editable(conn, &actor, id).await?;
                 let files = crate::db::reports::RunRow::files_of_report(conn, id).await?;
                 ReportRow::delete(conn, id).await?;
                 let details = json!({ "name": report.name, "files": files.len() });
@@ -217,7 +200,7 @@ pub async fn delete(caller: &Caller<'_>, id: &str) -> AppResult<()> {
         .await?;
     // After the commit: a file left behind by a failure here is still swept by retention.
     for key in files {
-        if let Err(e) = caller.app.reports.storage.delete(&key).await {
+        if let Err(e) = acting.services.storage.delete(&key).await {
             e.report("reports: deleting a deleted report's file");
         }
     }

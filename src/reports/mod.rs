@@ -2,6 +2,7 @@
 //! analytics engine and its cache, runs rendered to files on the job queue, signed links to
 //! those files, schedules, and mail.
 
+pub mod access;
 pub mod data;
 pub mod links;
 pub mod manage;
@@ -52,6 +53,13 @@ impl Services {
             revenue_index: self.revenue_index.as_ref(),
         }
     }
+}
+
+/// A member acting on reports in one request: what `manage` and `runs` need of it.
+pub struct Acting<'a> {
+    pub services: &'a Services,
+    pub principal: &'a crate::auth::Principal,
+    pub meta: &'a crate::db::audit::RequestMeta,
 }
 
 /// How links to report files are made.

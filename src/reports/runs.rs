@@ -6,8 +6,7 @@ use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ReportFormat, Services, Stored};
-use crate::accounts::Caller;
+use super::{Acting, ReportFormat, Services, Stored};
 use crate::auth::Role;
 use crate::db::Conn;
 use crate::db::audit::{self, Actor, AuditEntry};
@@ -49,17 +48,17 @@ pub async fn announce(services: &Services, run: &RunRow) {
 }
 
 /// `runReport`: ANALYSTs their own reports, ADMIN and OWNER any.
-pub async fn request(caller: &Caller<'_>, id: &str, format: ReportFormat) -> AppResult<RunRow> {
-    let actor = caller.principal.member_at_least(Role::Analyst)?.clone();
+pub async fn request(acting: &Acting<'_>, id: &str, format: ReportFormat) -> AppResult<RunRow> {
+    let actor = acting.principal.member_at_least(Role::Analyst)?.clone();
     let id = validate::uuid(id, "id")?;
-    let meta = caller.meta;
+    let meta = acting.meta;
     let tenant = actor.tenant_id;
-    let run = caller
-        .app
+    let run = acting
+        .services
         .db
         .tenant(tenant, |conn| {
             async move {
-                let report = super::manage::editable(conn, &actor, id).await?;
+                let report = super::access::editable(conn, &actor, id).await?;
                 let run = RunRow::insert(
                     conn,
                     &NewRun {
@@ -92,6 +91,6 @@ pub async fn request(caller: &Caller<'_>, id: &str, format: ReportFormat) -> App
             .scope_boxed()
         })
         .await?;
-    announce(&caller.app.reports, &run).await;
+    announce(acting.services, &run).await;
     Ok(run)
 }

@@ -93,18 +93,18 @@ pub fn kpi_widgets() -> Vec<WidgetSpec> {
     use MetricKey::*;
     use RelativeRange::{Last12Months, Last90Days};
     [
-        (ActiveUsers, Day, Last90Days),
-        (NewUsers, Day, Last90Days),
-        (Events, Day, Last90Days),
-        (Mrr, Day, Last90Days),
-        (ActiveUsers, Month, Last12Months),
-        (Events, Month, Last12Months),
-        (Mrr, Month, Last12Months),
-        (NetNewMrr, Month, Last12Months),
+        ("Daily active users", ActiveUsers, Day, Last90Days),
+        ("New users by day", NewUsers, Day, Last90Days),
+        ("Events by day", Events, Day, Last90Days),
+        ("MRR by day", Mrr, Day, Last90Days),
+        ("Monthly active users", ActiveUsers, Month, Last12Months),
+        ("Events by month", Events, Month, Last12Months),
+        ("MRR by month", Mrr, Month, Last12Months),
+        ("Net new MRR by month", NetNewMrr, Month, Last12Months),
     ]
     .into_iter()
-    .map(|(metric, granularity, range)| WidgetSpec {
-        title: format!("{metric:?} by {granularity:?}"),
+    .map(|(title, metric, granularity, range)| WidgetSpec {
+        title: title.to_string(),
         query: WidgetQuery {
             metric,
             granularity,

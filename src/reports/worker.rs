@@ -156,8 +156,10 @@ impl Handler for RenderRun {
                 .scope_boxed()
             })
             .await?;
-        if let Some(run) = done {
-            runs::announce(s, &run).await;
+        match done {
+            Some(run) => runs::announce(s, &run).await,
+            // The report (and the run with it) was deleted meanwhile: no run names the file.
+            None => s.storage.delete(key).await?,
         }
         Ok(())
     }

@@ -182,7 +182,7 @@ fn with_mail(sink: &SmtpSink) -> impl FnOnce(&mut fahwa::Config) + '_ {
         c.worker = true;
         c.smtp_host = Some("127.0.0.1".into());
         c.smtp_port = sink.port;
-        c.smtp_security = fahwa::mail::SmtpSecurity::None;
+        c.smtp_security = fahwa::config::SmtpSecurity::None;
         c.smtp_from = "Fahwa <reports@fahwa.test>".into();
         c.schedule_tick_ms = 50;
     }

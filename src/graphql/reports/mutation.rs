@@ -90,7 +90,7 @@ impl ReportMutation {
             widgets: input.widgets.into_iter().map(Into::into).collect(),
             schedule: input.schedule.map(Into::into),
         };
-        let entry = manage::create(&caller(ctx), new).await?;
+        let entry = manage::create(&caller(ctx).reports(), new).await?;
         Ok(Report::fed(ctx, entry).await)
     }
 
@@ -117,14 +117,14 @@ impl ReportMutation {
                 MaybeUndefined::Value(s) => Some(Some(s.into())),
             },
         };
-        let entry = manage::update(&caller(ctx), &id, changes).await?;
+        let entry = manage::update(&caller(ctx).reports(), &id, changes).await?;
         Ok(Report::fed(ctx, entry).await)
     }
 
     /// Deletes the report with its schedule, runs and their files. ANALYSTs their own reports,
     /// ADMIN and OWNER any.
     async fn delete_report(&self, ctx: &Context<'_>, id: ID) -> Result<bool> {
-        manage::delete(&caller(ctx), &id).await?;
+        manage::delete(&caller(ctx).reports(), &id).await?;
         Ok(true)
     }
 
@@ -136,7 +136,7 @@ impl ReportMutation {
         id: ID,
         format: ReportFormat,
     ) -> Result<ReportRun> {
-        let run = crate::reports::runs::request(&caller(ctx), &id, format).await?;
+        let run = crate::reports::runs::request(&caller(ctx).reports(), &id, format).await?;
         Ok(ReportRun(run))
     }
 }
