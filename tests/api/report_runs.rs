@@ -497,3 +497,132 @@ async fn report_run_updated_streams_to_subscribers_on_another_instance() {
         .await;
     worker.kill();
 }
+
+#[tokio::test]
+async fn fahwa_worker_runs_jobs_as_a_process_of_its_own() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let id = create(&t, &owner.access, "By the worker", mixed()).await;
+    let run_id = run(&t, &owner.access, &id, "JSON").await;
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_fahwa"))
+        .arg("worker")
+        .env("FAHWA_DATABASE_URL", &t.db_url)
+        .env("FAHWA_JWT_SECRET", t.jwt_secret())
+        .env("FAHWA_REPORT_DIR", &t.app.config.report_dir)
+        .env_remove("FAHWA_REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let r = finished(&t, &owner.access, &run_id).await;
+    assert_eq!(r["data"]["reportRun"]["status"], "SUCCEEDED", "{r}");
+    // The server signs the link with the same key, and serves the worker's file.
+    let link = r["data"]["reportRun"]["downloadUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, kind, _) = download(&t, &link).await;
+    assert_eq!((status, kind.as_str()), (200, "application/json"));
+    let pid = worker.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "a stopped worker exits cleanly: {exit:?}");
+}
+
+/// What each role may do with a report another member owns, operation by operation, as the
+/// contract's role table says.
+#[tokio::test]
+async fn every_operation_for_every_role() {
+    let t = with_worker().await;
+    let owner = t.sign_up("acme").await;
+    let admin = t.member(&owner, "acme", "ADMIN").await;
+    let analyst = t.member(&owner, "acme", "ANALYST").await;
+    let viewer = t.member(&owner, "acme", "VIEWER").await;
+    let author = t.member(&owner, "acme", "ANALYST").await;
+    // (who, may write, may write others' reports, may read revenue)
+    let roles = [
+        (&owner, true, true, true),
+        (&admin, true, true, true),
+        (&analyst, true, false, true),
+        (&viewer, false, false, false),
+    ];
+    for (who, writes, writes_others, revenue) in roles {
+        let theirs = create(&t, &author.access, "Another's", mixed()).await;
+        let code = |r: &Value| codes(r).first().cloned().unwrap_or_else(|| "OK".into());
+        let expect = |allowed: bool| if allowed { "OK" } else { "FORBIDDEN" };
+
+        let r = t
+            .op(
+                Some(&who.access),
+                F,
+                "CreateReport",
+                json!({ "input": { "name": "Own", "widgets": mixed() } }),
+            )
+            .await;
+        assert_eq!(code(&r), expect(writes), "CreateReport: {r}");
+        let r = t
+            .op(Some(&who.access), F, "Reports", json!({ "first": 5 }))
+            .await;
+        assert_eq!(code(&r), "OK", "Reports: {r}");
+        let r = t
+            .op(Some(&who.access), F, "ReportData", json!({ "id": theirs }))
+            .await;
+        assert!(
+            r["data"]["report"]["widgets"][0]["data"]["total"].is_number(),
+            "{r}"
+        );
+        assert_eq!(
+            r["data"]["report"]["widgets"][1]["data"].is_null(),
+            !revenue,
+            "{r}"
+        );
+        let r = t
+            .op(
+                Some(&who.access),
+                F,
+                "UpdateReport",
+                json!({ "id": theirs, "input": { "name": "Renamed" } }),
+            )
+            .await;
+        assert_eq!(code(&r), expect(writes_others), "UpdateReport: {r}");
+        let r = attempt(&t, who, &theirs, "CSV").await;
+        assert_eq!(code(&r), expect(writes_others), "RunReport: {r}");
+
+        // Every role reads a run of the report and follows it.
+        let run_id = run(&t, &author.access, &theirs, "CSV").await;
+        let mut ws = Ws::connect(&t, &who.access).await;
+        ws.subscribe("1", "ReportRunUpdated", json!({ "id": run_id }))
+            .await;
+        ws.until(Duration::from_secs(10), |_, msg| {
+            msg["payload"]["data"]["reportRunUpdated"]["status"] == "SUCCEEDED"
+        })
+        .await;
+        let r = t
+            .op(Some(&who.access), F, "ReportRun", json!({ "id": run_id }))
+            .await;
+        assert_eq!(r["data"]["reportRun"]["status"], "SUCCEEDED");
+        assert_eq!(
+            r["data"]["reportRun"]["downloadUrl"].is_string(),
+            revenue,
+            "{r}"
+        );
+
+        let r = t
+            .op(
+                Some(&who.access),
+                F,
+                "DeleteReport",
+                json!({ "id": theirs }),
+            )
+            .await;
+        assert_eq!(code(&r), expect(writes_others), "DeleteReport: {r}");
+    }
+}
