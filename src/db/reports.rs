@@ -89,6 +89,9 @@ pub struct NewRun {
 #[derive(Debug, Clone)]
 pub struct ReportEntry {
     pub report: ReportRow,
+    /// The tenant's data version in the same snapshot: a response that shows this report may
+    /// be cached under it (report changes bump it too).
+    pub data_version: i64,
     pub widgets: Vec<WidgetRow>,
     pub last_run: Option<RunRow>,
     pub schedule: Option<ScheduleRow>,
@@ -106,6 +109,8 @@ struct EntryRow {
     schedule: Option<serde_json::Value>,
     #[diesel(sql_type = BigInt)]
     total: i64,
+    #[diesel(sql_type = BigInt)]
+    data_version: i64,
 }
 
 /// Reports newest first (ids are time-ordered), with their widgets, newest run and schedule.
@@ -113,6 +118,7 @@ struct EntryRow {
 const ENTRIES: &str = "
 SELECT r.id, r.tenant_id, r.owner_id, r.name, r.description, r.created_at, r.updated_at,
        (SELECT count(*) FROM reports) AS total,
+       (SELECT u.data_version FROM tenant_usage u WHERE u.tenant_id = r.tenant_id) AS data_version,
        (SELECT coalesce(jsonb_agg(to_jsonb(w) ORDER BY w.position), '[]'::jsonb)
           FROM report_widgets w WHERE w.report_id = r.id) AS widgets,
        (SELECT to_jsonb(x) FROM report_runs x WHERE x.report_id = r.id
@@ -177,6 +183,7 @@ impl ReportEntry {
     fn from_row(row: EntryRow) -> AppResult<ReportEntry> {
         Ok(ReportEntry {
             report: row.report,
+            data_version: row.data_version,
             widgets: decode(row.widgets)?,
             last_run: row.last_run.map(decode).transpose()?,
             schedule: row.schedule.map(decode).transpose()?,

@@ -193,22 +193,27 @@ pub struct WidgetDataLoader {
 }
 
 impl Loader<WidgetQuery> for WidgetDataLoader {
-    type Value = Series;
+    /// The series and the data version it was computed at.
+    type Value = (Series, i64);
     type Error = Arc<AppError>;
 
     async fn load(
         &self,
         keys: &[WidgetQuery],
-    ) -> Result<HashMap<WidgetQuery, Series>, Self::Error> {
+    ) -> Result<HashMap<WidgetQuery, (Series, i64)>, Self::Error> {
         let tenant = self.tenant.ok_or(AppError::NotFound("report"))?;
         let reading = crate::reports::data::Reading {
             db: &self.app.db,
             cache: self.app.config.metric_cache.then_some(&self.app.kv),
             revenue_index: self.app.revenue_index.as_ref(),
         };
-        let series =
+        let (version, series) =
             crate::reports::data::series(reading, tenant, keys, chrono::Utc::now()).await?;
-        Ok(keys.iter().cloned().zip(series).collect())
+        Ok(keys
+            .iter()
+            .cloned()
+            .zip(series.into_iter().map(|s| (s, version)))
+            .collect())
     }
 }
 

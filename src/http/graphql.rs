@@ -230,7 +230,7 @@ async fn execute(
     }
     let storable = probe
         .as_ref()
-        .filter(|_| response_cache::reads_only_analytics(doc, operation.as_deref()));
+        .filter(|_| response_cache::cacheable(doc, operation.as_deref()));
     let read = Arc::new(VersionsRead::default());
     request.data = request_data(&state.app, principal, meta);
     request.data.insert(read.clone());

@@ -3,9 +3,12 @@
 //! key-value round trip (the tenant's mirrored version and the stored response together) and no
 //! GraphQL work at all; a response is served only while its version is the tenant's current one.
 //!
-//! Only queries whose every root field is `analytics` are stored: other fields (members, keys,
-//! settings) change without a data version bump. The audience (member role, or key scopes) is
-//! part of the key, so that a field a role may not read is never served from another's answer.
+//! Only queries whose every root field is `analytics` or `report` are stored: other fields
+//! (members, keys, settings) change without a data version bump. A saved report's changes bump
+//! it; its runs, schedule and owner do not, so a query that mentions them is not stored, and
+//! its widgets' ranges end with today in the tenant's zone, so its key holds the quarter hour
+//! (every zone's midnight falls on one). The audience (member role, or key scopes) is part of
+//! the key, so that a field a role may not read is never served from another's answer.
 
 use std::sync::Arc;
 
@@ -46,6 +49,9 @@ impl Default for Recent {
     }
 }
 
+/// What a report shows that changes without a data version bump.
+const NOT_VERSIONED: [&str; 4] = ["lastRun", "runs", "schedule", "owner"];
+
 /// One request's place in the cache.
 pub struct Probe<'a> {
     kv: &'a Kv,
@@ -74,16 +80,26 @@ impl<'a> Probe<'a> {
         request: &async_graphql::Request,
     ) -> Option<Probe<'a>> {
         let kv = kv?;
+        let text = &request.query;
         // Anything else (mutations, settings, sign-in) would only ever miss: no round trip.
-        if !request.query.contains("analytics") {
+        let report = text.contains("report");
+        if !text.contains("analytics") && !report {
+            return None;
+        }
+        if report && NOT_VERSIONED.iter().any(|field| text.contains(field)) {
             return None;
         }
         let (tenant, audience) = audience(principal)?;
+        let quarter = match report {
+            true => (chrono::Utc::now().timestamp() / 900).to_string(),
+            false => String::new(),
+        };
         let mut hash = Sha256::new();
         for part in [
             audience.as_bytes(),
             request.query.as_bytes(),
             request.operation_name.as_deref().unwrap_or("").as_bytes(),
+            quarter.as_bytes(),
         ] {
             hash.update((part.len() as u64).to_be_bytes());
             hash.update(part);
@@ -170,9 +186,9 @@ fn unpack(stored: &[u8], current: i64) -> Option<Vec<u8>> {
     (version == current).then(|| body.to_vec())
 }
 
-/// Whether the operation the request runs is a query that selects `analytics` alone (and
-/// `__typename`) at its root. Anything else, fragments at the root included, is not stored.
-pub fn reads_only_analytics(doc: &ExecutableDocument, wanted: Option<&str>) -> bool {
+/// Whether the operation the request runs is a query that selects only `analytics` and `report`
+/// (and `__typename`) at its root. Anything else, fragments at the root included, is not stored.
+pub fn cacheable(doc: &ExecutableDocument, wanted: Option<&str>) -> bool {
     let mut chosen = doc
         .operations
         .iter()
@@ -190,8 +206,10 @@ pub fn reads_only_analytics(doc: &ExecutableDocument, wanted: Option<&str>) -> b
             .iter()
             .all(|s| match &s.node {
                 Selection::Field(f) => {
-                    matches!(f.node.name.node.as_str(), "analytics" | "__typename")
-                        && f.node.directives.is_empty()
+                    matches!(
+                        f.node.name.node.as_str(),
+                        "analytics" | "report" | "__typename"
+                    ) && f.node.directives.is_empty()
                 }
                 _ => false,
             })
@@ -214,7 +232,7 @@ mod tests {
 
     fn reads_only_analytics(request: &async_graphql::Request) -> bool {
         async_graphql::parser::parse_query(&request.query)
-            .is_ok_and(|doc| super::reads_only_analytics(&doc, request.operation_name.as_deref()))
+            .is_ok_and(|doc| super::cacheable(&doc, request.operation_name.as_deref()))
     }
 
     #[test]
@@ -242,6 +260,31 @@ mod tests {
             None
         )));
         assert!(!reads_only_analytics(&request("query {", None)));
+        assert!(reads_only_analytics(&request(
+            "query R { report(id: \"x\") { name } }",
+            None
+        )));
+        assert!(!reads_only_analytics(&request(
+            "query { reports { totalCount } }",
+            None
+        )));
+    }
+
+    #[test]
+    fn report_answers_that_show_unversioned_fields_are_not_stored() {
+        let kv = Kv::memory();
+        let reader = Principal::ApiKey(ApiKeyPrincipal {
+            key_id: Uuid::new_v4(),
+            tenant_id: Uuid::new_v4(),
+            scopes: vec![ApiKeyScope::Read],
+        });
+        let probe = |q: &str| Probe::new(Some(&kv), &reader, &request(q, None)).is_some();
+        assert!(probe(
+            "{ report(id: \"x\") { widgets { data { total } } } }"
+        ));
+        assert!(!probe("{ report(id: \"x\") { lastRun { status } } }"));
+        assert!(!probe("{ report(id: \"x\") { owner { name } } }"));
+        assert!(!probe("{ report(id: \"x\") { schedule { cron } } }"));
     }
 
     fn member(tenant: Uuid, role: Role, operator: bool) -> Principal {

@@ -71,13 +71,14 @@ pub fn zone(name: &str) -> Tz {
     name.parse().unwrap_or(Tz::UTC)
 }
 
-/// The series of each query, in order, for `tenant` as of `now`.
+/// The series of each query, in order, for `tenant` as of `now`, and the data version they
+/// were computed at.
 pub async fn series(
     reading: Reading<'_>,
     tenant: Uuid,
     queries: &[WidgetQuery],
     now: DateTime<Utc>,
-) -> AppResult<Vec<Series>> {
+) -> AppResult<(i64, Vec<Series>)> {
     let context = crate::events::rollups::settled_context(reading.db, tenant).await?;
     let tz = zone(&context.timezone);
     let version = context.data_version;
@@ -98,7 +99,10 @@ pub async fn series(
     for (i, s) in try_join_all(work).await?.into_iter().flatten() {
         out[i] = Some(s);
     }
-    Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+    Ok((
+        version,
+        out.into_iter().map(Option::unwrap_or_default).collect(),
+    ))
 }
 
 /// The series of `queries[members]`, which share `window`.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::data::zone;
 use super::spec::{self, WidgetQuery, WidgetSpec};
 use super::{Acting, ReportFormat, Stored, access, schedule};
+use crate::analytics::versions;
 use crate::auth::{MemberClaims, Role, acting};
 use crate::db::Conn;
 use crate::db::audit::{self, Actor, AuditEntry, RequestMeta};
@@ -80,7 +81,7 @@ pub async fn create(acting: &Acting<'_>, new: NewReport) -> AppResult<ReportEntr
     let description = spec::description(new.description)?;
     let meta = acting.meta;
     let tenant = actor.tenant_id;
-    acting
+    let entry = acting
         .services
         .db
         .tenant(tenant, |conn| {
@@ -109,11 +110,14 @@ pub async fn create(acting: &Acting<'_>, new: NewReport) -> AppResult<ReportEntr
                 let details =
                     json!({ "name": row.name, "widgets": widgets.len(), "scheduled": scheduled });
                 record(conn, meta, &actor, "report.create", row.id, details).await?;
+                changed_version(conn, tenant).await?;
                 ReportEntry::find(conn, row.id).await
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    announce(acting, &entry).await;
+    Ok(entry)
 }
 
 pub async fn update(
@@ -130,7 +134,7 @@ pub async fn update(
     let description = changes.description.map(spec::description).transpose()?;
     let meta = acting.meta;
     let tenant = actor.tenant_id;
-    acting
+    let entry = acting
         .services
         .db
         .tenant(tenant, |conn| {
@@ -170,11 +174,14 @@ pub async fn update(
                 ReportRow::rename(conn, id, &name, description.as_deref()).await?;
                 let details = json!({ "name": name, "changed": changed });
                 record(conn, meta, &actor, "report.update", id, details).await?;
+                changed_version(conn, tenant).await?;
                 ReportEntry::find(conn, id).await
             }
             .scope_boxed()
         })
-        .await
+        .await?;
+    announce(acting, &entry).await;
+    Ok(entry)
 }
 
 /// Deletes the report with its widgets, schedule and runs, then its runs' files.
@@ -183,7 +190,7 @@ pub async fn delete(acting: &Acting<'_>, id: &str) -> AppResult<()> {
     let id = validate::uuid(id, "id")?;
     let meta = acting.meta;
     let tenant = actor.tenant_id;
-    let files = acting
+    let (files, version) = acting
         .services
         .db
         .tenant(tenant, |conn| {
@@ -193,11 +200,13 @@ pub async fn delete(acting: &Acting<'_>, id: &str) -> AppResult<()> {
                 ReportRow::delete(conn, id).await?;
                 let details = json!({ "name": report.name, "files": files.len() });
                 record(conn, meta, &actor, "report.delete", id, details).await?;
-                Ok(files)
+                let version = changed_version(conn, tenant).await?;
+                Ok((files, version))
             }
             .scope_boxed()
         })
         .await?;
+    versions::announce(acting.services.cache.as_ref(), tenant, version).await;
     // After the commit: a file left behind by a failure here is still swept by retention.
     for key in files {
         if let Err(e) = acting.services.storage.delete(&key).await {
@@ -281,4 +290,20 @@ pub async fn insert_seeded(
     ReportRow::insert(conn, &row).await?;
     WidgetRow::replace(conn, row.id, &spec::widget_rows(tenant, row.id, &widgets)).await?;
     Ok(row.id)
+}
+
+/// Reports are part of what a cached response shows: a change to one moves the tenant's data
+/// version like new data does (last in the transaction, as every bump).
+async fn changed_version(conn: &mut Conn, tenant: Uuid) -> AppResult<i64> {
+    versions::bump(conn, tenant, versions::Added::Nothing).await
+}
+
+/// After the commit, before the change answers: no cached response from before it is served.
+async fn announce(acting: &Acting<'_>, entry: &ReportEntry) {
+    versions::announce(
+        acting.services.cache.as_ref(),
+        entry.report.tenant_id,
+        entry.data_version,
+    )
+    .await;
 }

@@ -103,6 +103,7 @@ impl Handler for RenderRun {
             has_revenue |= query.metric.is_revenue();
             let series = data::series(s.reading(), tenant, std::slice::from_ref(&query), now)
                 .await?
+                .1
                 .pop()
                 .unwrap_or_default();
             upload.write(&renderer.widget(widget, &series)?).await?;

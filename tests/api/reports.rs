@@ -499,3 +499,69 @@ async fn a_list_of_reports_costs_the_same_statements_at_10_and_100() {
     );
     assert!(many <= 5, "{many} statements for a page of reports");
 }
+
+#[tokio::test]
+async fn report_data_is_served_from_the_response_cache_until_the_report_or_its_data_change() {
+    let t = TestApp::spawn().await;
+    let owner = t.sign_up("acme").await;
+    let at = (Utc::now() - Duration::minutes(1)).to_rfc3339();
+    t.ingest_ok(
+        &owner.access,
+        vec![json!({ "name": "login", "userId": "u1", "occurredAt": at })],
+    )
+    .await;
+    let id = create(&t, &owner.access, "Cached", mixed()).await;
+    let first = t
+        .op(Some(&owner.access), F, "ReportData", json!({ "id": id }))
+        .await;
+    assert!(first["errors"].is_null(), "{first}");
+    let before = t.statements();
+    let again = t
+        .op(Some(&owner.access), F, "ReportData", json!({ "id": id }))
+        .await;
+    assert_eq!(again, first);
+    assert_eq!(
+        t.statements() - before,
+        0,
+        "a repeated load is answered from the cache"
+    );
+
+    // An edit shows at once.
+    let widgets = vec![widget("Only events", "EVENTS", "DAY", "LAST_30_DAYS")];
+    let r = t
+        .op(
+            Some(&owner.access),
+            F,
+            "UpdateReport",
+            json!({ "id": id, "input": { "widgets": widgets } }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+    let edited = t
+        .op(Some(&owner.access), F, "ReportData", json!({ "id": id }))
+        .await;
+    let shown = edited["data"]["report"]["widgets"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{edited}");
+    assert_eq!(shown[0]["title"], "Only events");
+    assert_eq!(shown[0]["data"]["points"].as_array().unwrap().len(), 30);
+
+    // So does new data, and a deletion.
+    t.ingest_ok(
+        &owner.access,
+        vec![json!({ "name": "login", "userId": "u2", "occurredAt": at })],
+    )
+    .await;
+    let fresh = t
+        .op(Some(&owner.access), F, "ReportData", json!({ "id": id }))
+        .await;
+    assert_eq!(
+        fresh["data"]["report"]["widgets"][0]["data"]["total"], 2.0,
+        "{fresh}"
+    );
+    t.op(Some(&owner.access), F, "DeleteReport", json!({ "id": id }))
+        .await;
+    let gone = t
+        .op(Some(&owner.access), F, "ReportData", json!({ "id": id }))
+        .await;
+    assert_eq!(codes(&gone), ["NOT_FOUND"]);
+}

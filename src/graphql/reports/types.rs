@@ -22,11 +22,19 @@ fn loaders<'a>(ctx: &Context<'a>) -> &'a Loaders {
     ctx.data_unchecked::<Loaders>()
 }
 
+/// Notes the data version an answer was computed at, for the response cache.
+fn read_at(ctx: &Context<'_>, version: i64) {
+    if let Some(read) = ctx.data_opt::<std::sync::Arc<crate::analytics::versions::VersionsRead>>() {
+        read.record(version);
+    }
+}
+
 pub struct Report(pub ReportRow);
 
 impl Report {
     /// The report, its relations fed to the request's loaders.
     pub async fn fed(ctx: &Context<'_>, entry: ReportEntry) -> Report {
+        read_at(ctx, entry.data_version);
         let l = loaders(ctx);
         let id = entry.report.id;
         l.report_widgets.feed_one(id, entry.widgets).await;
@@ -211,11 +219,12 @@ impl Widget {
         if self.query.metric.is_revenue() {
             may_read_revenue(principal(ctx))?;
         }
-        let series = loaders(ctx)
+        let (series, version) = loaders(ctx)
             .widget_data
             .load_one(self.query.clone())
             .await?
             .unwrap_or_default();
+        read_at(ctx, version);
         Ok(Some(series.into()))
     }
 }
