@@ -54,9 +54,9 @@ pub struct BenchOptions {
     /// The bench database (default: the configured server's, named fahwa_bench)
     #[arg(long)]
     pub bench_database_url: Option<String>,
-    /// Only scenarios whose name contains this
-    #[arg(long)]
-    pub only: Option<String>,
+    /// Only scenarios whose name contains one of these (comma-separated)
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
     /// Print one JSON document instead of a table
     #[arg(long)]
     pub json: bool,
@@ -73,6 +73,13 @@ pub struct BenchOptions {
     /// Seconds of ingestion during the Live scenario
     #[arg(long, default_value_t = 20)]
     pub live_seconds: u64,
+}
+
+impl BenchOptions {
+    /// Whether `--only` leaves the scenario named `name` in.
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| name.contains(o.as_str()))
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -146,10 +153,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
         name: "ReportData, 8 widgets",
         body: json!({ "query": reports::DATA, "variables": { "id": report } }),
     });
-    let wants_run = opts
-        .only
-        .as_deref()
-        .is_none_or(|o| "Report run".contains(o));
+    let wants_run = opts.wants("Report run");
     let mut report_run = Value::Null;
 
     let mut figures = Vec::new();
@@ -162,7 +166,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
             false => key.clone(),
         };
         for s in &all {
-            if opts.only.as_deref().is_some_and(|o| !s.name.contains(o)) {
+            if !opts.wants(s.name) {
                 continue;
             }
             // One client for a second first: warms PostgreSQL's buffers, the server's copy of
@@ -234,7 +238,7 @@ pub async fn run(config: Config, opts: BenchOptions) -> anyhow::Result<()> {
         server.stop().await;
     }
 
-    let wants_live = opts.only.as_deref().is_none_or(|o| "Live".contains(o));
+    let wants_live = opts.wants("Live");
     let live = if opts.subscribers > 0 && wants_live {
         live::run(&app, &url, config.redis_url.as_deref(), &opts).await?
     } else {

@@ -2,18 +2,16 @@
 //! through the dashboard's metric cache. Widgets that share a window share its work: their
 //! engagement series come from one prefetch and their revenue from one report.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use futures_util::future::try_join_all;
 use uuid::Uuid;
 
 use super::RelativeRange;
 use super::range;
 use super::spec::WidgetQuery;
-use crate::analytics::answers::{Wanted, prefetch};
+use crate::analytics::answers::{Wanted, prefetch_windows};
 use crate::analytics::{EventFilter, Measure, Point, Series};
 use crate::calendar::{Granularity, Window};
 use crate::db::Db;
@@ -72,7 +70,9 @@ pub fn zone(name: &str) -> Tz {
 }
 
 /// The series of each query, in order, for `tenant` as of `now`, and the data version they
-/// were computed at.
+/// were computed at. Widgets are grouped by window; the engagement of every window comes from
+/// one cache round trip and one transaction, its revenue from one round trip and one snapshot,
+/// the two side by side.
 pub async fn series(
     reading: Reading<'_>,
     tenant: Uuid,
@@ -82,102 +82,94 @@ pub async fn series(
     let context = crate::events::rollups::settled_context(reading.db, tenant).await?;
     let tz = zone(&context.timezone);
     let version = context.data_version;
-    let tracked = &context.rollup_properties;
-    let mut groups: HashMap<(RelativeRange, Granularity), Vec<usize>> = HashMap::new();
+    // Windows in the order first asked, each with the queries that share it.
+    let mut groups: Vec<((RelativeRange, Granularity), Vec<usize>)> = Vec::new();
     for (i, q) in queries.iter().enumerate() {
-        groups.entry((q.range, q.granularity)).or_default().push(i);
-    }
-    let work = groups.into_iter().map(|((r, g), members)| async move {
-        let window = range::window(r, g, tz, now)?;
-        let found = window_series(
-            reading, tenant, version, tracked, &window, queries, &members,
-        )
-        .await?;
-        AppResult::Ok(members.into_iter().zip(found).collect::<Vec<_>>())
-    });
-    let mut out: Vec<Option<Series>> = vec![None; queries.len()];
-    for (i, s) in try_join_all(work).await?.into_iter().flatten() {
-        out[i] = Some(s);
-    }
-    Ok((
-        version,
-        out.into_iter().map(Option::unwrap_or_default).collect(),
-    ))
-}
-
-/// The series of `queries[members]`, which share `window`.
-async fn window_series(
-    reading: Reading<'_>,
-    tenant: Uuid,
-    version: i64,
-    tracked: &[String],
-    window: &Window,
-    queries: &[WidgetQuery],
-    members: &[usize],
-) -> AppResult<Vec<Series>> {
-    let wanted_of = |q: &WidgetQuery| {
-        measure(q.metric).map(|m| Wanted {
-            measure: m,
-            filter: EventFilter {
-                name: q.event_name.clone(),
-                properties: Vec::new(),
-            },
-            breakdown: None,
-        })
-    };
-    let mut wanted: Vec<Wanted> = Vec::new();
-    for w in members.iter().filter_map(|&i| wanted_of(&queries[i])) {
-        if !wanted.contains(&w) {
-            wanted.push(w);
+        let key = (q.range, q.granularity);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
         }
     }
-    let any_revenue = members.iter().any(|&i| queries[i].metric.is_revenue());
+    let windows: Vec<Window> = groups
+        .iter()
+        .map(|((r, g), _)| range::window(*r, *g, tz, now))
+        .collect::<AppResult<_>>()?;
+    let asks: Vec<(&Window, Vec<Wanted>)> = windows
+        .iter()
+        .zip(&groups)
+        .map(|(window, (_, members))| {
+            let mut wanted: Vec<Wanted> = Vec::new();
+            for w in members.iter().filter_map(|&i| wanted_of(&queries[i])) {
+                if !wanted.contains(&w) {
+                    wanted.push(w);
+                }
+            }
+            (window, wanted)
+        })
+        .collect();
+    let revenue_windows: Vec<&Window> = windows
+        .iter()
+        .zip(&groups)
+        .filter(|(_, (_, members))| members.iter().any(|&i| queries[i].metric.is_revenue()))
+        .map(|(w, _)| w)
+        .collect();
+    let tracked = &context.rollup_properties;
     let engagement = async {
-        match wanted.is_empty() {
+        match asks.iter().all(|(_, wanted)| wanted.is_empty()) {
             true => Ok(Vec::new()),
             false => {
-                prefetch(
+                prefetch_windows(reading.db, reading.cache, tenant, version, tracked, asks).await
+            }
+        }
+    };
+    let revenue = async {
+        match revenue_windows.is_empty() {
+            true => Ok(Vec::new()),
+            false => {
+                crate::revenue::report::cached_windows(
                     reading.db,
                     reading.cache,
+                    reading.revenue_index,
                     tenant,
                     version,
-                    window,
-                    tracked,
-                    wanted,
+                    &revenue_windows,
                 )
                 .await
             }
         }
     };
-    let revenue = async {
-        match any_revenue {
-            false => Ok(None),
-            true => crate::revenue::report::cached(
-                reading.db,
-                reading.cache,
-                reading.revenue_index,
-                tenant,
-                version,
-                window,
-            )
-            .await
-            .map(Some),
-        }
-    };
     let (engagement, revenue) = tokio::try_join!(engagement, revenue)?;
-    Ok(members
-        .iter()
-        .map(|&i| {
+    let mut out: Vec<Series> = vec![Series::default(); queries.len()];
+    for (g, (window, (_, members))) in windows.iter().zip(&groups).enumerate() {
+        let report = revenue_windows
+            .iter()
+            .position(|w| std::ptr::eq(*w, window))
+            .and_then(|r| revenue.get(r));
+        for &i in members {
             let q = &queries[i];
-            match (wanted_of(q), &revenue) {
+            out[i] = match (wanted_of(q), report) {
                 (Some(w), _) => engagement
-                    .iter()
-                    .find(|(have, _)| *have == w)
+                    .get(g)
+                    .and_then(|found| found.iter().find(|(have, _)| *have == w))
                     .map(|(_, s)| s.clone())
                     .unwrap_or_default(),
                 (None, Some(report)) => from_report(report, q.metric),
                 (None, None) => Series::default(),
-            }
-        })
-        .collect())
+            };
+        }
+    }
+    Ok((version, out))
+}
+
+/// The engagement series a query asks for, if it asks for one.
+fn wanted_of(q: &WidgetQuery) -> Option<Wanted> {
+    measure(q.metric).map(|m| Wanted {
+        measure: m,
+        filter: EventFilter {
+            name: q.event_name.clone(),
+            properties: Vec::new(),
+        },
+        breakdown: None,
+    })
 }
