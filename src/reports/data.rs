@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use futures_util::future::try_join_all;
 use uuid::Uuid;
 
 use super::RelativeRange;
@@ -70,9 +71,8 @@ pub fn zone(name: &str) -> Tz {
 }
 
 /// The series of each query, in order, for `tenant` as of `now`, and the data version they
-/// were computed at. Widgets are grouped by window; the engagement of every window comes from
-/// one cache round trip and one transaction, its revenue from one round trip and one snapshot,
-/// the two side by side.
+/// were computed at. Widgets are grouped by window: each window's engagement series come from
+/// one prefetch and its revenue from one report.
 pub async fn series(
     reading: Reading<'_>,
     tenant: Uuid,
@@ -115,30 +115,34 @@ pub async fn series(
         .map(|(w, _)| w)
         .collect();
     let tracked = &context.rollup_properties;
-    let engagement = async {
-        match asks.iter().all(|(_, wanted)| wanted.is_empty()) {
-            true => Ok(Vec::new()),
-            false => {
-                prefetch_windows(reading.db, reading.cache, tenant, version, tracked, asks).await
-            }
+    // Each window on a connection of its own, engagement and revenue side by side: a report
+    // of a day window and a month window then takes about as long as its longer window.
+    let engagement = try_join_all(asks.into_iter().map(|ask| async move {
+        if ask.1.is_empty() {
+            return Ok(Vec::new());
         }
-    };
-    let revenue = async {
-        match revenue_windows.is_empty() {
-            true => Ok(Vec::new()),
-            false => {
-                crate::revenue::report::cached_windows(
-                    reading.db,
-                    reading.cache,
-                    reading.revenue_index,
-                    tenant,
-                    version,
-                    &revenue_windows,
-                )
-                .await
-            }
-        }
-    };
+        let mut one = prefetch_windows(
+            reading.db,
+            reading.cache,
+            tenant,
+            version,
+            tracked,
+            vec![ask],
+        )
+        .await?;
+        Ok::<_, crate::error::AppError>(one.pop().unwrap_or_default())
+    }));
+    let revenue = try_join_all(revenue_windows.iter().map(|w| async move {
+        crate::revenue::report::cached(
+            reading.db,
+            reading.cache,
+            reading.revenue_index,
+            tenant,
+            version,
+            w,
+        )
+        .await
+    }));
     let (engagement, revenue) = tokio::try_join!(engagement, revenue)?;
     let mut out: Vec<Series> = vec![Series::default(); queries.len()];
     for (g, (window, (_, members))) in windows.iter().zip(&groups).enumerate() {
