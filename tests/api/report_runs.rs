@@ -10,6 +10,12 @@ use crate::harness::{Session, TestApp, codes, codes_at};
 use crate::live::Ws;
 use crate::reports::{create, mixed, widget};
 
+/// The contract's ReportRun as it answered.
+async fn run_state(t: &TestApp, s: &Session, run: &str) -> Value {
+    t.op(Some(&s.access), F, "ReportRun", json!({ "id": run }))
+        .await
+}
+
 /// The contract's RunReport as it answered.
 async fn attempt(t: &TestApp, s: &Session, report: &str, format: &str) -> Value {
     let vars = json!({ "id": report, "format": format });
@@ -193,14 +199,7 @@ async fn a_run_renders_csv_and_json_behind_signed_links() {
     assert_eq!(gone, 2);
     let (status, _, _) = download(&t, &link).await;
     assert_eq!(status, 410);
-    let r = t
-        .op(
-            Some(&owner.access),
-            F,
-            "ReportRun",
-            json!({ "id": json_run }),
-        )
-        .await;
+    let r = run_state(&t, &owner, &json_run).await;
     assert!(r["data"]["reportRun"]["downloadUrl"].is_null(), "{r}");
 }
 
@@ -237,34 +236,13 @@ async fn runs_follow_the_role_table() {
     finished(&t, &owner.access, &by_owner).await;
 
     // A VIEWER reads runs; the file with revenue is not theirs to download.
-    let r = t
-        .op(
-            Some(&viewer.access),
-            F,
-            "ReportRun",
-            json!({ "id": by_analyst }),
-        )
-        .await;
+    let r = run_state(&t, &viewer, &by_analyst).await;
     assert!(r["data"]["reportRun"]["downloadUrl"].is_string(), "{r}");
-    let r = t
-        .op(
-            Some(&viewer.access),
-            F,
-            "ReportRun",
-            json!({ "id": by_owner }),
-        )
-        .await;
+    let r = run_state(&t, &viewer, &by_owner).await;
     assert_eq!(r["data"]["reportRun"]["status"], "SUCCEEDED");
     assert!(r["data"]["reportRun"]["downloadUrl"].is_null());
     assert_eq!(codes_at(&r, &["reportRun", "downloadUrl"]), ["FORBIDDEN"]);
-    let r = t
-        .op(
-            Some(&other.access),
-            F,
-            "ReportRun",
-            json!({ "id": by_owner }),
-        )
-        .await;
+    let r = run_state(&t, &other, &by_owner).await;
     assert_eq!(codes(&r), ["NOT_FOUND"]);
 
     // Runs are audited, and listed on their report.
@@ -303,14 +281,7 @@ async fn runs_follow_the_role_table() {
     assert_eq!(r["data"]["deleteReport"], true);
     let r = attempt(&t, &owner, &revenue, "CSV").await;
     assert_eq!(codes(&r), ["NOT_FOUND"]);
-    let r = t
-        .op(
-            Some(&owner.access),
-            F,
-            "ReportRun",
-            json!({ "id": by_owner }),
-        )
-        .await;
+    let r = run_state(&t, &owner, &by_owner).await;
     assert_eq!(codes(&r), ["NOT_FOUND"]);
     let files = std::fs::read_dir(t.app.config.report_dir.join(&owner.tenant_id))
         .unwrap()
