@@ -151,5 +151,15 @@ pub async fn delete(caller: &Caller<'_>, confirm_slug: &str) -> AppResult<bool> 
         .await?;
     caller.app.key_grants.forget_tenant(tenant_id);
     super::end_sessions(caller.app, tenant_id, None).await;
+    // The tenant's report files went with its runs; a failure here leaves files no run names.
+    if let Err(e) = caller
+        .app
+        .reports
+        .storage
+        .delete_folder(&tenant_id.to_string())
+        .await
+    {
+        e.report("deleting a deleted tenant's report files");
+    }
     Ok(true)
 }

@@ -33,6 +33,8 @@ pub trait Storage: Send + Sync {
     async fn delete(&self, key: &str) -> AppResult<()>;
     /// Removes what writers that died left behind, older than `age`.
     async fn sweep_partial(&self, age: std::time::Duration) -> AppResult<u64>;
+    /// Removes every file whose key starts with `folder/` (a deleted tenant's).
+    async fn delete_folder(&self, folder: &str) -> AppResult<()>;
 }
 
 pub type SharedStorage = Arc<dyn Storage>;
@@ -167,6 +169,15 @@ impl Storage for Directory {
         }
     }
 
+    async fn delete_folder(&self, folder: &str) -> AppResult<()> {
+        let path = self.path(folder)?;
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io("deleting", &path, e)),
+        }
+    }
+
     async fn sweep_partial(&self, age: std::time::Duration) -> AppResult<u64> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || sweep(&root, age))
@@ -230,6 +241,9 @@ mod tests {
         store.delete("t/run.csv").await.unwrap();
         assert!(store.open("t/run.csv").await.unwrap().is_none());
         assert!(store.create("../escape.csv").await.is_err());
+        store.delete_folder("t").await.unwrap();
+        assert!(!dir.join("t").exists(), "a tenant's folder goes whole");
+        store.delete_folder("t").await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

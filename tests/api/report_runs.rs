@@ -597,3 +597,31 @@ async fn every_operation_for_every_role() {
         assert_eq!(code(&r), expect(writes_others), "DeleteReport: {r}");
     }
 }
+
+#[tokio::test]
+async fn a_deleted_tenant_takes_its_report_files_along() {
+    let t = with_worker().await;
+    let owner = t.sign_up("acme").await;
+    let other = t.sign_up("globex").await;
+    let mine = create(&t, &owner.access, "Mine", mixed()).await;
+    let theirs = create(&t, &other.access, "Theirs", mixed()).await;
+    let run_mine = run(&t, &owner.access, &mine, "CSV").await;
+    let run_theirs = run(&t, &other.access, &theirs, "CSV").await;
+    finished(&t, &owner.access, &run_mine).await;
+    finished(&t, &other.access, &run_theirs).await;
+    let folder = |s: &Session| t.app.config.report_dir.join(&s.tenant_id);
+    assert!(folder(&owner).exists() && folder(&other).exists());
+    let r = t
+        .gql(
+            Some(&owner.access),
+            "mutation { deleteTenant(confirmSlug: \"acme\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["data"]["deleteTenant"], true, "{r}");
+    assert!(
+        !folder(&owner).exists(),
+        "the deleted tenant's files are gone"
+    );
+    assert!(folder(&other).exists(), "another tenant's stay");
+}
