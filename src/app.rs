@@ -34,6 +34,8 @@ pub struct AppInner {
     pub revenue_index: Option<Arc<crate::revenue::index::Index>>,
     /// What saved reports work with: storage, signed links, mail.
     pub reports: crate::reports::Services,
+    /// Seals and opens secrets at rest.
+    pub vault: Arc<crate::vault::Vault>,
 }
 
 impl Deref for App {
@@ -67,8 +69,9 @@ impl App {
 
     /// Creates the database if needed, migrates it, and builds the pools.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        // Refuse a bad signing key before touching anything.
+        // Refuse a bad signing key or sealing key before touching anything.
         let tokens = TokenKeys::from_config(&config)?;
+        let vault = Arc::new(crate::vault::Vault::from_config(&config)?);
         let url = config.database_url.clone();
         migrate::create_database_if_missing(&url)
             .await
@@ -112,6 +115,7 @@ impl App {
         };
         Ok(App(Arc::new(AppInner {
             reports,
+            vault,
             config,
             revenue_index,
             db,

@@ -102,6 +102,9 @@ pub struct Config {
     pub smtp_password: Option<String>,
     /// The sender of report mail, e.g. `Fahwa Reports <reports@example.com>`.
     pub smtp_from: String,
+    /// Keys that seal secrets at rest, `<id>:<base64 of 32 bytes>`; the first seals, all open
+    /// (older ones stay until every secret is sealed again). Required in production.
+    pub secret_keys: Vec<String>,
     /// Whether the database URL was given (file, environment or flag) rather than defaulted.
     #[serde(skip)]
     pub database_configured: bool,
@@ -184,6 +187,7 @@ impl Default for Config {
             smtp_username: None,
             smtp_password: None,
             smtp_from: "Fahwa Reports <reports@localhost>".into(),
+            secret_keys: Vec::new(),
             database_configured: false,
         }
     }

@@ -26,6 +26,7 @@ pub mod revenue;
 pub mod role;
 pub mod seed;
 pub mod validate;
+pub mod vault;
 
 pub use app::App;
 pub use config::Config;

@@ -202,6 +202,22 @@ async fn production_refuses_to_start_without_a_strong_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("FAHWA_JWT_SECRET"), "{err}");
     }
+    // A strong signing key, but no key to seal secrets at rest with.
+    let out = fahwa()
+        .args(["serve", "--env", "production", "--listen", "127.0.0.1:0"])
+        .env(
+            "FAHWA_JWT_SECRET",
+            "a-production-signing-key-of-enough-bytes",
+        )
+        .env_remove("FAHWA_SECRET_KEYS")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("FAHWA_SECRET_KEYS"), "{err}");
 }
 
 #[tokio::test]
