@@ -10,6 +10,7 @@ pub mod bench;
 pub mod calendar;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod db;
 pub mod error;
 pub mod events;

@@ -1,0 +1,3 @@
+//! Stripe: what its documented formats ask of us.
+
+pub mod signature;
