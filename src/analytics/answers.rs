@@ -62,7 +62,8 @@ impl Wanted {
     }
 }
 
-/// The requested series of one window: see [`prefetch_windows`].
+/// The requested series from the cache (one round trip), and the ones missing in one
+/// transaction: the plain ones from one rollup statement, the others one statement each.
 pub async fn prefetch(
     db: &Db,
     kv: Option<&Kv>,
@@ -72,109 +73,66 @@ pub async fn prefetch(
     tracked: &[String],
     wanted: Vec<Wanted>,
 ) -> Result<Vec<(Wanted, Series)>, AppError> {
-    let mut all =
-        prefetch_windows(db, kv, tenant, version, tracked, vec![(window, wanted)]).await?;
-    Ok(all.pop().unwrap_or_default())
-}
-
-/// The series each window asks for: from the cache in one round trip, and the ones missing in
-/// one transaction (per window, the plain ones from one rollup statement, the others one
-/// statement each). Answers come back per window, in the order asked.
-pub async fn prefetch_windows(
-    db: &Db,
-    kv: Option<&Kv>,
-    tenant: Uuid,
-    version: i64,
-    tracked: &[String],
-    asks: Vec<(&Window, Vec<Wanted>)>,
-) -> Result<Vec<Vec<(Wanted, Series)>>, AppError> {
-    let keys: Vec<SeriesKey> = asks
-        .iter()
-        .flat_map(|(window, wanted)| wanted.iter().map(|w| w.key(window)))
-        .collect();
-    let mut cached = cache::lookup_many::<Series, _>(kv, tenant, version, &keys)
-        .await
-        .into_iter();
-    let mut found: Vec<Vec<(Wanted, Series)>> = Vec::with_capacity(asks.len());
-    let mut missing: Vec<(&Window, Vec<Wanted>)> = Vec::new();
-    for (window, wanted) in asks {
-        let mut hits = Vec::with_capacity(wanted.len());
-        let mut misses = Vec::new();
-        for w in wanted {
-            match cached.next().flatten() {
-                Some(series) => hits.push((w, series)),
-                None => misses.push(w),
-            }
+    let keys: Vec<SeriesKey> = wanted.iter().map(|w| w.key(window)).collect();
+    let cached: Vec<Option<Series>> = cache::lookup_many(kv, tenant, version, &keys).await;
+    let mut found = Vec::with_capacity(wanted.len());
+    let mut missing = Vec::new();
+    for (w, hit) in wanted.into_iter().zip(cached) {
+        match hit {
+            Some(series) => found.push((w, series)),
+            None => missing.push(w),
         }
-        found.push(hits);
-        missing.push((window, misses));
     }
-    if missing.iter().all(|(_, m)| m.is_empty()) {
+    if missing.is_empty() {
         return Ok(found);
     }
     let missing_ref = &missing;
-    let computed: Vec<Vec<Series>> = db
+    let computed = db
         .tenant(tenant, |conn| {
             async move {
-                let mut all = Vec::with_capacity(missing_ref.len());
-                for (window, wanted) in missing_ref {
-                    all.push(compute(conn, tenant, window, tracked, wanted).await?);
+                let none = EventFilter::default();
+                let plain: Vec<Measure> = missing_ref
+                    .iter()
+                    .filter(|w| w.plain())
+                    .map(|w| w.measure)
+                    .collect();
+                let mut out: Vec<Series> = Vec::with_capacity(missing_ref.len());
+                let mut from_one_statement = Vec::new();
+                if !plain.is_empty()
+                    && engagement::uses_rollups(window, Measure::ActiveUsers, &none, None)
+                {
+                    from_one_statement =
+                        engagement::from_rollups(conn, tenant, window, &plain, None).await?;
                 }
-                Ok(all)
+                for w in missing_ref {
+                    let done = from_one_statement
+                        .iter()
+                        .position(|(m, _)| w.plain() && *m == w.measure);
+                    let series = match done {
+                        Some(i) => from_one_statement.swap_remove(i).1,
+                        None => {
+                            engagement::series(
+                                conn,
+                                tenant,
+                                window,
+                                tracked,
+                                w.measure,
+                                &w.filter,
+                                w.breakdown.as_deref(),
+                            )
+                            .await?
+                        }
+                    };
+                    out.push(series);
+                }
+                Ok(out)
             }
             .scope_boxed()
         })
         .await?;
-    for ((window, wanted), series) in missing.iter().zip(&computed) {
-        for (w, s) in wanted.iter().zip(series) {
-            cache::store(kv, tenant, version, &w.key(window), s).await;
-        }
+    for (w, series) in missing.iter().zip(&computed) {
+        cache::store(kv, tenant, version, &w.key(window), series).await;
     }
-    for ((hits, (_, wanted)), series) in found.iter_mut().zip(missing).zip(computed) {
-        hits.extend(wanted.into_iter().zip(series));
-    }
+    found.extend(missing.into_iter().zip(computed));
     Ok(found)
-}
-
-/// The series of `wanted` over one window, in order: the plain ones from one rollup statement.
-async fn compute(
-    conn: &mut crate::db::Conn,
-    tenant: Uuid,
-    window: &Window,
-    tracked: &[String],
-    wanted: &[Wanted],
-) -> Result<Vec<Series>, AppError> {
-    let none = EventFilter::default();
-    let plain: Vec<Measure> = wanted
-        .iter()
-        .filter(|w| w.plain())
-        .map(|w| w.measure)
-        .collect();
-    let mut out: Vec<Series> = Vec::with_capacity(wanted.len());
-    let mut from_one_statement = Vec::new();
-    if !plain.is_empty() && engagement::uses_rollups(window, Measure::ActiveUsers, &none, None) {
-        from_one_statement = engagement::from_rollups(conn, tenant, window, &plain, None).await?;
-    }
-    for w in wanted {
-        let done = from_one_statement
-            .iter()
-            .position(|(m, _)| w.plain() && *m == w.measure);
-        let series = match done {
-            Some(i) => from_one_statement.swap_remove(i).1,
-            None => {
-                engagement::series(
-                    conn,
-                    tenant,
-                    window,
-                    tracked,
-                    w.measure,
-                    &w.filter,
-                    w.breakdown.as_deref(),
-                )
-                .await?
-            }
-        };
-        out.push(series);
-    }
-    Ok(out)
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::RelativeRange;
 use super::range;
 use super::spec::WidgetQuery;
-use crate::analytics::answers::{Wanted, prefetch_windows};
+use crate::analytics::answers::{Wanted, prefetch};
 use crate::analytics::{EventFilter, Measure, Point, Series};
 use crate::calendar::{Granularity, Window};
 use crate::db::Db;
@@ -117,20 +117,22 @@ pub async fn series(
     let tracked = &context.rollup_properties;
     // Each window on a connection of its own, engagement and revenue side by side: a report
     // of a day window and a month window then takes about as long as its longer window.
-    let engagement = try_join_all(asks.into_iter().map(|ask| async move {
-        if ask.1.is_empty() {
-            return Ok(Vec::new());
+    let engagement = try_join_all(asks.into_iter().map(|(window, wanted)| async move {
+        match wanted.is_empty() {
+            true => Ok(Vec::new()),
+            false => {
+                prefetch(
+                    reading.db,
+                    reading.cache,
+                    tenant,
+                    version,
+                    window,
+                    tracked,
+                    wanted,
+                )
+                .await
+            }
         }
-        let mut one = prefetch_windows(
-            reading.db,
-            reading.cache,
-            tenant,
-            version,
-            tracked,
-            vec![ask],
-        )
-        .await?;
-        Ok::<_, crate::error::AppError>(one.pop().unwrap_or_default())
     }));
     let revenue = try_join_all(revenue_windows.iter().map(|w| async move {
         crate::revenue::report::cached(

@@ -210,8 +210,10 @@ impl Handler for MailRun {
         let letter =
             s.db.tenant(tenant, |conn| {
                 async move {
-                    let Some(run) = RunRow::lock(conn, run_id).await? else {
-                        return Ok(None);
+                    let run = match RunRow::find(conn, run_id).await {
+                        Ok(run) => run,
+                        Err(crate::error::AppError::NotFound(_)) => return Ok(None),
+                        Err(e) => return Err(e),
                     };
                     let entry = match ReportEntry::find(conn, run.report_id).await {
                         Ok(entry) => entry,

@@ -147,7 +147,7 @@ pub struct Movement {
 }
 
 /// Everything `analytics.revenue` answers for one window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub mrr: Series,
     pub arr: Series,
@@ -185,53 +185,14 @@ pub async fn cached(
     version: i64,
     window: &Window,
 ) -> AppResult<Report> {
-    let mut all = cached_windows(db, kv, index, tenant, version, &[window]).await?;
-    Ok(all.pop().unwrap_or_default())
-}
-
-/// The reports of several windows: from the metric cache in one round trip, the missing ones
-/// in one snapshot.
-pub async fn cached_windows(
-    db: &crate::db::Db,
-    kv: Option<&crate::kv::Kv>,
-    index: Option<&Arc<Index>>,
-    tenant: Uuid,
-    version: i64,
-    windows: &[&Window],
-) -> AppResult<Vec<Report>> {
-    use crate::analytics::{answers::range_key, cache};
-    let keys: Vec<_> = windows.iter().map(|w| range_key("revenue", w)).collect();
-    let found: Vec<Option<Report>> = cache::lookup_many(kv, tenant, version, &keys).await;
-    let missing: Vec<usize> = (0..windows.len()).filter(|&i| found[i].is_none()).collect();
-    if missing.is_empty() {
-        return Ok(found.into_iter().flatten().collect());
-    }
-    let missing_ref = &missing;
-    let computed = db
-        .tenant_snapshot(tenant, |conn| {
-            async move {
-                let mut out = Vec::with_capacity(missing_ref.len());
-                for &i in missing_ref {
-                    out.push(report(conn, tenant, windows[i], index).await?);
-                }
-                Ok(out)
-            }
-            .scope_boxed()
+    let key = &crate::analytics::answers::range_key("revenue", window);
+    crate::analytics::cache::cached(kv, tenant, version, key, async || {
+        db.tenant_snapshot(tenant, |conn| {
+            async move { report(conn, tenant, window, index).await }.scope_boxed()
         })
-        .await?;
-    let mut computed = computed.into_iter();
-    let mut out = Vec::with_capacity(windows.len());
-    for (i, hit) in found.into_iter().enumerate() {
-        match hit {
-            Some(report) => out.push(report),
-            None => {
-                let report = computed.next().unwrap_or_default();
-                cache::store(kv, tenant, version, &keys[i], &report).await;
-                out.push(report);
-            }
-        }
-    }
-    Ok(out)
+        .await
+    })
+    .await
 }
 
 /// `index`: this instance's in-memory copies of revenue changes, used when the tenant's is
