@@ -36,6 +36,8 @@ pub struct AppInner {
     pub reports: crate::reports::Services,
     /// Seals and opens secrets at rest.
     pub vault: Arc<crate::vault::Vault>,
+    /// What connectors to providers work with.
+    pub connectors: crate::connectors::Services,
 }
 
 impl Deref for App {
@@ -113,7 +115,32 @@ impl App {
             },
             mailer: crate::mail::Mailer::from_config(&config)?,
         };
+        let connectors = crate::connectors::Services {
+            db: db.clone(),
+            vault: vault.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            endpoints: crate::connectors::Endpoints {
+                stripe: config.stripe_api_base.trim_end_matches('/').to_string(),
+                paypal: config.paypal_api_base.trim_end_matches('/').to_string(),
+            },
+            public_url: config.public_url(),
+            mirror: config.metric_cache.then(|| kv.clone()),
+            budget: Arc::new(crate::connectors::api::Budgets::new(
+                config.connector_requests_per_sec,
+            )),
+            retry: crate::connectors::api::RetryPolicy {
+                max_retry_after: std::time::Duration::from_secs(
+                    config.connector_max_retry_after_secs,
+                ),
+                ..Default::default()
+            },
+        };
         Ok(App(Arc::new(AppInner {
+            connectors,
             reports,
             vault,
             config,

@@ -38,6 +38,7 @@ impl Background {
 pub fn registry(app: &App) -> Registry {
     let mut registry = Registry::new();
     crate::reports::worker::register(&mut registry, &app.reports);
+    crate::connectors::sync::register(&mut registry, &app.connectors);
     registry
 }
 

@@ -105,6 +105,16 @@ pub struct Config {
     /// Keys that seal secrets at rest, `<id>:<base64 of 32 bytes>`; the first seals, all open
     /// (older ones stay until every secret is sealed again). Required in production.
     pub secret_keys: Vec<String>,
+    /// Stripe's API (tests point it at a local server; never a tenant's input).
+    pub stripe_api_base: String,
+    /// PayPal's API (the live one; `https://api-m.sandbox.paypal.com` for the sandbox).
+    pub paypal_api_base: String,
+    /// Requests per second to one provider account (Stripe allows 100 in live mode, 25 in
+    /// test mode).
+    pub connector_requests_per_sec: f64,
+    /// The longest a provider's `Retry-After` is waited out within a request; beyond it the
+    /// sync is retried later from its checkpoint.
+    pub connector_max_retry_after_secs: u64,
     /// Whether the database URL was given (file, environment or flag) rather than defaulted.
     #[serde(skip)]
     pub database_configured: bool,
@@ -188,6 +198,10 @@ impl Default for Config {
             smtp_password: None,
             smtp_from: "Fahwa Reports <reports@localhost>".into(),
             secret_keys: Vec::new(),
+            stripe_api_base: "https://api.stripe.com".into(),
+            paypal_api_base: "https://api-m.paypal.com".into(),
+            connector_requests_per_sec: 20.0,
+            connector_max_retry_after_secs: 60,
             database_configured: false,
         }
     }

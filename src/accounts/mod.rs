@@ -40,6 +40,15 @@ impl<'a> Caller<'a> {
         }
     }
 
+    /// The caller as a member acting on integrations.
+    pub fn connectors(&self) -> crate::connectors::Acting<'a> {
+        crate::connectors::Acting {
+            services: &self.app.connectors,
+            principal: self.principal,
+            meta: self.meta,
+        }
+    }
+
     /// The caller as a writer of data (events, revenue changes, rates).
     pub fn writer(&self) -> crate::ingestion::Writer<'a> {
         crate::ingestion::Writer {

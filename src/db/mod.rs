@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod binds;
+pub mod integrations;
 pub mod local_cluster;
 pub mod locks;
 pub mod members;

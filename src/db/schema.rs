@@ -68,6 +68,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    integrations (id) {
+        id -> Uuid,
+        tenant_id -> Uuid,
+        provider -> Text,
+        status -> Text,
+        credentials -> Text,
+        webhook_secret -> Nullable<Text>,
+        created_by -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        last_sync_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        checkpoint -> Nullable<Jsonb>,
+        disconnected_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     members (id) {
         id -> Uuid,
         tenant_id -> Uuid,
@@ -185,6 +202,7 @@ diesel::table! {
 }
 
 diesel::joinable!(api_keys -> tenants (tenant_id));
+diesel::joinable!(integrations -> tenants (tenant_id));
 diesel::joinable!(members -> tenants (tenant_id));
 diesel::joinable!(refresh_tokens -> members (member_id));
 diesel::joinable!(report_runs -> reports (report_id));
@@ -200,6 +218,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     end_users,
     event_client_ids,
     event_counts_daily,
+    integrations,
     members,
     refresh_tokens,
     report_runs,

@@ -6,6 +6,7 @@ mod auth;
 pub mod errors;
 mod flat_list;
 mod ingest;
+mod integrations;
 mod live;
 pub mod loaders;
 pub mod pagination;
@@ -28,6 +29,7 @@ pub struct Query(
     tenant::TenantQuery,
     analytics::AnalyticsQuery,
     reports::ReportQuery,
+    integrations::IntegrationQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -36,6 +38,7 @@ pub struct Mutation(
     tenant::TenantMutation,
     ingest::IngestMutation,
     reports::ReportMutation,
+    integrations::IntegrationMutation,
 );
 
 #[derive(MergedSubscription, Default)]

@@ -10,6 +10,7 @@ mod persisted;
 mod playground;
 mod response_cache;
 mod telemetry;
+mod webhooks;
 mod ws;
 
 use std::future::Future;
@@ -55,6 +56,8 @@ pub fn router(app: App) -> Router {
     let body_limit = app.config.max_body_bytes;
     // A full batch (5 MB of events) plus JSON framing.
     let events_body_limit = body_limit.max(crate::events::ingest::MAX_BATCH_BYTES * 2);
+    // Providers' events are larger than our GraphQL bodies (a subscription with its items).
+    let webhook_body_limit = body_limit.max(1024 * 1024);
     let routes = Router::new()
         .route(
             "/api/v1/graphql",
@@ -72,6 +75,10 @@ pub fn router(app: App) -> Router {
         .route(
             "/api/v1/reports/runs/{id}/download",
             get(downloads::report_file),
+        )
+        .route(
+            "/api/v1/webhooks/{provider}/{integration}",
+            post(webhooks::deliver).layer(DefaultBodyLimit::max(webhook_body_limit)),
         )
         .route("/playground", get(playground::page))
         .route("/playground/assets/{file}", get(playground::asset))

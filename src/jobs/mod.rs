@@ -100,6 +100,21 @@ impl Job {
     pub fn is_last_attempt(&self) -> bool {
         self.attempt >= self.max_attempts
     }
+
+    /// The job's tenant and the id its payload holds under `field`; a job without them can
+    /// never succeed.
+    pub fn tenant_and_id(&self, field: &str) -> Result<(Uuid, Uuid), JobError> {
+        let tenant = self.tenant_id.ok_or_else(|| {
+            JobError::permanent(anyhow::anyhow!("a {} job has no tenant", self.kind))
+        })?;
+        let id = self.payload[field]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                JobError::permanent(anyhow::anyhow!("a {} job has no {field}", self.kind))
+            })?;
+        Ok((tenant, id))
+    }
 }
 
 /// Why a handler did not succeed.

@@ -329,3 +329,17 @@ pub async fn prune(conn: &mut Conn, before: DateTime<Utc>, limit: i32) -> AppRes
         .await?;
     Ok(row.pruned)
 }
+
+/// Whether attempt `attempt` of job `id` still holds it (in the tenant's scope the caller's
+/// transaction is in): a handler checks before writing what a newer attempt owns.
+pub async fn holds(conn: &mut Conn, id: JobId, attempt: i32) -> AppResult<bool> {
+    let row: Done = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND attempts = $2 AND state = 'running') \
+         AS done",
+    )
+    .bind::<BigInt, _>(id)
+    .bind::<Integer, _>(attempt)
+    .get_result(conn)
+    .await?;
+    Ok(row.done)
+}

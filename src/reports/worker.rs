@@ -9,7 +9,6 @@ use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
-use uuid::Uuid;
 
 use super::render::{Heading, Renderer};
 use super::runs::{self, MAIL_ATTEMPTS, MAIL_KIND, RUN_KIND};
@@ -36,17 +35,6 @@ pub fn register(registry: &mut Registry, services: &Services) {
     }
 }
 
-fn ids(job: &Job, field: &str) -> Result<(Uuid, Uuid), JobError> {
-    let tenant = job
-        .tenant_id
-        .ok_or_else(|| JobError::permanent(anyhow::anyhow!("a {} job has no tenant", job.kind)))?;
-    let id = job.payload[field]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| JobError::permanent(anyhow::anyhow!("a {} job has no {field}", job.kind)))?;
-    Ok((tenant, id))
-}
-
 struct RenderRun(Services);
 
 #[async_trait::async_trait]
@@ -56,7 +44,7 @@ impl Handler for RenderRun {
     }
 
     async fn run(&self, job: &Job, ctl: &JobControl) -> Result<(), JobError> {
-        let (tenant, run_id) = ids(job, "run")?;
+        let (tenant, run_id) = job.tenant_and_id("run")?;
         let s = &self.0;
         let started =
             s.db.tenant(tenant, |conn| {
@@ -166,7 +154,7 @@ impl Handler for RenderRun {
     }
 
     async fn failed(&self, job: &Job, error: &str) {
-        let Ok((tenant, run_id)) = ids(job, "run") else {
+        let Ok((tenant, run_id)) = job.tenant_and_id("run") else {
             return;
         };
         tracing::warn!(run = %run_id, error, "a report run failed for good");
@@ -201,8 +189,8 @@ impl Handler for MailRun {
     }
 
     async fn run(&self, job: &Job, _ctl: &JobControl) -> Result<(), JobError> {
-        let (tenant, run_id) = ids(job, "run")?;
-        let (_, member_id) = ids(job, "member")?;
+        let (tenant, run_id) = job.tenant_and_id("run")?;
+        let (_, member_id) = job.tenant_and_id("member")?;
         let s = &self.0;
         let Some(mailer) = &s.mailer else {
             return Ok(());

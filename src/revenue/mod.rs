@@ -6,6 +6,7 @@ pub mod index;
 pub mod ingest;
 pub mod rates;
 pub mod report;
+pub mod sourced;
 
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Text, Timestamptz, Uuid as SqlUuid};

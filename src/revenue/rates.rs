@@ -182,6 +182,7 @@ pub async fn store(
                     .get_result(conn)
                     .await?;
                 super::recompute_customers(conn, tenant_id, &done.touched, done.since).await?;
+                let released = super::sourced::release_waiting(conn, tenant_id).await?;
                 audit::record(
                     conn,
                     meta,
@@ -191,11 +192,19 @@ pub async fn store(
                         action: "revenue.set_exchange_rates",
                         target_type: Some("ExchangeRates"),
                         target_id: None,
-                        details: json!({ "rates": done.set, "customersReconverted": done.touched.len() }),
+                        details: json!({
+                            "rates": done.set,
+                            "customersReconverted": done.touched.len(),
+                            "waitingChangesApplied": released,
+                        }),
                     },
                 )
                 .await?;
-                let version = versions::bump(conn, tenant_id, Added::Nothing).await?;
+                let added = match released {
+                    0 => Added::Nothing,
+                    n => Added::RevenueChanges(n),
+                };
+                let version = versions::bump(conn, tenant_id, added).await?;
                 Ok((done.set, version))
             }
             .scope_boxed()

@@ -245,6 +245,13 @@ impl TestApp {
             schedule_tick_ms: 100,
             report_dir: std::env::temp_dir()
                 .join(format!("fahwa-test-reports-{}", Uuid::new_v4().simple())),
+            // One key for the deployment, so that its instances and workers open each other's
+            // seals.
+            secret_keys: vec![format!("test:{}", {
+                use base64::Engine;
+                let bytes = [*Uuid::new_v4().as_bytes(), *Uuid::new_v4().as_bytes()].concat();
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            })],
             ..Config::default()
         }
     }
