@@ -1,6 +1,7 @@
 //! The `fahwa` command line: `serve`, `worker`, `migrate`, `seed`, `bench`, `retention`,
 //! `drop-capture-slot`, `print-schema`, `create-operator`.
 
+mod connectors;
 mod demo;
 mod operator;
 
@@ -100,6 +101,26 @@ enum Command {
         /// The CSV file; `-` reads standard input
         #[arg(long = "file")]
         csv: String,
+    },
+    /// Compare a tenant's revenue with what its providers' subscriptions imply, customer by
+    /// customer; exits with status 1 when any differs
+    Reconcile {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// The tenant's slug
+        #[arg(long)]
+        tenant: String,
+        /// One integration's id (default: every standing one)
+        #[arg(long)]
+        integration: Option<String>,
+        /// The UTC day whose end is compared (default: now)
+        #[arg(long)]
+        day: Option<chrono::NaiveDate>,
+    },
+    /// Seal every stored secret again under the first of FAHWA_SECRET_KEYS
+    RotateKey {
+        #[command(flatten)]
+        flags: ConfigFlags,
     },
     /// Print the GraphQL schema (SDL); `schema.graphql` holds its output
     PrintSchema,
@@ -265,6 +286,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 r.events_deleted, r.tenants_trimmed, r.partitions_dropped
             );
             Ok(())
+        }
+        Command::Reconcile {
+            flags,
+            tenant,
+            integration,
+            day,
+        } => {
+            let mut config = Config::load(file, &flags)?;
+            logging::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
+            let app = App::build(config).await?;
+            let agree = connectors::reconcile(&app, &tenant, integration.as_deref(), day).await?;
+            anyhow::ensure!(agree, "some customers' revenue differs from the provider's");
+            Ok(())
+        }
+        Command::RotateKey { flags } => {
+            let mut config = Config::load(file, &flags)?;
+            logging::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
+            let app = App::build(config).await?;
+            connectors::rotate_key(&app).await
         }
         Command::CreateOperator {
             flags,

@@ -57,7 +57,8 @@ struct CustomerObject {
     steps: serde_json::Value,
 }
 
-fn steps_from(value: &serde_json::Value) -> Vec<Step> {
+/// Steps as `integration_objects.steps` stores them.
+pub fn steps_from(value: &serde_json::Value) -> Vec<Step> {
     value
         .as_array()
         .map(|pairs| {

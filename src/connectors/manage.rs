@@ -325,3 +325,57 @@ pub async fn disconnect(acting: &Acting<'_>, id: &str) -> AppResult<bool> {
 pub fn status_of(row: &IntegrationRow) -> IntegrationStatus {
     IntegrationStatus::from_stored(&row.status)
 }
+
+/// Seals every integration's secrets again under the current key where another sealed them
+/// (`fahwa rotate-key`); returns how many integrations there are and how many were sealed
+/// again. Old keys stay configured until this has run.
+pub async fn rotate_keys(services: &Services) -> AppResult<(usize, usize)> {
+    let tenants = services
+        .db
+        .scoped(crate::db::Scope::Operator, |conn| {
+            async move { crate::db::tenants::TenantRow::ids(conn).await }.scope_boxed()
+        })
+        .await?;
+    let (mut seen, mut resealed) = (0, 0);
+    for tenant in tenants {
+        let (s, r) = services
+            .db
+            .tenant(tenant, |conn| {
+                async move {
+                    let (mut seen, mut resealed) = (0, 0);
+                    for row in IntegrationRow::list(conn).await? {
+                        seen += 1;
+                        let stale = |sealed: &str| {
+                            !sealed.is_empty() && services.vault.needs_rotation(sealed)
+                        };
+                        let secret_stale = row.webhook_secret.as_deref().is_some_and(stale);
+                        if !stale(&row.credentials) && !secret_stale {
+                            continue;
+                        }
+                        let reseal = |sealed: &str, context: &str| -> AppResult<String> {
+                            if sealed.is_empty() {
+                                return Ok(String::new());
+                            }
+                            let plain = services.vault.open(sealed, context)?;
+                            services.vault.seal(&plain, context)
+                        };
+                        let credentials = reseal(&row.credentials, &credentials_context(row.id))?;
+                        let secret = row
+                            .webhook_secret
+                            .as_deref()
+                            .map(|s| reseal(s, &secret_context(row.id)))
+                            .transpose()?;
+                        IntegrationRow::reseal(conn, row.id, &credentials, secret.as_deref())
+                            .await?;
+                        resealed += 1;
+                    }
+                    Ok((seen, resealed))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        seen += s;
+        resealed += r;
+    }
+    Ok((seen, resealed))
+}

@@ -8,6 +8,7 @@ pub mod api;
 pub mod apply;
 pub mod manage;
 pub mod provider;
+pub mod reconcile;
 pub mod stripe;
 pub mod sync;
 pub mod timeline;

@@ -14,9 +14,10 @@ use super::Services;
 use super::api::ApiError;
 use super::apply::{self, Source};
 use super::manage::{self, SYNC_KIND};
+use super::reconcile;
 use crate::analytics::versions;
 use crate::db::audit::{self, Actor, AuditEntry, RequestMeta};
-use crate::db::integrations::IntegrationRow;
+use crate::db::integrations::{self as rows, IntegrationRow};
 use crate::jobs::{Handler, Job, JobControl, JobError};
 
 pub struct SyncIntegration(pub Services);
@@ -116,26 +117,53 @@ impl Handler for SyncIntegration {
                 break;
             }
         }
-        s.db.tenant(tenant, |conn| {
-            async move {
-                IntegrationRow::finish_sync(conn, id, Utc::now()).await?;
-                audit::record(
-                    conn,
-                    &RequestMeta::default(),
-                    AuditEntry {
-                        tenant_id: Some(tenant),
-                        actor: Actor::System,
-                        action: "integration.synced",
-                        target_type: Some("Integration"),
-                        target_id: Some(id.to_string()),
-                        details: json!({ "pages": pages, "objects": objects, "revenueChanges": changes }),
-                    },
-                )
-                .await
-            }
-            .scope_boxed()
-        })
-        .await?;
+        let checked =
+            s.db.tenant(tenant, |conn| {
+                async move {
+                    let now = Utc::now();
+                    IntegrationRow::finish_sync(conn, id, now).await?;
+                    let check = reconcile::stored(conn, id, now).await?;
+                    let waiting = rows::waiting_customers(conn, id).await?;
+                    let unexplained: Vec<String> = check
+                        .differences
+                        .iter()
+                        .filter(|d| !waiting.contains(&d.customer))
+                        .map(ToString::to_string)
+                        .collect();
+                    if let Some(first) = unexplained.first() {
+                        let message = format!(
+                            "after the sync, {} customer(s) differ from the provider, e.g. {first}",
+                            unexplained.len()
+                        );
+                        IntegrationRow::set_status(conn, id, "CONNECTED", Some(&message)).await?;
+                    }
+                    audit::record(
+                        conn,
+                        &RequestMeta::default(),
+                        AuditEntry {
+                            tenant_id: Some(tenant),
+                            actor: Actor::System,
+                            action: "integration.synced",
+                            target_type: Some("Integration"),
+                            target_id: Some(id.to_string()),
+                            details: json!({
+                                "pages": pages,
+                                "objects": objects,
+                                "revenueChanges": changes,
+                                "customersReconciled": check.customers,
+                                "differences": unexplained.len(),
+                            }),
+                        },
+                    )
+                    .await?;
+                    Ok(unexplained)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        if !checked.is_empty() {
+            tracing::warn!(integration = %id, differences = checked.len(), "a sync's revenue differs from what it read");
+        }
         Ok(())
     }
 

@@ -212,6 +212,22 @@ pub async fn waiting(conn: &mut Conn, ids: &[Uuid]) -> AppResult<Vec<(Uuid, Wait
     Ok(out)
 }
 
+/// The customers with changes of `integration` that wait for a rate.
+pub async fn waiting_customers(conn: &mut Conn, integration: Uuid) -> AppResult<Vec<String>> {
+    #[derive(QueryableByName)]
+    struct Customer {
+        #[diesel(sql_type = Text)]
+        customer_id: String,
+    }
+    let rows: Vec<Customer> = diesel::sql_query(
+        "SELECT DISTINCT customer_id FROM revenue_changes_waiting WHERE starts_with(client_id, $1)",
+    )
+    .bind::<Text, _>(change_prefix(integration))
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|c| c.customer_id).collect())
+}
+
 /// The tenant of an integration that still stands, before any tenant is in scope.
 pub async fn tenant_of(conn: &mut Conn, id: Uuid) -> AppResult<Option<Uuid>> {
     #[derive(QueryableByName)]

@@ -143,6 +143,11 @@ impl TenantRow {
             .await?)
     }
 
+    /// Every tenant's id (operator scope).
+    pub async fn ids(conn: &mut Conn) -> AppResult<Vec<Uuid>> {
+        Ok(tenants::table.select(tenants::id).load(conn).await?)
+    }
+
     pub async fn count(conn: &mut Conn) -> AppResult<i64> {
         Ok(tenants::table.count().get_result(conn).await?)
     }

@@ -869,3 +869,214 @@ async fn a_sync_killed_midway_resumes_from_its_checkpoint() {
     );
     drop(background);
 }
+
+/// `fahwa <args>` against the test's database and fake Stripe, with `keys` as the sealing keys.
+async fn fahwa(t: &TestApp, stripe: &FakeStripe, keys: &[String], args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_fahwa"))
+        .args(args)
+        .env("FAHWA_DATABASE_URL", &t.db_url)
+        .env("FAHWA_JWT_SECRET", t.jwt_secret())
+        .env("FAHWA_SECRET_KEYS", format!("[{}]", keys.join(",")))
+        .env("FAHWA_STRIPE_API_BASE", &stripe.base)
+        .env_remove("FAHWA_REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn reconcile_finds_no_difference_after_a_backfill_and_names_each_one_after() {
+    let stripe = FakeStripe::start(KEY).await;
+    for i in 0..150 {
+        stripe.put_subscription(monthly(
+            &format!("sub_{i:03}"),
+            &format!("cus_{i}"),
+            990,
+            1 + i % 4,
+        ));
+    }
+    let (t, owner, id) = synced_to(&stripe).await;
+    assert!(integration(&t, &owner.access, &id).await["lastError"].is_null());
+    let record: Value = value(
+        &t,
+        "SELECT details FROM audit_log WHERE action = 'integration.synced'",
+    )
+    .await;
+    assert_eq!(
+        (
+            record["customersReconciled"].as_i64(),
+            record["differences"].as_i64()
+        ),
+        (Some(150), Some(0)),
+        "{record}"
+    );
+    let keys = t.app.config.secret_keys.clone();
+    let (ok, out) = fahwa(&t, &stripe, &keys, &["reconcile", "--tenant", "acme"]).await;
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("150 customers") && out.contains("0 differ"),
+        "{out}"
+    );
+    // A change Fahwa never heard of (no webhook): named, with both amounts.
+    stripe.put_subscription(monthly("sub_007", "cus_7", 990, 10));
+    let (ok, out) = fahwa(&t, &stripe, &keys, &["reconcile", "--tenant", "acme"]).await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("1 differ") && out.contains("cus_7: Fahwa 3960 USD, provider 9900 USD"),
+        "{out}"
+    );
+    // A sync brings it in line from now on; back in January Fahwa keeps what it knew, which
+    // Stripe's objects (their present state) can no longer tell.
+    t.op(
+        Some(&owner.access),
+        "integrations.graphql",
+        "SyncIntegration",
+        json!({ "id": id }),
+    )
+    .await;
+    synced(&t, &owner.access, &id).await;
+    let (ok, out) = fahwa(&t, &stripe, &keys, &["reconcile", "--tenant", "acme"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = fahwa(
+        &t,
+        &stripe,
+        &keys,
+        &["reconcile", "--tenant", "acme", "--day", "2026-01-15"],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("cus_7: Fahwa 3960 USD, provider 9900 USD"),
+        "{out}"
+    );
+    assert_eq!(history(&t, "cus_7").await, [3_960, 9_900]);
+}
+
+#[tokio::test]
+async fn rotate_key_seals_every_secret_under_the_new_key() {
+    let stripe = FakeStripe::start(KEY).await;
+    stripe.put_subscription(monthly("sub_k", "cus_k", 1_000, 1));
+    let (t, _owner, _id) = synced_to(&stripe).await;
+    let old = t.app.config.secret_keys[0].clone();
+    let new = "k2:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_string();
+    // Without the old key nothing opens.
+    let (ok, out) = fahwa(
+        &t,
+        &stripe,
+        std::slice::from_ref(&new),
+        &["reconcile", "--tenant", "acme"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    let (ok, out) = fahwa(&t, &stripe, &[new.clone(), old.clone()], &["rotate-key"]).await;
+    assert!(
+        ok && out.contains("1 of 1 integrations sealed again under key k2"),
+        "{out}"
+    );
+    let (credentials, secret): (String, String) = {
+        let row = t
+            .pg()
+            .await
+            .query_one("SELECT credentials, webhook_secret FROM integrations", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert!(
+        credentials.starts_with("v1.k2.") && secret.starts_with("v1.k2."),
+        "{credentials}"
+    );
+    // Once rotated, the old key may go.
+    let (ok, out) = fahwa(&t, &stripe, &[new], &["reconcile", "--tenant", "acme"]).await;
+    assert!(ok, "{out}");
+    assert!(!out.contains(KEY) && !out.contains(SECRET));
+}
+
+/// The movements a dashboard shows for what Stripe's subscriptions imply: new, expansion when a
+/// one-off discount runs out, churn when a subscription ends; and a webhook payload in another
+/// API version (discounts as bare ids) read by retrieving the subscription.
+#[tokio::test]
+async fn movements_follow_the_subscriptions_and_thin_payloads_are_fetched() {
+    let stripe = FakeStripe::start(KEY).await;
+    let discount = |duration: &str, percent: f64| {
+        json!({
+            "id": format!("di_{duration}"), "object": "discount", "start": 1_767_225_600i64,
+            "end": null, "source": { "type": "coupon", "coupon": {
+                "id": format!("co_{duration}"), "object": "coupon", "duration": duration,
+                "duration_in_months": null, "percent_off": percent, "amount_off": null,
+                "currency": null } },
+        })
+    };
+    stripe.put_subscription(monthly("sub_a", "cus_a", 5_000, 1));
+    stripe.put_subscription({
+        let price = fake_stripe::price("price_b", "usd", 2_000, "month", 1);
+        fake_stripe::subscription(
+            "sub_b",
+            "cus_b",
+            "canceled",
+            vec![fake_stripe::item("si_b", price, 1)],
+        )
+    });
+    let mut c = monthly("sub_c", "cus_c", 4_000, 1);
+    c["discounts"] = json!([discount("once", 50.0)]);
+    stripe.put_subscription(c);
+    let (t, owner, id) = synced_to(&stripe).await;
+
+    let r = t
+        .op(
+            Some(&owner.access),
+            "analytics.graphql",
+            "Overview",
+            json!({
+                "range": { "from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z" },
+                "granularity": "MONTH",
+            }),
+        )
+        .await;
+    let movements = &r["data"]["analytics"]["revenue"]["mrrMovements"];
+    let month = |i: usize, field: &str| {
+        movements[i][field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{r}"))
+    };
+    assert_eq!(
+        month(0, "newMrr"),
+        90.0,
+        "50 + 20 + 20 (half off the first month)"
+    );
+    assert_eq!(
+        month(1, "expansionMrr"),
+        20.0,
+        "the one-off discount ran out"
+    );
+    assert_eq!(month(1, "churnedMrr"), 20.0, "sub_b ended");
+    assert_eq!(month(1, "netNewMrr"), 0.0);
+
+    // A newer API version sends discounts as ids: the subscription is retrieved, expanded.
+    let mut d = monthly("sub_d", "cus_d", 10_000, 1);
+    d["discounts"] = json!([discount("forever", 10.0)]);
+    stripe.put_subscription(d.clone());
+    d["discounts"] = json!(["di_forever"]);
+    let now = chrono::Utc::now().timestamp();
+    deliver(
+        &t,
+        &id,
+        &fake_stripe::event("evt_d", "customer.subscription.created", now - 5, d),
+    )
+    .await;
+    processed(&t).await;
+    assert_eq!(mrr(&t, "cus_d").await, Some((9_000, "USD".into())));
+    assert!(
+        stripe
+            .requests()
+            .iter()
+            .any(|r| r.path == "/v1/subscriptions/sub_d"),
+        "the thin payload was completed from the API"
+    );
+}
