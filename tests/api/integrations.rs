@@ -505,6 +505,23 @@ async fn every_pricing_case_becomes_the_mrr_stripe_implies() {
     let mut metered = sub("metered", "active", price("p15", 10, "month", 1), 1);
     metered["items"]["data"][0]["price"]["recurring"]["usage_type"] = json!("metered");
     cases.push((metered, 0));
+    // Graduated tiers: 10 × 10.00, then 5 × 5.00 and the second tier's flat 20.00.
+    let mut tiered = sub("tiered", "active", price("p16", 0, "month", 1), 15);
+    let p = &mut tiered["items"]["data"][0]["price"];
+    p["billing_scheme"] = json!("tiered");
+    p["tiers_mode"] = json!("graduated");
+    p["unit_amount"] = json!(null);
+    p["unit_amount_decimal"] = json!(null);
+    p["tiers"] = json!([
+        { "up_to": 10, "unit_amount": 1_000, "unit_amount_decimal": "1000", "flat_amount": null, "flat_amount_decimal": null },
+        { "up_to": null, "unit_amount": 500, "unit_amount_decimal": "500", "flat_amount": 2_000, "flat_amount_decimal": "2000" },
+    ]);
+    cases.push((tiered, 14_500));
+    // Seats sold in packs of 5, rounded up: 12 seats are 3 packs of 30.00.
+    let mut packs = sub("packs", "active", price("p17", 3_000, "month", 1), 12);
+    packs["items"]["data"][0]["price"]["transform_quantity"] =
+        json!({ "divide_by": 5, "round": "up" });
+    cases.push((packs, 9_000));
     for (s, _) in &cases {
         stripe.put_subscription(s.clone());
     }
