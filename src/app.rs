@@ -132,6 +132,7 @@ impl App {
             budget: Arc::new(crate::connectors::api::Budgets::new(
                 config.connector_requests_per_sec,
             )),
+            tokens: Arc::default(),
             retry: crate::connectors::api::RetryPolicy {
                 max_retry_after: std::time::Duration::from_secs(
                     config.connector_max_retry_after_secs,

@@ -33,6 +33,20 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A provider's object id as one path segment: ids are letters, digits, `_` and `-`; anything
+/// else is escaped rather than trusted.
+pub fn path_segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// Requests per second per provider account: each account's next free slot.
 pub struct Budgets {
     per_second: f64,
@@ -65,6 +79,40 @@ impl Budgets {
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// Providers' access tokens per account, kept until a minute before they expire.
+#[derive(Default)]
+pub struct Tokens {
+    held: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl Tokens {
+    const MARGIN: Duration = Duration::from_secs(60);
+
+    pub fn get(&self, account: &str) -> Option<String> {
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.get(account)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(token, _)| token.clone())
+    }
+
+    pub fn put(&self, account: &str, token: &str, lifetime: Duration) {
+        let until = Instant::now() + lifetime.saturating_sub(Self::MARGIN);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() > 10_000 {
+            let now = Instant::now();
+            held.retain(|_, (_, u)| *u > now);
+        }
+        held.insert(account.to_string(), (token.to_string(), until));
+    }
+
+    pub fn forget(&self, account: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(account);
     }
 }
 
@@ -227,6 +275,23 @@ mod tests {
         let spent = start.elapsed();
         assert!(spent >= Duration::from_millis(190), "{spent:?}");
         assert!(spent < Duration::from_millis(1_000), "{spent:?}");
+    }
+
+    #[test]
+    fn ids_cannot_leave_their_path_segment() {
+        assert_eq!(path_segment("sub_1Ab-9"), "sub_1Ab-9");
+        assert_eq!(path_segment("../v1/x?y=1"), "%2E%2E%2Fv1%2Fx%3Fy%3D1");
+    }
+
+    #[test]
+    fn tokens_are_kept_until_shortly_before_they_expire() {
+        let tokens = Tokens::default();
+        tokens.put("a", "t1", Duration::from_secs(3600));
+        tokens.put("b", "t2", Duration::from_secs(30));
+        assert_eq!(tokens.get("a").as_deref(), Some("t1"));
+        assert_eq!(tokens.get("b"), None, "within the margin: fetched again");
+        tokens.forget("a");
+        assert_eq!(tokens.get("a"), None);
     }
 
     #[test]

@@ -64,13 +64,29 @@ pub fn connector(services: &Services, row: &IntegrationRow) -> AppResult<Arc<dyn
             retry: services.retry,
             account: row.id.to_string(),
         })),
+        Provider::Paypal => {
+            let (client_id, client_secret) = super::paypal::connector::credentials_of(&credentials)
+                .map_err(AppError::bad_input)?;
+            Ok(Arc::new(super::paypal::Paypal {
+                base: services.endpoints.paypal.clone(),
+                client_id,
+                client_secret,
+                webhook_id: webhook_secret,
+                http: services.http.clone(),
+                budgets: services.budget.clone(),
+                tokens: services.tokens.clone(),
+                retry: services.retry,
+                account: row.id.to_string(),
+                seen: Default::default(),
+            }))
+        }
         other => Err(not_available(other)),
     }
 }
 
 fn not_available(provider: Provider) -> AppError {
     AppError::bad_input(format!(
-        "input.provider: {} is not available yet (Stripe is)",
+        "input.provider: {} is not available yet (Stripe and PayPal are)",
         provider.stored()
     ))
 }
@@ -87,6 +103,9 @@ fn check_credentials(provider: Provider, credentials: &Value) -> AppResult<()> {
     }
     match provider {
         Provider::Stripe => super::stripe::connector::api_key_of(credentials)
+            .map(|_| ())
+            .map_err(|e| AppError::bad_input(format!("input.{e}"))),
+        Provider::Paypal => super::paypal::connector::credentials_of(credentials)
             .map(|_| ())
             .map_err(|e| AppError::bad_input(format!("input.{e}"))),
         other => Err(not_available(other)),

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod apply;
 pub mod manage;
+pub mod paypal;
 pub mod provider;
 pub mod reconcile;
 pub mod stripe;
@@ -106,6 +107,8 @@ pub struct Services {
     pub mirror: Option<Kv>,
     /// Requests per second to one provider account.
     pub budget: Arc<api::Budgets>,
+    /// Access tokens (PayPal's OAuth2) per integration.
+    pub tokens: Arc<api::Tokens>,
     pub retry: api::RetryPolicy,
 }
 

@@ -12,10 +12,11 @@ use crate::graphql::caller;
 pub struct ConnectIntegrationInput {
     pub provider: Provider,
     /// Stripe: `{ "apiKey": "sk_…" }` (a restricted key that reads subscriptions and invoices
-    /// is enough). Stored sealed, never returned.
+    /// is enough); PayPal: `{ "clientId": "…", "clientSecret": "…" }` of a REST app with
+    /// subscriptions and transaction search. Stored sealed, never returned.
     pub credentials: Json<serde_json::Value>,
-    /// Stripe: the endpoint's signing secret (`whsec_…`), which webhook deliveries are
-    /// verified with. Stored sealed, never returned.
+    /// Stripe: the endpoint's signing secret (`whsec_…`); PayPal: the webhook's id. Webhook
+    /// deliveries are verified with it. Stored sealed, never returned.
     pub webhook_secret: Option<String>,
 }
 

@@ -85,7 +85,7 @@ async fn synced_to(stripe: &FakeStripe) -> (TestApp, crate::harness::Session, St
 }
 
 /// A customer's MRR now as Fahwa stores it: (minor units, currency) of the newest change.
-async fn mrr(t: &TestApp, customer: &str) -> Option<(i64, String)> {
+pub async fn mrr(t: &TestApp, customer: &str) -> Option<(i64, String)> {
     t.pg()
         .await
         .query_opt(

@@ -13,6 +13,8 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 use super::subscription::{BillingCycle, Frequency, Money, Plan, PricingTier, Subscription};
 
+pub use crate::connectors::timeline::{Step, Timeline as Derived, amount_at};
+
 /// The currencies PayPal's REST API accepts payments in (developer.paypal.com, "Currency
 /// codes"), each with its number of decimals: HUF, JPY and TWD "do not support decimals".
 const CURRENCIES: [(&str, u32); 25] = [
@@ -42,24 +44,6 @@ const CURRENCIES: [(&str, u32); 25] = [
     ("TWD", 0),
     ("USD", 2),
 ];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub at: DateTime<Utc>,
-    pub amount_minor: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Derived {
-    /// The payer's PayPal id, else their email.
-    pub customer: String,
-    /// Upper-case ISO 4217 ("" when the plan names no price at all).
-    pub currency: String,
-    /// Sorted; no two consecutive amounts equal; the first amount is not 0.
-    pub steps: Vec<Step>,
-    /// One sentence per thing not counted, e.g. a suspended subscription.
-    pub left_out: Vec<String>,
-}
 
 /// The payloads lack what is needed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,14 +85,6 @@ pub fn derive(sub: &Subscription, plan: &Plan) -> Result<Derived, Incomplete> {
         steps,
         left_out,
     })
-}
-
-/// The amount in force at `at`: the last step at or before it; 0 before the first step.
-pub fn amount_at(steps: &[Step], at: DateTime<Utc>) -> i64 {
-    match steps.partition_point(|step| step.at <= at) {
-        0 => 0,
-        n => steps[n - 1].amount_minor,
-    }
 }
 
 fn billed_plan<'a>(sub: &'a Subscription, plan: &'a Plan) -> Result<&'a Plan, Incomplete> {

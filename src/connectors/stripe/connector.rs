@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::mrr::{self, Incomplete};
 use super::subscription::{Event, List, Subscription, invoice_subscription_id};
-use crate::connectors::api::{Api, ApiError, Budgets, RetryPolicy};
+use crate::connectors::api::{Api, ApiError, Budgets, RetryPolicy, path_segment};
 use crate::connectors::provider::{Connector, Delivery, Interpreted, Observation, Page, Refusal};
-use crate::connectors::timeline::{Step, Timeline};
+use crate::connectors::timeline::Timeline;
 
 /// The API version of our requests: fixed, so that what we ask for is the shape we read
 /// (webhook payloads come in the account's version and are read tolerantly, or retrieved).
@@ -54,22 +54,6 @@ pub fn api_key_of(credentials: &Value) -> Result<String, String> {
     Ok(key.to_string())
 }
 
-fn timeline_of(derived: mrr::Derived) -> Timeline {
-    Timeline {
-        customer: derived.customer,
-        currency: derived.currency,
-        steps: derived
-            .steps
-            .into_iter()
-            .map(|s| Step {
-                at: s.at,
-                amount_minor: s.amount_minor,
-            })
-            .collect(),
-        left_out: derived.left_out,
-    }
-}
-
 fn unix(at: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(at, 0).unwrap_or_default()
 }
@@ -108,7 +92,7 @@ impl Stripe {
             .chain([&mrr::EXPAND_COUPON_ONE])
             .map(|e| ("expand[]", e.to_string()))
             .collect();
-        let path = format!("/v1/subscriptions/{}", urlencode(id));
+        let path = format!("/v1/subscriptions/{}", path_segment(id));
         let value = match self.get(&path, &query).await {
             Ok(v) => v,
             Err(ApiError::Refused { status: 404, .. }) => return Ok(None),
@@ -134,19 +118,6 @@ impl Stripe {
     }
 }
 
-/// Path segments are Stripe ids (`sub_…`); anything else is escaped rather than trusted.
-fn urlencode(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// `None` when the payload lacks what is needed and `may_retrieve`; otherwise what can be
 /// said (an object whose MRR cannot be derived is observed with no MRR, and says why).
 fn observe(value: &Value, seen_at: DateTime<Utc>, may_retrieve: bool) -> Option<Observation> {
@@ -165,7 +136,7 @@ fn observe(value: &Value, seen_at: DateTime<Utc>, may_retrieve: bool) -> Option<
         Ok(derived) => Some(Observation {
             object_id: sub.id.clone(),
             seen_at,
-            timeline: timeline_of(derived),
+            timeline: derived,
         }),
         Err(_) if may_retrieve => None,
         Err(why) => Some(Observation {

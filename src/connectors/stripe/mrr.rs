@@ -10,6 +10,8 @@ use chrono::{DateTime, Months, TimeDelta, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 
+pub use crate::connectors::timeline::{Step, Timeline as Derived, amount_at};
+
 use super::subscription::{
     Coupon, Discount, Expandable, Item, Price, Subscription, Tier, TransformQuantity,
 };
@@ -30,23 +32,6 @@ pub const EXPAND_COUPON_ONE: &str = "discounts.source.coupon";
 
 /// `EXPAND_COUPON_ONE` for lists: four levels, the most Stripe allows.
 pub const EXPAND_COUPON_LIST: &str = "data.discounts.source.coupon";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Step {
-    pub at: DateTime<Utc>,
-    pub amount_minor: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Derived {
-    pub customer: String,
-    /// Upper-case ISO 4217.
-    pub currency: String,
-    /// Sorted; no two consecutive amounts equal; the first amount is not 0.
-    pub steps: Vec<Step>,
-    /// One sentence per thing not counted, e.g. a metered price.
-    pub left_out: Vec<String>,
-}
 
 /// The payload lacks what is needed: the caller fetches the subscription again with
 /// `EXPAND_ONE` (or the item list, the price, the coupon named).
@@ -80,14 +65,6 @@ pub fn derive(sub: &Subscription) -> Result<Derived, Incomplete> {
         steps,
         left_out,
     })
-}
-
-/// The amount in force at `at`: the last step at or before it; 0 before the first step.
-pub fn amount_at(steps: &[Step], at: DateTime<Utc>) -> i64 {
-    match steps.partition_point(|step| step.at <= at) {
-        0 => 0,
-        n => steps[n - 1].amount_minor,
-    }
 }
 
 /// Stripe gives every item of a subscription the same currency; should they differ, the
