@@ -896,7 +896,8 @@ async fn fahwa(t: &TestApp, stripe: &FakeStripe, keys: &[String], args: &[&str])
         .env("FAHWA_SECRET_KEYS", format!("[{}]", keys.join(",")))
         .env("FAHWA_STRIPE_API_BASE", &stripe.base)
         .env_remove("FAHWA_REDIS_URL")
-        .env("RUST_LOG", "warn")
+        // Everything the process and its HTTP client say, to check that no secret is in it.
+        .env("RUST_LOG", "trace")
         .output()
         .await
         .unwrap();
@@ -904,6 +905,12 @@ async fn fahwa(t: &TestApp, stripe: &FakeStripe, keys: &[String], args: &[&str])
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !text.contains(KEY)
+            && !text.contains(SECRET)
+            && !keys.iter().any(|k| text.contains(k.as_str())),
+        "a secret reached the log"
     );
     (out.status.success(), text)
 }
