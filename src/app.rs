@@ -95,9 +95,7 @@ impl App {
         };
         let hub = Arc::new(Hub::default());
         let live = match (&kv, &config.redis_url) {
-            (Kv::Redis { pool, prefix }, Some(url)) => {
-                Broker::redis(hub, url, pool.clone(), prefix)
-            }
+            (Kv::Redis(r), Some(url)) => Broker::redis(hub, url, r.pool.clone(), &r.prefix),
             _ => Broker::local(hub),
         };
         let revenue_index =

@@ -1,7 +1,12 @@
 //! Small shared counters with expiry: Redis when configured (shared by every instance), else an
-//! in-process cache with the same behaviour for a single instance.
+//! in-process cache with the same behaviour for a single instance. A Redis that fails is known
+//! as down for a moment (`Health`, a circuit breaker): meanwhile counters (log-in throttling,
+//! rate limits) are kept in process and cache reads are misses, so a request costs no Redis
+//! timeout, and the log says so once when it goes down and once when it is back.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bb8_redis::RedisConnectionManager;
@@ -14,8 +19,127 @@ pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 
 #[derive(Clone)]
 pub enum Kv {
-    Redis { pool: RedisPool, prefix: String },
+    Redis(Arc<Redis>),
     Memory(Memory),
+}
+
+pub struct Redis {
+    pub pool: RedisPool,
+    pub prefix: String,
+    /// Where counters go while Redis is down.
+    local: Memory,
+    health: Health,
+}
+
+/// Whether Redis is known to be down: after a failure, calls skip it for `pause`, then one call
+/// tries it again.
+pub struct Health {
+    epoch: Instant,
+    /// Milliseconds after `epoch` before which Redis is not tried.
+    down_until: AtomicU64,
+    down: AtomicBool,
+    pause: Duration,
+}
+
+impl Health {
+    fn new(pause: Duration) -> Health {
+        Health {
+            epoch: Instant::now(),
+            down_until: AtomicU64::new(0),
+            down: AtomicBool::new(false),
+            pause,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Whether this call may try Redis: always while it is up; while down, one call per pause.
+    fn may_try(&self) -> bool {
+        if !self.down.load(Ordering::Acquire) {
+            return true;
+        }
+        let until = self.down_until.load(Ordering::Acquire);
+        let now = self.now_ms();
+        if now >= until {
+            // The one call that moves the mark on is the probe; the others skip Redis.
+            let next = now + self.pause.as_millis() as u64;
+            return self
+                .down_until
+                .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        }
+        false
+    }
+
+    fn failed(&self, error: &str) {
+        let next = self.now_ms() + self.pause.as_millis() as u64;
+        self.down_until.fetch_max(next, Ordering::AcqRel);
+        if !self.down.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                error,
+                pause_ms = self.pause.as_millis() as u64,
+                "Redis is unavailable: counters are kept in process and the cache is skipped until it is back"
+            );
+            metrics::gauge!("fahwa_redis_up").set(0.0);
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.down.swap(false, Ordering::AcqRel) {
+            tracing::info!("Redis is back");
+            metrics::gauge!("fahwa_redis_up").set(1.0);
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+}
+
+/// The longest one Redis call may take before it counts as failed.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long Redis is skipped after a failure.
+const PAUSE: Duration = Duration::from_secs(2);
+
+impl Redis {
+    /// `call` on Redis unless it is known down; `None` when it is, or when the call fails (and
+    /// then it is known down).
+    async fn attempt<T, F, Fut>(&self, call: F) -> Option<T>
+    where
+        F: FnOnce(RedisPool, String) -> Fut,
+        Fut: Future<Output = AppResult<T>>,
+    {
+        if !self.health.may_try() {
+            return None;
+        }
+        self.call(call).await
+    }
+
+    /// `call` on Redis whatever the breaker says (work outside requests, which may wait), and
+    /// so also a probe: its success closes the breaker.
+    async fn call<T, F, Fut>(&self, call: F) -> Option<T>
+    where
+        F: FnOnce(RedisPool, String) -> Fut,
+        Fut: Future<Output = AppResult<T>>,
+    {
+        match tokio::time::timeout(CALL_TIMEOUT, call(self.pool.clone(), self.prefix.clone())).await
+        {
+            Ok(Ok(value)) => {
+                self.health.succeeded();
+                Some(value)
+            }
+            Ok(Err(e)) => {
+                self.health.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.health.failed("no answer in time");
+                None
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -25,6 +149,23 @@ pub struct Memory {
 }
 
 impl Memory {
+    fn new() -> Memory {
+        Memory {
+            counters: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            blobs: Cache::builder()
+                // Weighed in bytes: 256 MiB of cached results at most.
+                .weigher(|k: &String, v: &Arc<Vec<u8>>| {
+                    (k.len() + v.len()).try_into().unwrap_or(u32::MAX)
+                })
+                .max_capacity(256 * 1024 * 1024)
+                .time_to_live(BLOB_TTL)
+                .build(),
+        }
+    }
+
     /// Replaces a counter by `next(live value)` (`None` keeps it); returns what it holds after.
     async fn update_counter(
         &self,
@@ -44,6 +185,33 @@ impl Memory {
             })
             .await;
         entry.into_entry().map(|e| e.value().0)
+    }
+
+    async fn incr(&self, key: &str, ttl: Duration) -> i64 {
+        let now = Instant::now();
+        self.update_counter(key, |live| match live {
+            Some((n, exp)) => Some((n + 1, exp)),
+            None => Some((1, now + ttl)),
+        })
+        .await
+        .unwrap_or(1)
+    }
+
+    async fn set(&self, key: &str, value: i64, ttl: Duration) {
+        self.counters
+            .insert(key.to_string(), (value, Instant::now() + ttl))
+            .await
+    }
+
+    async fn get(&self, key: &str) -> Option<(i64, Duration)> {
+        self.counters.get(key).await.and_then(|(n, exp)| {
+            let left = exp.checked_duration_since(Instant::now())?;
+            Some((n, left))
+        })
+    }
+
+    async fn delete(&self, key: &str) {
+        self.counters.invalidate(key).await
     }
 }
 
@@ -76,42 +244,39 @@ impl Kv {
         let manager = RedisConnectionManager::new(url)?;
         let pool = bb8::Pool::builder()
             .max_size(16)
-            .connection_timeout(Duration::from_secs(3))
+            .connection_timeout(CALL_TIMEOUT)
             .build_unchecked(manager);
-        Ok(Kv::Redis {
+        Ok(Kv::Redis(Arc::new(Redis {
             pool,
             prefix: prefix.to_string(),
-        })
+            local: Memory::new(),
+            health: Health::new(PAUSE),
+        })))
     }
 
     pub fn memory() -> Self {
-        Kv::Memory(Memory {
-            counters: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(Duration::from_secs(3600))
-                .build(),
-            blobs: Cache::builder()
-                // Weighed in bytes: 256 MiB of cached results at most.
-                .weigher(|k: &String, v: &Arc<Vec<u8>>| {
-                    (k.len() + v.len()).try_into().unwrap_or(u32::MAX)
-                })
-                .max_capacity(256 * 1024 * 1024)
-                .time_to_live(BLOB_TTL)
-                .build(),
-        })
+        Kv::Memory(Memory::new())
+    }
+
+    /// Whether Redis is configured and known to be down at the moment.
+    pub fn redis_down(&self) -> bool {
+        matches!(self, Kv::Redis(r) if r.health.is_down())
     }
 
     pub async fn get_blob(&self, key: &str) -> AppResult<Option<Arc<Vec<u8>>>> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let value: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(format!("{prefix}{key}"))
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(value.map(Arc::new))
-            }
+            Kv::Redis(r) => Ok(r
+                .attempt(|pool, prefix| async move {
+                    let mut conn = pool.get().await.map_err(redis_err)?;
+                    let value: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(format!("{prefix}{key}"))
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)?;
+                    Ok(value.map(Arc::new))
+                })
+                .await
+                .flatten()),
             Kv::Memory(m) => Ok(m.blobs.get(key).await),
         }
     }
@@ -119,9 +284,16 @@ impl Kv {
     /// `get_blob` for several keys in one round trip.
     pub async fn get_blobs(&self, keys: &[String]) -> AppResult<Vec<Option<Arc<Vec<u8>>>>> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let values: Vec<Option<Vec<u8>>> = mget(pool, prefix, keys).await?;
-                Ok(values.into_iter().map(|v| v.map(Arc::new)).collect())
+            Kv::Redis(r) => {
+                let found = r
+                    .attempt(
+                        |pool, prefix| async move { mget::<Vec<u8>>(&pool, &prefix, keys).await },
+                    )
+                    .await;
+                Ok(match found {
+                    Some(values) => values.into_iter().map(|v| v.map(Arc::new)).collect(),
+                    None => vec![None; keys.len()],
+                })
             }
             Kv::Memory(m) => {
                 let mut out = Vec::with_capacity(keys.len());
@@ -134,19 +306,24 @@ impl Kv {
     }
 
     /// Stores `value` under `key` for `ttl` (at most `BLOB_TTL`). In process, entries live up to
-    /// `BLOB_TTL` within the cache's weight limit, whatever `ttl` says.
+    /// `BLOB_TTL` within the cache's weight limit, whatever `ttl` says. Skipped while Redis is
+    /// down.
     pub async fn set_blob(&self, key: &str, value: Vec<u8>, ttl: Duration) -> AppResult<()> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let _: () = redis::cmd("SET")
-                    .arg(format!("{prefix}{key}"))
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ttl.min(BLOB_TTL).as_millis().max(1) as u64)
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
+            Kv::Redis(r) => {
+                r.attempt(|pool, prefix| async move {
+                    let mut conn = pool.get().await.map_err(redis_err)?;
+                    let _: () = redis::cmd("SET")
+                        .arg(format!("{prefix}{key}"))
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ttl.min(BLOB_TTL).as_millis().max(1) as u64)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)?;
+                    Ok(())
+                })
+                .await;
             }
             Kv::Memory(m) => m.blobs.insert(key.to_string(), Arc::new(value)).await,
         }
@@ -154,100 +331,155 @@ impl Kv {
     }
 
     pub fn is_redis(&self) -> bool {
-        matches!(self, Kv::Redis { .. })
+        matches!(self, Kv::Redis(_))
     }
 
+    /// Asks Redis itself, whatever the breaker says (for `/readyz`).
     pub async fn ping(&self) -> AppResult<()> {
-        if let Kv::Redis { pool, .. } = self {
-            let mut conn = pool.get().await.map_err(redis_err)?;
-            let _: String = redis::cmd("PING")
-                .query_async(&mut *conn)
-                .await
-                .map_err(redis_err)?;
+        if let Kv::Redis(r) = self {
+            let call = async {
+                let mut conn = r.pool.get().await.map_err(redis_err)?;
+                let _: String = redis::cmd("PING")
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(redis_err)?;
+                Ok::<(), AppError>(())
+            };
+            match tokio::time::timeout(CALL_TIMEOUT, call).await {
+                Ok(Ok(())) => r.health.succeeded(),
+                Ok(Err(e)) => {
+                    r.health.failed(&e.to_string());
+                    return Err(e);
+                }
+                Err(_) => {
+                    r.health.failed("no answer in time");
+                    return Err(redis_err("no answer in time"));
+                }
+            }
         }
         Ok(())
     }
 
     /// Adds one to `key` and returns the new count; the key expires `ttl` after its first count.
+    /// While Redis is down, counted in process.
     pub async fn incr(&self, key: &str, ttl: Duration) -> AppResult<i64> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let (count, _): (i64, i64) = redis::pipe()
-                    .atomic()
-                    .cmd("INCR")
-                    .arg(format!("{prefix}{key}"))
-                    .cmd("EXPIRE")
-                    .arg(format!("{prefix}{key}"))
-                    .arg(ttl.as_secs().max(1))
-                    .arg("NX")
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(count)
-            }
-            Kv::Memory(m) => {
-                let now = Instant::now();
-                let count = m
-                    .update_counter(key, |live| match live {
-                        Some((n, exp)) => Some((n + 1, exp)),
-                        None => Some((1, now + ttl)),
+            Kv::Redis(r) => {
+                let counted = r
+                    .attempt(|pool, prefix| async move {
+                        let mut conn = pool.get().await.map_err(redis_err)?;
+                        let (count, _): (i64, i64) = redis::pipe()
+                            .atomic()
+                            .cmd("INCR")
+                            .arg(format!("{prefix}{key}"))
+                            .cmd("EXPIRE")
+                            .arg(format!("{prefix}{key}"))
+                            .arg(ttl.as_secs().max(1))
+                            .arg("NX")
+                            .query_async(&mut *conn)
+                            .await
+                            .map_err(redis_err)?;
+                        Ok(count)
                     })
                     .await;
-                Ok(count.unwrap_or(1))
+                match counted {
+                    Some(n) => Ok(n),
+                    None => Ok(r.local.incr(key, ttl).await),
+                }
             }
+            Kv::Memory(m) => Ok(m.incr(key, ttl).await),
         }
     }
 
     /// Sets `key` to `value`, to expire `ttl` from now (replacing any earlier expiry).
     pub async fn set(&self, key: &str, value: i64, ttl: Duration) -> AppResult<()> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let _: () = redis::cmd("SET")
-                    .arg(format!("{prefix}{key}"))
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ttl.as_millis().max(1) as u64)
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
+            Kv::Redis(r) => {
+                let done = r
+                    .attempt(|pool, prefix| async move {
+                        let mut conn = pool.get().await.map_err(redis_err)?;
+                        let _: () = redis::cmd("SET")
+                            .arg(format!("{prefix}{key}"))
+                            .arg(value)
+                            .arg("PX")
+                            .arg(ttl.as_millis().max(1) as u64)
+                            .query_async(&mut *conn)
+                            .await
+                            .map_err(redis_err)?;
+                        Ok(())
+                    })
+                    .await;
+                if done.is_none() {
+                    r.local.set(key, value, ttl).await;
+                }
             }
-            Kv::Memory(m) => {
-                m.counters
-                    .insert(key.to_string(), (value, Instant::now() + ttl))
-                    .await
-            }
+            Kv::Memory(m) => m.set(key, value, ttl).await,
         }
         Ok(())
+    }
+
+    /// Sets a mark every instance reads (what is followed live): in Redis or not at all (an
+    /// error), tried even while Redis is thought down, since this runs outside requests.
+    pub async fn set_shared(&self, key: &str, value: i64, ttl: Duration) -> AppResult<()> {
+        match self {
+            Kv::Redis(r) => r
+                .call(|pool, prefix| async move {
+                    let mut conn = pool.get().await.map_err(redis_err)?;
+                    let _: () = redis::cmd("SET")
+                        .arg(format!("{prefix}{key}"))
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ttl.as_millis().max(1) as u64)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)?;
+                    Ok(())
+                })
+                .await
+                .ok_or_else(|| redis_err("unavailable")),
+            Kv::Memory(m) => {
+                m.set(key, value, ttl).await;
+                Ok(())
+            }
+        }
     }
 
     /// The count and the time it has left, if the key is alive.
     pub async fn get(&self, key: &str) -> AppResult<Option<(i64, Duration)>> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let (count, ttl_ms): (Option<i64>, i64) = redis::pipe()
-                    .cmd("GET")
-                    .arg(format!("{prefix}{key}"))
-                    .cmd("PTTL")
-                    .arg(format!("{prefix}{key}"))
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok(count.map(|c| (c, Duration::from_millis(ttl_ms.max(0) as u64))))
+            Kv::Redis(r) => {
+                let found = r
+                    .attempt(|pool, prefix| async move {
+                        let mut conn = pool.get().await.map_err(redis_err)?;
+                        let (count, ttl_ms): (Option<i64>, i64) = redis::pipe()
+                            .cmd("GET")
+                            .arg(format!("{prefix}{key}"))
+                            .cmd("PTTL")
+                            .arg(format!("{prefix}{key}"))
+                            .query_async(&mut *conn)
+                            .await
+                            .map_err(redis_err)?;
+                        Ok(count.map(|c| (c, Duration::from_millis(ttl_ms.max(0) as u64))))
+                    })
+                    .await;
+                match found {
+                    Some(v) => Ok(v),
+                    None => Ok(r.local.get(key).await),
+                }
             }
-            Kv::Memory(m) => Ok(m.counters.get(key).await.and_then(|(n, exp)| {
-                let left = exp.checked_duration_since(Instant::now())?;
-                Some((n, left))
-            })),
+            Kv::Memory(m) => Ok(m.get(key).await),
         }
     }
 
-    /// `get`'s counts for several keys in one round trip (without the time they have left).
+    /// `get`'s counts for several keys in one round trip (without the time they have left). An
+    /// error while Redis is down: these are marks shared by every instance (what is followed, the
+    /// data versions), which no instance can answer alone.
     pub async fn get_many(&self, keys: &[String]) -> AppResult<Vec<Option<i64>>> {
         match self {
-            Kv::Redis { pool, prefix } => mget(pool, prefix, keys).await,
+            Kv::Redis(r) => r
+                .attempt(|pool, prefix| async move { mget(&pool, &prefix, keys).await })
+                .await
+                .ok_or_else(|| redis_err("unavailable")),
             Kv::Memory(m) => {
                 let now = Instant::now();
                 let mut out = Vec::with_capacity(keys.len());
@@ -261,7 +493,8 @@ impl Kv {
     }
 
     /// Sets `key` to `value` unless it holds a larger one, to expire `ttl` from now; returns what
-    /// it holds after. Concurrent writers can only move it forward.
+    /// it holds after. Concurrent writers can only move it forward. Skipped while Redis is down
+    /// (readers then find no mark and ask PostgreSQL).
     pub async fn raise(&self, key: &str, value: i64, ttl: Duration) -> AppResult<i64> {
         static RAISE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
             redis::Script::new(
@@ -272,16 +505,19 @@ impl Kv {
             )
         });
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                RAISE
-                    .key(format!("{prefix}{key}"))
-                    .arg(value)
-                    .arg(ttl.as_millis().max(1) as u64)
-                    .invoke_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)
-            }
+            Kv::Redis(r) => Ok(r
+                .attempt(|pool, prefix| async move {
+                    let mut conn = pool.get().await.map_err(redis_err)?;
+                    RAISE
+                        .key(format!("{prefix}{key}"))
+                        .arg(value)
+                        .arg(ttl.as_millis().max(1) as u64)
+                        .invoke_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)
+                })
+                .await
+                .unwrap_or(value)),
             Kv::Memory(m) => {
                 let now = Instant::now();
                 let held = m
@@ -302,16 +538,19 @@ impl Kv {
         blob: &str,
     ) -> AppResult<(Option<i64>, Option<Arc<Vec<u8>>>)> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let (n, bytes): (Option<i64>, Option<Vec<u8>>) = redis::cmd("MGET")
-                    .arg(format!("{prefix}{counter}"))
-                    .arg(format!("{prefix}{blob}"))
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
-                Ok((n, bytes.map(Arc::new)))
-            }
+            Kv::Redis(r) => Ok(r
+                .attempt(|pool, prefix| async move {
+                    let mut conn = pool.get().await.map_err(redis_err)?;
+                    let (n, bytes): (Option<i64>, Option<Vec<u8>>) = redis::cmd("MGET")
+                        .arg(format!("{prefix}{counter}"))
+                        .arg(format!("{prefix}{blob}"))
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)?;
+                    Ok((n, bytes.map(Arc::new)))
+                })
+                .await
+                .unwrap_or((None, None))),
             Kv::Memory(m) => {
                 let now = Instant::now();
                 let n = m
@@ -326,15 +565,20 @@ impl Kv {
 
     pub async fn delete(&self, key: &str) -> AppResult<()> {
         match self {
-            Kv::Redis { pool, prefix } => {
-                let mut conn = pool.get().await.map_err(redis_err)?;
-                let _: i64 = redis::cmd("DEL")
-                    .arg(format!("{prefix}{key}"))
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(redis_err)?;
+            Kv::Redis(r) => {
+                r.local.delete(key).await;
+                r.attempt(|pool, prefix| async move {
+                    let mut conn = pool.get().await.map_err(redis_err)?;
+                    let _: i64 = redis::cmd("DEL")
+                        .arg(format!("{prefix}{key}"))
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(redis_err)?;
+                    Ok(())
+                })
+                .await;
             }
-            Kv::Memory(m) => m.counters.invalidate(key).await,
+            Kv::Memory(m) => m.delete(key).await,
         }
         Ok(())
     }
@@ -355,6 +599,51 @@ mod tests {
         assert_eq!(kv.incr("a", Duration::from_secs(5)).await.unwrap(), 1);
         kv.delete("a").await.unwrap();
         assert_eq!(kv.get("a").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_is_down_costs_one_timeout_and_counters_go_on_in_process() {
+        // Nothing listens on port 1.
+        let kv = Kv::redis("redis://127.0.0.1:1", "t:").unwrap();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(
+            kv.incr("a", ttl).await.unwrap(),
+            1,
+            "the failing call counts in process"
+        );
+        assert!(kv.redis_down());
+        let started = Instant::now();
+        for n in 2..=100 {
+            assert_eq!(kv.incr("a", ttl).await.unwrap(), n);
+        }
+        assert_eq!(kv.get("a").await.unwrap().map(|(n, _)| n), Some(100));
+        assert_eq!(kv.get_blob("b").await.unwrap(), None, "the cache is a miss");
+        assert!(
+            kv.get_many(&["v".into()]).await.is_err(),
+            "shared marks are not guessed"
+        );
+        assert!(
+            started.elapsed() < CALL_TIMEOUT,
+            "a known-down Redis is not waited for: {:?}",
+            started.elapsed()
+        );
+        assert!(kv.ping().await.is_err(), "readiness asks Redis itself");
+    }
+
+    #[test]
+    fn after_a_pause_one_call_probes_and_the_others_skip() {
+        let health = Health::new(Duration::from_secs(60));
+        assert!(health.may_try());
+        health.failed("refused");
+        assert!(!health.may_try(), "within the pause nobody tries");
+        health.down_until.store(0, Ordering::Release);
+        assert!(health.may_try(), "the pause is over: this call probes");
+        assert!(
+            !health.may_try(),
+            "and the next one waits for the probe's pause"
+        );
+        health.succeeded();
+        assert!(health.may_try() && !health.is_down());
     }
 
     #[tokio::test]

@@ -134,6 +134,8 @@ impl<'a> Probe<'a> {
     async fn version(&self) -> Option<i64> {
         match self.kv.get_many(&[versions::mirror_key(self.tenant)]).await {
             Ok(found) => found.into_iter().next().flatten(),
+            // A Redis known to be down was said once, when it went.
+            Err(_) if self.kv.redis_down() => None,
             Err(e) => {
                 tracing::warn!(error = %e, "response cache read failed");
                 None

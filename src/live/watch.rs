@@ -66,9 +66,11 @@ pub async fn mark(kv: &Kv, topics: &[(Uuid, Topic)]) {
             continue;
         };
         if seen.insert((*tenant, w))
-            && let Err(e) = kv.set(&w.key(*tenant), 1, LIFETIME).await
+            && let Err(e) = kv.set_shared(&w.key(*tenant), 1, LIFETIME).await
         {
-            tracing::warn!(error = %e, "could not mark a live topic");
+            if !kv.redis_down() {
+                tracing::warn!(error = %e, "could not mark a live topic");
+            }
             return;
         }
     }

@@ -173,6 +173,38 @@ async fn throttling_works_without_redis_too() {
     assert_eq!(codes(&last), ["RATE_LIMITED"], "{last}");
 }
 
+/// Redis configured but down (nothing listens on its port): signing up, logging in and the
+/// dashboard work, log-in throttling falls back to in-process counters, and `/readyz` says
+/// Redis is unavailable.
+#[tokio::test]
+async fn with_redis_down_members_still_sign_in_and_are_still_throttled() {
+    let t = TestApp::spawn_configured(|c| c.redis_url = Some("redis://127.0.0.1:1".into())).await;
+    let owner = t.sign_up("solo").await;
+    let ok = t
+        .log_in("solo", &owner.email, crate::harness::PASSWORD)
+        .await;
+    assert!(ok["data"]["logIn"]["accessToken"].is_string(), "{ok}");
+    let range = json!({ "from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z" });
+    let overview = t
+        .op(
+            Some(&owner.access),
+            "analytics.graphql",
+            "Overview",
+            json!({ "range": range, "granularity": "DAY" }),
+        )
+        .await;
+    assert!(overview["errors"].is_null(), "{overview}");
+    let mut last = serde_json::Value::Null;
+    for _ in 0..6 {
+        last = t.log_in("solo", &owner.email, "wrong password!").await;
+    }
+    assert_eq!(codes(&last), ["RATE_LIMITED"], "{last}");
+    let ready = t.get("/readyz").await;
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["redis"], "unavailable", "{body}");
+}
+
 #[tokio::test]
 async fn refresh_rotates_and_reuse_ends_the_session() {
     let t = TestApp::spawn().await;
