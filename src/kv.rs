@@ -222,6 +222,25 @@ pub(crate) fn redis_err(e: impl std::fmt::Display) -> AppError {
     AppError::internal(anyhow::anyhow!("redis: {e}"))
 }
 
+async fn set_counter(
+    pool: &RedisPool,
+    prefix: &str,
+    key: &str,
+    value: i64,
+    ttl: Duration,
+) -> AppResult<()> {
+    let mut conn = pool.get().await.map_err(redis_err)?;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}{key}"))
+        .arg(value)
+        .arg("PX")
+        .arg(ttl.as_millis().max(1) as u64)
+        .query_async(&mut *conn)
+        .await
+        .map_err(redis_err)?;
+    Ok(())
+}
+
 /// The values of several keys in one round trip.
 async fn mget<T: redis::FromRedisValue>(
     pool: &RedisPool,
@@ -397,16 +416,7 @@ impl Kv {
             Kv::Redis(r) => {
                 let done = r
                     .attempt(|pool, prefix| async move {
-                        let mut conn = pool.get().await.map_err(redis_err)?;
-                        let _: () = redis::cmd("SET")
-                            .arg(format!("{prefix}{key}"))
-                            .arg(value)
-                            .arg("PX")
-                            .arg(ttl.as_millis().max(1) as u64)
-                            .query_async(&mut *conn)
-                            .await
-                            .map_err(redis_err)?;
-                        Ok(())
+                        set_counter(&pool, &prefix, key, value, ttl).await
                     })
                     .await;
                 if done.is_none() {
@@ -424,16 +434,7 @@ impl Kv {
         match self {
             Kv::Redis(r) => r
                 .call(|pool, prefix| async move {
-                    let mut conn = pool.get().await.map_err(redis_err)?;
-                    let _: () = redis::cmd("SET")
-                        .arg(format!("{prefix}{key}"))
-                        .arg(value)
-                        .arg("PX")
-                        .arg(ttl.as_millis().max(1) as u64)
-                        .query_async(&mut *conn)
-                        .await
-                        .map_err(redis_err)?;
-                    Ok(())
+                    set_counter(&pool, &prefix, key, value, ttl).await
                 })
                 .await
                 .ok_or_else(|| redis_err("unavailable")),
