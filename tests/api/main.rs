@@ -29,6 +29,7 @@ mod report_schedules;
 mod reports;
 mod revenue;
 mod revenue_metrics;
+mod row_security;
 mod smtp_sink;
 mod stale_tokens;
 mod tenancy;
