@@ -105,6 +105,12 @@ pub struct Config {
     /// Keys that seal secrets at rest, `<id>:<base64 of 32 bytes>`; the first seals, all open
     /// (older ones stay until every secret is sealed again). Required in production.
     pub secret_keys: Vec<String>,
+    /// Run only the operations of the allow-list (`fahwa trust-documents`), by hash or by text.
+    pub trusted_documents: bool,
+    /// Answer introspection queries (`__schema`, `__type`); turn off in production.
+    pub introspection: bool,
+    /// Serve the GraphiQL playground at `/playground`.
+    pub playground: bool,
     /// Stripe's API (tests point it at a local server; never a tenant's input).
     pub stripe_api_base: String,
     /// PayPal's API (the live one; `https://api-m.sandbox.paypal.com` for the sandbox).
@@ -198,6 +204,9 @@ impl Default for Config {
             smtp_password: None,
             smtp_from: "Fahwa Reports <reports@localhost>".into(),
             secret_keys: Vec::new(),
+            trusted_documents: false,
+            introspection: true,
+            playground: true,
             stripe_api_base: "https://api.stripe.com".into(),
             paypal_api_base: "https://api-m.paypal.com".into(),
             connector_requests_per_sec: 20.0,

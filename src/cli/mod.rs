@@ -1,8 +1,8 @@
 //! The `fahwa` command line: `serve`, `worker`, `migrate`, `seed`, `bench`, `retention`,
 //! `drop-capture-slot`, `print-schema`, `create-operator`.
 
-mod connectors;
 mod demo;
+mod operations;
 mod operator;
 
 use std::path::PathBuf;
@@ -116,6 +116,18 @@ enum Command {
         /// The UTC day whose end is compared (default: now)
         #[arg(long)]
         day: Option<chrono::NaiveDate>,
+    },
+    /// Register every operation of the `.graphql` files in a folder as a trusted document (the
+    /// allow-list of FAHWA_TRUSTED_DOCUMENTS)
+    TrustDocuments {
+        #[command(flatten)]
+        flags: ConfigFlags,
+        /// The folder, e.g. the clients' contract
+        #[arg(long)]
+        dir: PathBuf,
+        /// Where to write each operation's hash, as JSON `{ "Name": "sha256" }`, for clients
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
     /// Seal every stored secret again under the first of FAHWA_SECRET_KEYS
     RotateKey {
@@ -297,16 +309,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
-            let agree = connectors::reconcile(&app, &tenant, integration.as_deref(), day).await?;
+            let agree = operations::reconcile(&app, &tenant, integration.as_deref(), day).await?;
             anyhow::ensure!(agree, "some customers' revenue differs from the provider's");
             Ok(())
+        }
+        Command::TrustDocuments {
+            flags,
+            dir,
+            manifest,
+        } => {
+            let mut config = Config::load(file, &flags)?;
+            logging::init(config.log_format);
+            let _own = local_cluster::when_unconfigured(&mut config).await?;
+            let app = App::build(config).await?;
+            operations::trust_documents(&app, &dir, manifest.as_deref()).await
         }
         Command::RotateKey { flags } => {
             let mut config = Config::load(file, &flags)?;
             logging::init(config.log_format);
             let _own = local_cluster::when_unconfigured(&mut config).await?;
             let app = App::build(config).await?;
-            connectors::rotate_key(&app).await
+            operations::rotate_key(&app).await
         }
         Command::CreateOperator {
             flags,

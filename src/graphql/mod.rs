@@ -14,6 +14,7 @@ mod reports;
 mod revenue;
 mod series;
 pub mod tenant;
+pub mod trusted;
 
 use async_graphql::{Context, MergedObject, MergedSubscription, Schema, SchemaBuilder};
 
@@ -47,7 +48,7 @@ pub struct Subscription(live::LiveSubscription, reports::ReportSubscription);
 pub type FahwaSchema = Schema<Query, Mutation, Subscription>;
 
 fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(
+    let builder = Schema::build(
         Query::default(),
         Mutation::default(),
         Subscription::default(),
@@ -56,7 +57,12 @@ fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_complexity(config.max_query_complexity)
     .extension(errors::ErrorCodes {
         max_aliases: config.max_query_aliases,
-    })
+    });
+    if config.introspection {
+        builder
+    } else {
+        builder.disable_introspection()
+    }
 }
 
 /// The schema the server runs, with the application attached.

@@ -107,6 +107,12 @@ pub async fn graphql_post(
             let (principal, meta) = caller_of(&state, &headers, peer).await;
             let mut responses = Vec::with_capacity(requests.len());
             for mut request in requests {
+                if let Some(trusted) = &state.trusted
+                    && let Err(e) = trusted.admit(&mut request).await
+                {
+                    responses.push(async_graphql::Response::from_errors(vec![e]));
+                    continue;
+                }
                 if let Err(refusal) = persisted::resolve(&state.app.kv, &mut request).await {
                     responses.push(async_graphql::Response::from_errors(vec![refusal.error()]));
                     continue;
@@ -190,6 +196,11 @@ async fn execute(
     mut request: async_graphql::Request,
     method: Method,
 ) -> Response {
+    if let Some(trusted) = &state.trusted
+        && let Err(e) = trusted.admit(&mut request).await
+    {
+        return errors_body(vec![e]);
+    }
     if let Err(refusal) = persisted::resolve(&state.app.kv, &mut request).await {
         let mut response = (
             refusal.status(),

@@ -44,6 +44,8 @@ pub struct HttpState {
     pub schema: FahwaSchema,
     /// This instance's copies of recently served cached responses.
     pub recent: Arc<response_cache::Recent>,
+    /// The allow-list of operations, in allow-list mode.
+    pub trusted: Option<Arc<crate::graphql::trusted::Trusted>>,
 }
 
 pub fn router(app: App) -> Router {
@@ -52,6 +54,10 @@ pub fn router(app: App) -> Router {
         schema: build_schema(&app),
         app: app.clone(),
         recent: Arc::default(),
+        trusted: app
+            .config
+            .trusted_documents
+            .then(|| Arc::new(crate::graphql::trusted::Trusted::new(app.db.clone()))),
     };
     let body_limit = app.config.max_body_bytes;
     // A full batch (5 MB of events) plus JSON framing.
@@ -80,12 +86,17 @@ pub fn router(app: App) -> Router {
             "/api/v1/webhooks/{provider}/{integration}",
             post(webhooks::deliver).layer(DefaultBodyLimit::max(webhook_body_limit)),
         )
-        .route("/playground", get(playground::page))
-        .route("/playground/assets/{file}", get(playground::asset))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::render))
         .fallback(not_found);
+    let routes = if app.config.playground {
+        routes
+            .route("/playground", get(playground::page))
+            .route("/playground/assets/{file}", get(playground::asset))
+    } else {
+        routes
+    };
     with_middleware(routes, body_limit).with_state(state)
 }
 

@@ -33,4 +33,5 @@ mod row_security;
 mod smtp_sink;
 mod stale_tokens;
 mod tenancy;
+mod trusted;
 mod ws_protocol;

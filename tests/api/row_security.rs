@@ -13,6 +13,10 @@ const SHARED: &[(&str, &str)] = &[
     ),
     ("fahwa_replaceable", "the digest of the SQL layer"),
     ("__diesel_schema_migrations", "applied migrations"),
+    (
+        "trusted_documents",
+        "the deployment's allow-list of operations",
+    ),
 ];
 
 /// The tables the server's role can read that are neither behind a forced tenant policy nor

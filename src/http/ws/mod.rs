@@ -207,7 +207,7 @@ impl Connection {
     async fn start(
         &mut self,
         id: String,
-        request: async_graphql::Request,
+        mut request: async_graphql::Request,
         sink: &mut Sink,
     ) -> Result<(), Ending> {
         let Some(data) = self.data.clone() else {
@@ -219,6 +219,11 @@ impl Connection {
                 close::SUBSCRIBER_EXISTS,
                 format!("Subscriber for {id} already exists"),
             )));
+        }
+        if let Some(trusted) = &self.state.trusted
+            && let Err(err) = trusted.admit(&mut request).await
+        {
+            return send(sink, self.protocol.error(&id, &[err])).await;
         }
         let limit = self.state.app.config.max_subscriptions_per_socket;
         if self.operations.len() >= limit {

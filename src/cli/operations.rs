@@ -1,4 +1,5 @@
-//! `fahwa reconcile` and `fahwa rotate-key`: the connectors' operator commands.
+//! Operator commands around secrets and providers (`fahwa reconcile`, `fahwa rotate-key`) and
+//! the allow-list of operations (`fahwa trust-documents`).
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -72,6 +73,48 @@ pub async fn rotate_key(app: &App) -> anyhow::Result<()> {
         "{resealed} of {seen} integrations sealed again under key {}; keys no longer in use may \
          now be removed from FAHWA_SECRET_KEYS",
         app.vault.current_key()
+    );
+    Ok(())
+}
+
+/// `fahwa trust-documents`: every operation of the folder's `.graphql` files, registered.
+pub async fn trust_documents(
+    app: &App,
+    dir: &std::path::Path,
+    manifest_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "graphql"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file)?;
+        docs.extend(
+            crate::graphql::trusted::documents_of(&source)
+                .with_context(|| format!("{}", file.display()))?,
+        );
+    }
+    let added = crate::graphql::trusted::register(&app.config.database_url, &docs).await?;
+    let manifest: serde_json::Map<String, serde_json::Value> = docs
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                crate::graphql::trusted::hash(&d.body).into(),
+            )
+        })
+        .collect();
+    if let Some(path) = manifest_file {
+        std::fs::write(path, serde_json::to_string_pretty(&manifest)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!(
+        "{} operations from {} files, {added} of them new",
+        docs.len(),
+        files.len()
     );
     Ok(())
 }
