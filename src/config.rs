@@ -111,6 +111,9 @@ pub struct Config {
     pub introspection: bool,
     /// Serve the GraphiQL playground at `/playground`.
     pub playground: bool,
+    /// Origins whose browser pages may call the API (CORS), e.g. `https://app.example.com`;
+    /// none by default (same-origin only).
+    pub cors_origins: Vec<String>,
     /// Stripe's API (tests point it at a local server; never a tenant's input).
     pub stripe_api_base: String,
     /// PayPal's API (the live one; `https://api-m.sandbox.paypal.com` for the sandbox).
@@ -207,6 +210,7 @@ impl Default for Config {
             trusted_documents: false,
             introspection: true,
             playground: true,
+            cors_origins: Vec::new(),
             stripe_api_base: "https://api.stripe.com".into(),
             paypal_api_base: "https://api-m.paypal.com".into(),
             connector_requests_per_sec: 20.0,

@@ -57,6 +57,29 @@ pub async fn drop_unfit_request_id(mut request: Request) -> Request {
     request
 }
 
+/// Cross-origin calls from the configured origins only (none: no CORS headers, so browsers
+/// keep pages of other sites out). Tokens travel in `Authorization`, never in cookies, so no
+/// credentials mode is offered.
+pub fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::Method;
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::fit_request_id;

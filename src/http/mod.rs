@@ -97,7 +97,7 @@ pub fn router(app: App) -> Router {
     } else {
         routes
     };
-    with_middleware(routes, body_limit).with_state(state)
+    with_middleware(routes, body_limit, &app.config.cors_origins).with_state(state)
 }
 
 /// What wraps every route: body limit, panic guard, metrics, tracing span, request id and
@@ -105,9 +105,14 @@ pub fn router(app: App) -> Router {
 fn with_middleware<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     body_limit: usize,
+    cors_origins: &[String],
 ) -> Router<S> {
+    let router = router.layer(DefaultBodyLimit::max(body_limit));
+    let router = match hygiene::cors(cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
     let router = router
-        .layer(DefaultBodyLimit::max(body_limit))
         // Outside the panic guard, so that the 500 it answers is counted like any other.
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
@@ -216,7 +221,7 @@ mod tests {
             panic!("{secret}")
         }
         let routes: Router = Router::new().route("/boom", get(boom));
-        let response = with_middleware(routes, 1024)
+        let response = with_middleware(routes, 1024, &[])
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
             .await
             .unwrap();

@@ -311,3 +311,57 @@ async fn request_ids_are_echoed_only_when_short_and_plain() {
         assert!(uuid::Uuid::parse_str(&got).is_ok(), "a new one: {got}");
     }
 }
+
+/// Browsers may call the API from the configured origins only: a preflight from one of them is
+/// answered with that origin; another origin gets no CORS header (the browser then refuses).
+#[tokio::test]
+async fn cross_origin_calls_come_from_the_allow_list_only() {
+    let t = TestApp::spawn_configured(|c| {
+        c.cors_origins = vec!["https://app.example.com".into()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        t.client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/v1/graphql", t.base),
+            )
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    let methods = h["access-control-allow-methods"].to_str().unwrap();
+    assert!(methods.contains("POST"), "{methods}");
+    assert!(h.get("access-control-allow-credentials").is_none());
+    let other = preflight("https://evil.example.net").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // A plain call from the allowed origin carries the header too.
+    let r = t
+        .client
+        .get(format!("{}/healthz", t.base))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    // Without configured origins there are no CORS headers at all.
+    let plain = TestApp::spawn().await;
+    let r = plain
+        .client
+        .get(format!("{}/healthz", plain.base))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
