@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bb8_redis::RedisConnectionManager;
@@ -31,55 +31,28 @@ pub struct Redis {
     health: Health,
 }
 
-/// Whether Redis is known to be down: after a failure, calls skip it for `pause`, then one call
-/// tries it again.
+/// Whether Redis is known to be down: after a failure requests skip it, and a background
+/// probe (every `PAUSE`) says when it is back, so that no request waits for a dead Redis twice.
 pub struct Health {
-    epoch: Instant,
-    /// Milliseconds after `epoch` before which Redis is not tried.
-    down_until: AtomicU64,
     down: AtomicBool,
-    pause: Duration,
 }
 
 impl Health {
-    fn new(pause: Duration) -> Health {
+    fn new() -> Health {
         Health {
-            epoch: Instant::now(),
-            down_until: AtomicU64::new(0),
             down: AtomicBool::new(false),
-            pause,
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    /// Whether this call may try Redis: always while it is up; while down, one call per pause.
     fn may_try(&self) -> bool {
-        if !self.down.load(Ordering::Acquire) {
-            return true;
-        }
-        let until = self.down_until.load(Ordering::Acquire);
-        let now = self.now_ms();
-        if now >= until {
-            // The one call that moves the mark on is the probe; the others skip Redis.
-            let next = now + self.pause.as_millis() as u64;
-            return self
-                .down_until
-                .compare_exchange(until, next, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok();
-        }
-        false
+        !self.is_down()
     }
 
     fn failed(&self, error: &str) {
-        let next = self.now_ms() + self.pause.as_millis() as u64;
-        self.down_until.fetch_max(next, Ordering::AcqRel);
         if !self.down.swap(true, Ordering::AcqRel) {
             tracing::warn!(
                 error,
-                pause_ms = self.pause.as_millis() as u64,
+                probe_every_ms = PAUSE.as_millis() as u64,
                 "Redis is unavailable: counters are kept in process and the cache is skipped until it is back"
             );
             metrics::gauge!("fahwa_redis_up").set(0.0);
@@ -100,7 +73,7 @@ impl Health {
 
 /// The longest one Redis call may take before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
-/// How long Redis is skipped after a failure.
+/// How often a Redis known to be down is asked whether it is back.
 const PAUSE: Duration = Duration::from_secs(2);
 
 impl Redis {
@@ -265,12 +238,34 @@ impl Kv {
             .max_size(16)
             .connection_timeout(CALL_TIMEOUT)
             .build_unchecked(manager);
-        Ok(Kv::Redis(Arc::new(Redis {
+        let redis = Arc::new(Redis {
             pool,
             prefix: prefix.to_string(),
             local: Memory::new(),
-            health: Health::new(PAUSE),
-        })))
+            health: Health::new(),
+        });
+        let probed = Arc::downgrade(&redis);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PAUSE).await;
+                let Some(redis) = probed.upgrade() else {
+                    return;
+                };
+                if redis.health.is_down() {
+                    redis
+                        .call(|pool, _| async move {
+                            let mut conn = pool.get().await.map_err(redis_err)?;
+                            let _: String = redis::cmd("PING")
+                                .query_async(&mut *conn)
+                                .await
+                                .map_err(redis_err)?;
+                            Ok(())
+                        })
+                        .await;
+                }
+            }
+        });
+        Ok(Kv::Redis(redis))
     }
 
     pub fn memory() -> Self {
@@ -631,20 +626,19 @@ mod tests {
         assert!(kv.ping().await.is_err(), "readiness asks Redis itself");
     }
 
-    #[test]
-    fn after_a_pause_one_call_probes_and_the_others_skip() {
-        let health = Health::new(Duration::from_secs(60));
-        assert!(health.may_try());
-        health.failed("refused");
-        assert!(!health.may_try(), "within the pause nobody tries");
-        health.down_until.store(0, Ordering::Release);
-        assert!(health.may_try(), "the pause is over: this call probes");
-        assert!(
-            !health.may_try(),
-            "and the next one waits for the probe's pause"
-        );
-        health.succeeded();
-        assert!(health.may_try() && !health.is_down());
+    #[tokio::test]
+    async fn a_redis_marked_down_is_skipped_until_the_probe_finds_it_back() {
+        let url = std::env::var("FAHWA_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let kv = Kv::redis(&url, &format!("t:{}:", uuid::Uuid::new_v4().simple())).unwrap();
+        kv.set_blob("b", vec![1], BLOB_TTL).await.unwrap();
+        assert_eq!(kv.get_blob("b").await.unwrap().as_deref(), Some(&vec![1]));
+        let Kv::Redis(r) = &kv else { unreachable!() };
+        r.health.failed("as if it had gone");
+        assert_eq!(kv.get_blob("b").await.unwrap(), None, "skipped while down");
+        tokio::time::sleep(PAUSE + Duration::from_millis(700)).await;
+        assert!(!kv.redis_down(), "the probe found it back");
+        assert_eq!(kv.get_blob("b").await.unwrap().as_deref(), Some(&vec![1]));
     }
 
     #[tokio::test]
