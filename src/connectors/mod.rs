@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod interval;
 pub mod manage;
 pub mod paypal;
 pub mod provider;

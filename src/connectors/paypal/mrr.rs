@@ -7,12 +7,12 @@
 //! in `left_out` rather than dropped in silence; what the payloads lack is an `Incomplete`, so
 //! that the caller can fetch again instead of storing a wrong amount.
 
-use chrono::{DateTime, Months, TimeDelta, Utc};
-use rust_decimal::prelude::ToPrimitive;
-use rust_decimal::{Decimal, RoundingStrategy};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
-use super::subscription::{BillingCycle, Frequency, Money, Plan, PricingTier, Subscription};
+use super::subscription::{BillingCycle, Money, Plan, PricingTier, Subscription};
 
+use crate::connectors::interval::{Interval, round_minor};
 pub use crate::connectors::timeline::{Step, Timeline as Derived, amount_at};
 
 /// The currencies PayPal's REST API accepts payments in (developer.paypal.com, "Currency
@@ -232,7 +232,10 @@ fn schedule(priced: &Priced, plan: &Plan, window: Window, left_out: &mut Vec<Str
     let mut steps = Vec::new();
     let mut at = window.from;
     for cycle in cycles {
-        let Some(interval) = Interval::of(&cycle.frequency) else {
+        let Some(interval) = Interval::parse(
+            &cycle.frequency.interval_unit,
+            cycle.frequency.interval_count,
+        ) else {
             left_out.push(format!(
                 "{}: billing cycle {} is billed every {}, a unit Fahwa does not know: not counted in MRR",
                 priced.sub.id, cycle.sequence, cycle.frequency.interval_unit
@@ -424,72 +427,7 @@ fn number(text: &str) -> Result<Decimal, String> {
 }
 
 fn to_minor(monthly: Decimal, exponent: u32) -> i64 {
-    (monthly * Decimal::from(10i64.pow(exponent)))
-        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
-        .to_i64()
-        .unwrap_or(i64::MAX)
-}
-
-// ---- Billing intervals ----
-
-#[derive(Debug, Clone, Copy)]
-enum Unit {
-    Day,
-    Week,
-    Month,
-    Year,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Interval {
-    unit: Unit,
-    count: u32,
-}
-
-impl Interval {
-    fn of(frequency: &Frequency) -> Option<Interval> {
-        let unit = match frequency.interval_unit.as_str() {
-            "DAY" => Unit::Day,
-            "WEEK" => Unit::Week,
-            "MONTH" => Unit::Month,
-            "YEAR" => Unit::Year,
-            _ => return None,
-        };
-        Some(Interval {
-            unit,
-            count: frequency.interval_count.max(1),
-        })
-    }
-
-    /// An amount per interval as an amount per month: month ÷ count; year ÷ (12 × count);
-    /// week × 52 ÷ 12 ÷ count; day × 365 ÷ 12 ÷ count.
-    fn per_month(self, amount: Decimal) -> Decimal {
-        let count = Decimal::from(self.count);
-        let twelve = Decimal::from(12);
-        match self.unit {
-            Unit::Month => amount / count,
-            Unit::Year => amount / (twelve * count),
-            Unit::Week => amount * Decimal::from(52) / twelve / count,
-            Unit::Day => amount * Decimal::from(365) / twelve / count,
-        }
-    }
-
-    /// `cycles` intervals after `at`: months and years on the calendar from `at` (clamped to
-    /// the month's last day), so that cycles anchored on the 31st do not drift.
-    fn after(self, at: DateTime<Utc>, cycles: u32) -> DateTime<Utc> {
-        let n = self.count.saturating_mul(cycles);
-        match self.unit {
-            Unit::Month => add_months(at, n),
-            Unit::Year => add_months(at, n.saturating_mul(12)),
-            Unit::Week => at + TimeDelta::days(i64::from(n) * 7),
-            Unit::Day => at + TimeDelta::days(i64::from(n)),
-        }
-    }
-}
-
-fn add_months(at: DateTime<Utc>, months: u32) -> DateTime<Utc> {
-    at.checked_add_months(Months::new(months))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    round_minor(monthly * Decimal::from(10i64.pow(exponent)))
 }
 
 #[cfg(test)]

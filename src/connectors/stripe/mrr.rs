@@ -6,10 +6,10 @@
 //! silence; what the payload lacks is an `Incomplete`, so that the caller can fetch the
 //! subscription again instead of storing a wrong amount.
 
-use chrono::{DateTime, Months, TimeDelta, Utc};
-use rust_decimal::prelude::ToPrimitive;
-use rust_decimal::{Decimal, RoundingStrategy};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 
+use crate::connectors::interval::{Interval, add_months, round_minor};
 pub use crate::connectors::timeline::{Step, Timeline as Derived, amount_at};
 
 use super::subscription::{
@@ -197,7 +197,11 @@ fn item_monthly(
     price: &Price,
     left_out: &mut Vec<String>,
 ) -> Result<Option<(Decimal, Interval)>, Incomplete> {
-    let Some(interval) = Interval::of(price) else {
+    let Some(interval) = price
+        .recurring
+        .as_ref()
+        .and_then(|r| Interval::parse(&r.interval, r.interval_count))
+    else {
         left_out.push(format!(
             "{}: price {} has no recurring interval Fahwa knows: not counted in MRR",
             item.id, price.id
@@ -336,63 +340,6 @@ fn discount_id(discount: &Expandable<Discount>) -> &str {
     }
 }
 
-// ---- Billing intervals ----
-
-#[derive(Debug, Clone, Copy)]
-enum Unit {
-    Day,
-    Week,
-    Month,
-    Year,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Interval {
-    unit: Unit,
-    count: u32,
-}
-
-impl Interval {
-    fn of(price: &Price) -> Option<Interval> {
-        let recurring = price.recurring.as_ref()?;
-        let unit = match recurring.interval.as_str() {
-            "day" => Unit::Day,
-            "week" => Unit::Week,
-            "month" => Unit::Month,
-            "year" => Unit::Year,
-            _ => return None,
-        };
-        Some(Interval {
-            unit,
-            count: recurring.interval_count.max(1),
-        })
-    }
-
-    /// An amount per interval as an amount per month: month ÷ count; year ÷ (12 × count);
-    /// week × 52 ÷ 12 ÷ count; day × 365 ÷ 12 ÷ count.
-    fn per_month(self, amount: Decimal) -> Decimal {
-        let count = Decimal::from(self.count);
-        let twelve = Decimal::from(12);
-        match self.unit {
-            Unit::Month => amount / count,
-            Unit::Year => amount / (twelve * count),
-            Unit::Week => amount * Decimal::from(52) / twelve / count,
-            Unit::Day => amount * Decimal::from(365) / twelve / count,
-        }
-    }
-
-    /// One interval after `at` (calendar months, clamped to the month's last day as Stripe
-    /// bills a subscription started on the 31st).
-    fn after(self, at: DateTime<Utc>) -> DateTime<Utc> {
-        match self.unit {
-            Unit::Month => add_months(at, self.count),
-            Unit::Year => add_months(at, self.count.saturating_mul(12)),
-            Unit::Week => add_days(at, i64::from(self.count) * 7),
-            Unit::Day => add_days(at, i64::from(self.count)),
-        }
-    }
-}
-
 // ---- Discounts ----
 
 /// A discount over the time it applies.
@@ -521,7 +468,7 @@ fn discount_until(
                 .duration_in_months
                 .map(|months| add_months(from, months))
         }),
-        "once" => Some(interval.map_or(from, |interval| interval.after(from))),
+        "once" => Some(interval.map_or(from, |interval| interval.after(from, 1))),
         _ => discount.end.map(time),
     }
 }
@@ -541,11 +488,7 @@ fn discounted(monthly: Decimal, applied: &[&Applied]) -> i64 {
             amount -= off;
         }
     }
-    amount
-        .max(Decimal::ZERO)
-        .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
-        .to_i64()
-        .unwrap_or(i64::MAX)
+    round_minor(amount.max(Decimal::ZERO))
 }
 
 // ---- Steps ----
@@ -597,17 +540,6 @@ fn push(steps: &mut Vec<Step>, at: DateTime<Utc>, amount_minor: i64) {
 // as the end of time, so that it never counts rather than panics.
 fn time(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-fn add_months(at: DateTime<Utc>, months: u32) -> DateTime<Utc> {
-    at.checked_add_months(Months::new(months))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-fn add_days(at: DateTime<Utc>, days: i64) -> DateTime<Utc> {
-    TimeDelta::try_days(days)
-        .and_then(|delta| at.checked_add_signed(delta))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
