@@ -58,6 +58,8 @@ impl std::fmt::Display for Waiting {
 #[derive(QueryableByName)]
 struct WaitingRow {
     #[diesel(sql_type = Text)]
+    integration: String,
+    #[diesel(sql_type = Text)]
     currency: String,
     #[diesel(sql_type = diesel::sql_types::Date)]
     day: chrono::NaiveDate,
@@ -185,31 +187,39 @@ impl IntegrationRow {
     }
 }
 
-/// What waits for a rate, per integration of the tenant in scope.
+/// What waits for a rate, per integration of the tenant in scope, in one statement.
 pub async fn waiting(conn: &mut Conn, ids: &[Uuid]) -> AppResult<Vec<(Uuid, Waiting)>> {
-    let mut out = Vec::new();
-    for id in ids {
-        let rows: Vec<WaitingRow> = diesel::sql_query(
-            "SELECT currency, (occurred_at AT TIME ZONE 'UTC')::date AS day, \
-                    count(*) OVER () AS count \
-             FROM revenue_changes_waiting WHERE starts_with(client_id, $1) \
-             ORDER BY occurred_at, currency LIMIT 1",
-        )
-        .bind::<Text, _>(change_prefix(*id))
-        .load(conn)
-        .await?;
-        if let Some(w) = rows.into_iter().next() {
-            out.push((
-                *id,
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let rows: Vec<WaitingRow> = diesel::sql_query(
+        "SELECT integration, currency, day, count FROM ( \
+           SELECT split_part(client_id, ':', 1) AS integration, currency, \
+                  (occurred_at AT TIME ZONE 'UTC')::date AS day, \
+                  count(*) OVER (PARTITION BY split_part(client_id, ':', 1)) AS count, \
+                  row_number() OVER (PARTITION BY split_part(client_id, ':', 1) \
+                                     ORDER BY occurred_at, currency) AS n \
+           FROM revenue_changes_waiting WHERE split_part(client_id, ':', 1) = ANY($1)) w \
+         WHERE n = 1",
+    )
+    .bind::<diesel::sql_types::Array<Text>, _>(&ids)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|w| {
+            let id = w.integration.parse().ok()?;
+            Some((
+                id,
                 Waiting {
                     currency: w.currency,
                     day: w.day,
                     count: w.count,
                 },
-            ));
-        }
-    }
-    Ok(out)
+            ))
+        })
+        .collect())
 }
 
 /// The customers with changes of `integration` that wait for a rate.
