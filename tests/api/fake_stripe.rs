@@ -360,54 +360,17 @@ pub fn sign(secret: &str, timestamp: i64, body: &str) -> String {
     )
 }
 
-/// `start` plus `count` intervals; months and years on the calendar (UTC).
+/// `start` plus `count` intervals; months and years on the calendar (UTC, clamped to the
+/// month's last day).
 fn period_end(start: i64, interval: &str, count: i64) -> i64 {
-    const DAY: i64 = 86_400;
-    let months = match interval {
-        "day" => return start + count * DAY,
-        "week" => return start + count * 7 * DAY,
-        "year" => 12 * count,
-        _ => count,
+    let start = chrono::DateTime::from_timestamp(start, 0).expect("a time in range");
+    let end = match interval {
+        "day" => start + chrono::Duration::days(count),
+        "week" => start + chrono::Duration::weeks(count),
+        "year" => start + chrono::Months::new(12 * count as u32),
+        _ => start + chrono::Months::new(count as u32),
     };
-    let (days, seconds) = (start.div_euclid(DAY), start.rem_euclid(DAY));
-    let (year, month, day) = civil_from_days(days);
-    let total = year * 12 + (month - 1) + months;
-    let (year, month) = (total.div_euclid(12), total.rem_euclid(12) + 1);
-    let last = days_from_civil(year, month + 1, 1) - days_from_civil(year, month, 1);
-    days_from_civil(year, month, day.min(last)) * DAY + seconds
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (month may be 13: January next year).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let (year, month) = if month > 12 {
-        (year + 1, 1)
-    } else {
-        (year, month)
-    };
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted + 2) / 5 + 1;
-    let month = if shifted < 10 {
-        shifted + 3
-    } else {
-        shifted - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    end.timestamp()
 }
 
 async fn handle(State(shared): State<Arc<Mutex<Shared>>>, request: Request) -> Response {
@@ -691,38 +654,9 @@ fn error(status: StatusCode, error: ApiError) -> Response {
     (status, Json(json!({ "error": body }))).into_response()
 }
 
-/// `application/x-www-form-urlencoded` pairs: `+` is a space, `%XX` a byte (kept as written
-/// when not hex), bytes read as UTF-8.
+/// `application/x-www-form-urlencoded` pairs.
 fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(key), decode(value))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
         .collect()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut at = 0;
-    while at < bytes.len() {
-        let hex_at = |i: usize| bytes.get(i).and_then(|b| (*b as char).to_digit(16));
-        match bytes[at] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                if let (Some(high), Some(low)) = (hex_at(at + 1), hex_at(at + 2)) {
-                    out.push((high * 16 + low) as u8);
-                    at += 3;
-                    continue;
-                }
-                out.push(b'%');
-            }
-            other => out.push(other),
-        }
-        at += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
