@@ -23,10 +23,16 @@ async fn with_stripe(stripe: &FakeStripe, worker: bool) -> TestApp {
     .await
 }
 
+/// An operation of the contract's `integrations.graphql`.
+pub async fn run(t: &TestApp, token: &str, name: &str, variables: Value) -> Value {
+    t.op(Some(token), "integrations.graphql", name, variables)
+        .await
+}
+
 async fn connect(t: &TestApp, token: &str) -> Value {
-    t.op(
-        Some(token),
-        "integrations.graphql",
+    run(
+        t,
+        token,
         "ConnectIntegration",
         json!({ "input": {
             "provider": "STRIPE",
@@ -46,14 +52,7 @@ async fn connected(t: &TestApp, token: &str) -> String {
 }
 
 async fn integration(t: &TestApp, token: &str, id: &str) -> Value {
-    let r = t
-        .op(
-            Some(token),
-            "integrations.graphql",
-            "Integrations",
-            json!({}),
-        )
-        .await;
+    let r = run(t, token, "Integrations", json!({})).await;
     r["data"]["integrations"]
         .as_array()
         .unwrap_or_else(|| panic!("{r}"))
@@ -196,23 +195,11 @@ async fn the_contract_operations_run_for_admins_only_and_credentials_never_come_
     for member in [&analyst, &viewer] {
         let tries = [
             connect(&t, &member.access).await,
-            t.op(
-                Some(&member.access),
-                "integrations.graphql",
-                "Integrations",
-                json!({}),
-            )
-            .await,
-            t.op(
-                Some(&member.access),
-                "integrations.graphql",
-                "SyncIntegration",
-                json!({ "id": id }),
-            )
-            .await,
-            t.op(
-                Some(&member.access),
-                "integrations.graphql",
+            run(&t, &member.access, "Integrations", json!({})).await,
+            run(&t, &member.access, "SyncIntegration", json!({ "id": id })).await,
+            run(
+                &t,
+                &member.access,
                 "DisconnectIntegration",
                 json!({ "id": id }),
             )
@@ -226,26 +213,18 @@ async fn the_contract_operations_run_for_admins_only_and_credentials_never_come_
     let listed = integration(&t, &owner.access, &id).await;
     assert_eq!(listed["status"], "SYNCING");
     assert!(listed["lastSyncAt"].is_null() && listed["lastError"].is_null());
-    let r = t
-        .op(
-            Some(&owner.access),
-            "integrations.graphql",
-            "SyncIntegration",
-            json!({ "id": id }),
-        )
-        .await;
+    let r = run(&t, &owner.access, "SyncIntegration", json!({ "id": id })).await;
     assert_eq!(r["data"]["syncIntegration"]["status"], "SYNCING", "{r}");
 
     // Refused credentials: nothing stored, a message to act on.
     let before: i64 = value(&t, "SELECT count(*) FROM integrations").await;
-    let r = t
-        .op(
-            Some(&owner.access),
-            "integrations.graphql",
-            "ConnectIntegration",
-            json!({ "input": { "provider": "STRIPE", "credentials": { "apiKey": "sk_test_wrong" } } }),
-        )
-        .await;
+    let r = run(
+        &t,
+        &owner.access,
+        "ConnectIntegration",
+        json!({ "input": { "provider": "STRIPE", "credentials": { "apiKey": "sk_test_wrong" } } }),
+    )
+    .await;
     assert_eq!(codes(&r), ["BAD_USER_INPUT"], "{r}");
     let asked = stripe.request_count();
     stripe.fail_next(vec![Failure::Unauthorized]);
@@ -261,14 +240,13 @@ async fn the_contract_operations_run_for_admins_only_and_credentials_never_come_
         (asked + 1, "GET")
     );
     assert!(last.query.contains("limit=1"), "{}", last.query);
-    let r2 = t
-        .op(
-            Some(&owner.access),
-            "integrations.graphql",
-            "ConnectIntegration",
-            json!({ "input": { "provider": "STRIPE", "credentials": { "key": KEY } } }),
-        )
-        .await;
+    let r2 = run(
+        &t,
+        &owner.access,
+        "ConnectIntegration",
+        json!({ "input": { "provider": "STRIPE", "credentials": { "key": KEY } } }),
+    )
+    .await;
     assert_eq!(codes(&r2), ["BAD_USER_INPUT"], "{r2}");
     assert!(!r2.to_string().contains(KEY));
     let after: i64 = value(&t, "SELECT count(*) FROM integrations").await;
@@ -315,14 +293,13 @@ async fn the_contract_operations_run_for_admins_only_and_credentials_never_come_
         "{audit:?}"
     );
 
-    let r = t
-        .op(
-            Some(&admin.access),
-            "integrations.graphql",
-            "DisconnectIntegration",
-            json!({ "id": id }),
-        )
-        .await;
+    let r = run(
+        &t,
+        &admin.access,
+        "DisconnectIntegration",
+        json!({ "id": id }),
+    )
+    .await;
     assert_eq!(r["data"]["disconnectIntegration"], true, "{r}");
     assert_eq!(
         integration(&t, &owner.access, &id).await["status"],
@@ -342,14 +319,7 @@ async fn the_contract_operations_run_for_admins_only_and_credentials_never_come_
     );
     // Another tenant's id is not found.
     let other = t.sign_up("globex").await;
-    let r = t
-        .op(
-            Some(&other.access),
-            "integrations.graphql",
-            "SyncIntegration",
-            json!({ "id": id }),
-        )
-        .await;
+    let r = run(&t, &other.access, "SyncIntegration", json!({ "id": id })).await;
     assert_eq!(codes(&r), ["NOT_FOUND"], "{r}");
 }
 
@@ -414,13 +384,7 @@ async fn a_backfill_of_2500_subscriptions_pages_through_all_of_them_once() {
 
     // A second sync finds nothing new and writes nothing.
     let changes_before: i64 = value(&t, "SELECT count(*) FROM revenue_changes").await;
-    t.op(
-        Some(&owner.access),
-        "integrations.graphql",
-        "SyncIntegration",
-        json!({ "id": id }),
-    )
-    .await;
+    run(&t, &owner.access, "SyncIntegration", json!({ "id": id })).await;
     assert_eq!(synced(&t, &owner.access, &id).await["status"], "CONNECTED");
     let changes_after: i64 = value(&t, "SELECT count(*) FROM revenue_changes").await;
     assert_eq!(changes_before, changes_after);
@@ -740,13 +704,7 @@ async fn rate_limits_and_server_errors_are_waited_out() {
 
     // A key revoked mid-way: ERROR, and a message to act on.
     stripe.set_api_key("sk_test_new");
-    t.op(
-        Some(&owner.access),
-        "integrations.graphql",
-        "SyncIntegration",
-        json!({ "id": id }),
-    )
-    .await;
+    run(&t, &owner.access, "SyncIntegration", json!({ "id": id })).await;
     let failed = synced(&t, &owner.access, &id).await;
     assert_eq!(failed["status"], "ERROR", "{failed}");
     assert!(
@@ -958,13 +916,7 @@ async fn reconcile_finds_no_difference_after_a_backfill_and_names_each_one_after
     );
     // A sync brings it in line from now on; back in January Fahwa keeps what it knew, which
     // Stripe's objects (their present state) can no longer tell.
-    t.op(
-        Some(&owner.access),
-        "integrations.graphql",
-        "SyncIntegration",
-        json!({ "id": id }),
-    )
-    .await;
+    run(&t, &owner.access, "SyncIntegration", json!({ "id": id })).await;
     synced(&t, &owner.access, &id).await;
     let (ok, out) = fahwa(&t, &stripe, &keys, &["reconcile", "--tenant", "acme"]).await;
     assert!(ok, "{out}");

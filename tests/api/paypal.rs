@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::fake_paypal::{self, FakePaypal};
 use crate::harness::{TestApp, codes};
-use crate::integrations::mrr;
+use crate::integrations::{mrr, run};
 
 const CLIENT: &str = "AcmeClientId";
 const SECRET: &str = "AcmeClientSecret";
@@ -21,9 +21,9 @@ fn ago(days: i64, secs: i64) -> String {
 }
 
 async fn connect(t: &TestApp, token: &str, secret: &str) -> Value {
-    t.op(
-        Some(token),
-        "integrations.graphql",
+    run(
+        t,
+        token,
         "ConnectIntegration",
         json!({ "input": {
             "provider": "PAYPAL",
@@ -37,14 +37,7 @@ async fn connect(t: &TestApp, token: &str, secret: &str) -> Value {
 async fn status(t: &TestApp, token: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let r = t
-            .op(
-                Some(token),
-                "integrations.graphql",
-                "Integrations",
-                json!({}),
-            )
-            .await;
+        let r = run(t, token, "Integrations", json!({})).await;
         let i = r["data"]["integrations"][0].clone();
         if i["status"] != "SYNCING" || tokio::time::Instant::now() > deadline {
             return i;
