@@ -101,26 +101,12 @@ pub struct Subscriber {
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct BillingInfo {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub cycle_executions: Vec<CycleExecution>,
     pub last_payment: Option<LastPayment>,
-    pub next_billing_time: Option<DateTime<Utc>>,
-}
-
-#[derive(Deserialize, Debug, Clone)]
-pub struct CycleExecution {
-    pub tenure_type: String,
-    pub sequence: u32,
-    pub cycles_completed: u32,
-    /// 0 for an infinite cycle.
-    pub cycles_remaining: Option<u32>,
-    pub total_cycles: Option<u32>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct LastPayment {
     pub amount: Money,
-    pub time: DateTime<Utc>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -128,12 +114,8 @@ pub struct Plan {
     /// Absent from some inline plans (`fields=plan`).
     #[serde(default)]
     pub id: String,
-    pub product_id: Option<String>,
-    /// `CREATED`, `INACTIVE` or `ACTIVE`.
-    pub status: Option<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub billing_cycles: Vec<BillingCycle>,
-    pub quantity_supported: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -181,9 +163,7 @@ pub struct Event {
     pub id: String,
     pub event_type: String,
     pub create_time: DateTime<Utc>,
-    pub resource_type: Option<String>,
     pub resource: Value,
-    pub resource_version: Option<String>,
 }
 
 impl Event {
@@ -210,11 +190,8 @@ pub fn sale_subscription_id(resource: &Value) -> Option<String> {
 #[derive(Deserialize, Debug, Clone)]
 pub struct Token {
     pub access_token: String,
-    pub token_type: String,
     /// Seconds from issue.
     pub expires_in: u64,
-    pub app_id: Option<String>,
-    pub nonce: Option<String>,
 }
 
 /// `POST /v1/notifications/verify-webhook-signature`'s body: the delivery's headers, the
@@ -249,7 +226,6 @@ pub struct TransactionSearch {
     #[serde(default, deserialize_with = "null_as_default")]
     pub transaction_details: Vec<TransactionDetail>,
     pub page: Option<u32>,
-    pub total_items: Option<u32>,
     pub total_pages: Option<u32>,
 }
 
@@ -284,14 +260,9 @@ pub struct TransactionDetail {
 
 #[derive(Deserialize, Debug, Clone)]
 pub struct TransactionInfo {
-    pub transaction_id: Option<String>,
     pub paypal_reference_id: Option<String>,
     /// `ODR`, `TXN`, `SUB` or `PAP`.
     pub paypal_reference_id_type: Option<String>,
-    /// `T0002` for a subscription payment.
-    pub transaction_event_code: Option<String>,
-    /// Kept as sent: PayPal writes the offset without a colon ("+0000"), which is not RFC 3339.
-    pub transaction_initiation_date: Option<String>,
 }
 
 /// The `(start_date, end_date)` windows that cover `from..until`, newest first, each at most
@@ -377,7 +348,6 @@ mod tests {
         assert_eq!(sub.customer_id(), Some("2J6QB8YJQSJRJ"));
         assert_eq!(sub.quantity.as_deref(), Some("20"));
         let billing = sub.billing_info.unwrap();
-        assert_eq!(billing.cycle_executions.len(), 2);
         assert_eq!(billing.last_payment.unwrap().amount.value, "1.15");
         assert!(sub.plan.is_none());
     }
