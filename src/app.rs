@@ -38,6 +38,8 @@ pub struct AppInner {
     pub vault: Arc<crate::vault::Vault>,
     /// What connectors to providers work with.
     pub connectors: crate::connectors::Services,
+    /// Callers' budgets of points; `None` when rate limits are off.
+    pub limiter: Option<Arc<crate::limits::Limiter>>,
 }
 
 impl Deref for App {
@@ -138,7 +140,9 @@ impl App {
                 ..Default::default()
             },
         };
+        let limiter = crate::limits::Limiter::new(kv.clone(), &config.limits)?.map(Arc::new);
         Ok(App(Arc::new(AppInner {
+            limiter,
             connectors,
             reports,
             vault,

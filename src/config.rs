@@ -42,6 +42,10 @@ pub struct Config {
     /// one Redis.
     pub redis_prefix: String,
     pub listen: SocketAddr,
+    /// PEM certificate chain for HTTPS (with `tls_key`); read again on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     pub jwt_secret: Option<String>,
     /// Secrets of earlier signing keys, still accepted for verification during a rotation.
     pub jwt_previous_secrets: Vec<String>,
@@ -124,6 +128,9 @@ pub struct Config {
     /// The longest a provider's `Retry-After` is waited out within a request; beyond it the
     /// sync is retried later from its checkpoint.
     pub connector_max_retry_after_secs: u64,
+    /// Callers' budgets of points (README, "Rate limits").
+    #[serde(flatten)]
+    pub limits: RateLimits,
     /// Whether the database URL was given (file, environment or flag) rather than defaulted.
     #[serde(skip)]
     pub database_configured: bool,
@@ -144,6 +151,93 @@ impl std::fmt::Debug for Config {
                 &self.smtp_password.as_ref().map(|_| "<set>"),
             )
             .finish_non_exhaustive()
+    }
+}
+
+/// Points each kind of caller may spend a minute. A query costs from its complexity, a
+/// mutation more, ingestion more still, an opened subscription as a mutation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RateLimits {
+    /// Off: nothing is counted or refused (and no `RateLimit-*` headers are sent).
+    pub rate_limits: bool,
+    /// A member who is OWNER or ADMIN.
+    pub points_per_minute_admin: u64,
+    pub points_per_minute_analyst: u64,
+    pub points_per_minute_viewer: u64,
+    /// An API key with the INGEST scope (with or without READ).
+    pub points_per_minute_ingest_key: u64,
+    /// An API key with only the READ scope.
+    pub points_per_minute_read_key: u64,
+    /// Callers without credentials (sign-up, log-in), per address.
+    pub points_per_minute_anonymous: u64,
+    /// Local hours `start-end` (end excluded, may wrap midnight) in which budgets are larger.
+    pub off_peak_hours: String,
+    /// How much larger budgets are off-peak.
+    pub off_peak_factor: f64,
+    /// The IANA time zone of those hours (the deployment's).
+    pub off_peak_zone: String,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            rate_limits: true,
+            points_per_minute_admin: 6_000,
+            points_per_minute_analyst: 3_000,
+            points_per_minute_viewer: 1_500,
+            points_per_minute_ingest_key: 12_000,
+            points_per_minute_read_key: 3_000,
+            points_per_minute_anonymous: 300,
+            off_peak_hours: "0-6".into(),
+            off_peak_factor: 2.0,
+            off_peak_zone: "UTC".into(),
+        }
+    }
+}
+
+impl RateLimits {
+    /// The off-peak hours `[start, end)` and their zone, or why they cannot be read.
+    pub fn off_peak(&self) -> anyhow::Result<(u32, u32, chrono_tz::Tz)> {
+        let hours = || -> Option<(u32, u32)> {
+            let (a, b) = self.off_peak_hours.split_once('-')?;
+            let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            (a < 24 && b <= 24).then_some((a, b))
+        };
+        let (start, end) = hours().ok_or_else(|| {
+            anyhow::anyhow!(
+                "off_peak_hours must be `start-end` in whole hours 0-24, e.g. `0-6`, not {:?}",
+                self.off_peak_hours
+            )
+        })?;
+        let zone = self.off_peak_zone.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "off_peak_zone {:?} is not an IANA time zone",
+                self.off_peak_zone
+            )
+        })?;
+        Ok((start, end, zone))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.off_peak()?;
+        anyhow::ensure!(
+            self.off_peak_factor.is_finite() && (1.0..=100.0).contains(&self.off_peak_factor),
+            "off_peak_factor must be between 1 and 100"
+        );
+        let budgets = [
+            self.points_per_minute_admin,
+            self.points_per_minute_analyst,
+            self.points_per_minute_viewer,
+            self.points_per_minute_ingest_key,
+            self.points_per_minute_read_key,
+            self.points_per_minute_anonymous,
+        ];
+        anyhow::ensure!(
+            budgets.iter().all(|&b| b >= 1),
+            "every points_per_minute_* must be at least 1"
+        );
+        Ok(())
     }
 }
 
@@ -170,6 +264,8 @@ impl Default for Config {
             redis_url: None,
             redis_prefix: "fahwa:".into(),
             listen: ([127, 0, 0, 1], 8080).into(),
+            tls_cert: None,
+            tls_key: None,
             jwt_secret: None,
             jwt_previous_secrets: Vec::new(),
             env: Environment::Development,
@@ -215,6 +311,7 @@ impl Default for Config {
             paypal_api_base: "https://api-m.paypal.com".into(),
             connector_requests_per_sec: 20.0,
             connector_max_retry_after_secs: 60,
+            limits: RateLimits::default(),
             database_configured: false,
         }
     }
@@ -235,6 +332,14 @@ pub struct ConfigFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// Serve HTTPS with this PEM certificate chain (reloaded on SIGHUP) [env: FAHWA_TLS_CERT]
+    #[arg(long, requires = "tls_key")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert [env: FAHWA_TLS_KEY]
+    #[arg(long, requires = "tls_cert")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Signing key for access tokens, at least 32 bytes [env: FAHWA_JWT_SECRET]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,6 +386,11 @@ impl Config {
             "access_token_ttl_secs must be between 60 and {MAX_ACCESS_TOKEN_TTL_SECS}"
         );
         anyhow::ensure!(self.db_pool_size >= 2, "db_pool_size must be at least 2");
+        self.limits.validate()?;
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together: give both or neither"
+        );
         anyhow::ensure!(
             self.max_subscriptions_per_socket >= 1,
             "max_subscriptions_per_socket must be at least 1"

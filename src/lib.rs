@@ -19,6 +19,7 @@ pub mod http;
 pub mod ingestion;
 pub mod jobs;
 pub mod kv;
+pub mod limits;
 pub mod live;
 pub mod logging;
 pub mod mail;

@@ -362,6 +362,11 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             "--demo creates members with published passwords; it is refused in production"
         );
     }
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let app = App::build(config).await?;
     if demo {
         demo::ensure(&app).await?;
@@ -371,7 +376,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(
-        "listening on http://{listen}  (GraphQL /api/v1/graphql, playground http://{listen}/playground)"
+        "listening on {scheme}://{listen}  (GraphQL /api/v1/graphql, playground {scheme}://{listen}/playground)"
     );
     http::serve(app, listener, http::shutdown_signal()).await
 }

@@ -26,6 +26,11 @@ pub struct TimeRangeInput {
     pub to: DateTime<Utc>,
 }
 
+/// Long ranges cost more points (`limits::cost`).
+fn range_weight(range: &TimeRangeInput) -> usize {
+    crate::limits::cost::range_weight((range.to - range.from).num_days())
+}
+
 #[derive(InputObject)]
 pub struct PropertyFilter {
     pub key: String,
@@ -246,6 +251,8 @@ impl Analytics {
     }
 
     /// One cohort per bucket of the range.
+    // Cohorts are computed from raw activity: they weigh as much as twenty fields.
+    #[graphql(complexity = "20 + child_complexity")]
     async fn retention(&self, ctx: &Context<'_>, periods: i32) -> Result<Retention> {
         let (tenant, window) = (self.tenant, &self.window);
         let kv = cache_of(ctx);
@@ -289,6 +296,8 @@ impl Analytics {
     }
 
     /// Users who did the steps in order, within `conversionWindowHours` of the first.
+    // Computed from raw events: it weighs as much as twenty fields.
+    #[graphql(complexity = "20 + child_complexity")]
     async fn funnel(
         &self,
         ctx: &Context<'_>,
@@ -334,6 +343,7 @@ pub struct AnalyticsQuery;
 impl AnalyticsQuery {
     /// The tenant's analytics over `range`, bucketed by `granularity` in the tenant's time zone.
     /// Members of any role and READ API keys.
+    #[graphql(complexity = "child_complexity * range_weight(&range)")]
     async fn analytics(
         &self,
         ctx: &Context<'_>,

@@ -3,6 +3,7 @@
 pub mod admission;
 mod analytics;
 mod auth;
+pub mod cost;
 pub mod errors;
 mod flat_list;
 mod ingest;
@@ -57,7 +58,8 @@ fn builder(config: &Config) -> SchemaBuilder<Query, Mutation, Subscription> {
     .limit_complexity(config.max_query_complexity)
     .extension(errors::ErrorCodes {
         max_aliases: config.max_query_aliases,
-    });
+    })
+    .extension(cost::Cost);
     if config.introspection {
         builder
     } else {

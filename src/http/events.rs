@@ -14,12 +14,13 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::graphql::caller_of;
-use super::{HttpState, error_response};
+use super::{HttpState, error_response, limits};
 use crate::accounts::Caller;
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
 use crate::error::{AppError, AppResult};
 use crate::events::{self, NewEvent};
+use crate::limits::cost::rest_ingestion;
 use crate::revenue::{self, NewRevenueChange};
 
 #[derive(Deserialize)]
@@ -111,13 +112,36 @@ pub async fn ingest(
         Ok(accepted) => accepted,
         Err(refused) => return refused,
     };
+    let points = rest_ingestion(parsed.events.len());
     let caller = Caller {
         app: &state.app,
         principal: &principal,
         meta: &meta,
     };
-    let outcome = events::ingest_events(caller.writer(), parsed.events).await;
-    answer(outcome.map(|o| (o.accepted, o.duplicates)), "event")
+    charged(&state, &caller, points, async {
+        let outcome = events::ingest_events(caller.writer(), parsed.events).await;
+        answer(outcome.map(|o| (o.accepted, o.duplicates)), "event")
+    })
+    .await
+}
+
+/// `work`'s answer once its points are paid, with the budget in its headers; the refusal
+/// (429, `Retry-After`) when they cannot be.
+async fn charged(
+    state: &HttpState,
+    caller: &Caller<'_>,
+    points: u64,
+    work: impl std::future::Future<Output = Response>,
+) -> Response {
+    let charge = limits::charge(state, caller.principal, caller.meta, points).await;
+    let mut response = match charge.as_ref().and_then(|c| c.refusal()) {
+        Some(refused) => app_error_response(&refused),
+        None => work.await,
+    };
+    if let Some(charge) = &charge {
+        limits::apply(response.headers_mut(), charge);
+    }
+    response
 }
 
 #[derive(Deserialize)]
@@ -139,13 +163,17 @@ pub async fn ingest_revenue(
             Ok(accepted) => accepted,
             Err(refused) => return refused,
         };
+    let points = rest_ingestion(parsed.changes.len());
     let caller = Caller {
         app: &state.app,
         principal: &principal,
         meta: &meta,
     };
-    let outcome = revenue::ingest_revenue(caller.writer(), parsed.changes).await;
-    answer(outcome.map(|o| (o.accepted, o.duplicates)), "revenue")
+    charged(&state, &caller, points, async {
+        let outcome = revenue::ingest_revenue(caller.writer(), parsed.changes).await;
+        answer(outcome.map(|o| (o.accepted, o.duplicates)), "revenue")
+    })
+    .await
 }
 
 #[cfg(test)]

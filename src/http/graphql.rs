@@ -14,11 +14,15 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{HttpState, REQUEST_ID, authenticate, error_response, persisted, response_cache};
+use super::{
+    HttpState, REQUEST_ID, authenticate, error_response, limits, persisted, response_cache,
+};
 use crate::analytics::versions::VersionsRead;
 use crate::auth::Principal;
 use crate::db::audit::RequestMeta;
+use crate::graphql::cost::Charged;
 use crate::graphql::{admission, request_data};
+use crate::limits::cost::CACHED;
 
 const MAX_BATCH: usize = 10;
 
@@ -106,6 +110,7 @@ pub async fn graphql_post(
             }
             let (principal, meta) = caller_of(&state, &headers, peer).await;
             let mut responses = Vec::with_capacity(requests.len());
+            let mut last_charge = None;
             for mut request in requests {
                 if let Some(trusted) = &state.trusted
                     && let Err(e) = trusted.admit(&mut request).await
@@ -119,9 +124,16 @@ pub async fn graphql_post(
                 }
                 // Fresh loaders per operation; one authentication for the batch.
                 request.data = request_data(&state.app, principal.clone(), meta.clone());
+                let charged = Arc::new(Charged::default());
+                request.data.insert(charged.clone());
                 responses.push(state.schema.execute(request).await);
+                last_charge = charged.take().or(last_charge);
             }
-            Json(responses).into_response()
+            let mut response = Json(responses).into_response();
+            if let Some(charge) = &last_charge {
+                limits::apply(response.headers_mut(), charge);
+            }
+            response
         }
     }
 }
@@ -222,7 +234,7 @@ async fn execute(
     if let Some(probe) = &probe
         && let Some(body) = probe.lookup(&state.recent).await
     {
-        return json_body(body);
+        return cached_answer(state, &principal, &meta, body).await;
     }
     if let Err(e) = admission::admit(&mut request) {
         return errors_body(vec![e]);
@@ -243,9 +255,13 @@ async fn execute(
         .as_ref()
         .filter(|_| response_cache::cacheable(doc, operation.as_deref()));
     let read = Arc::new(VersionsRead::default());
+    let charged = Arc::new(Charged::default());
     request.data = request_data(&state.app, principal, meta);
     request.data.insert(read.clone());
-    let response = state.schema.execute(request).await;
+    request.data.insert(charged.clone());
+    let mut response = state.schema.execute(request).await;
+    // Stored answers are stored without what this request cost.
+    let cost = response.extensions.remove("cost");
     let body = match serde_json::to_vec(&response) {
         Ok(body) => body,
         Err(_) => return Json(response).into_response(),
@@ -256,7 +272,43 @@ async fn execute(
     {
         probe.store(&state.recent, version, &body).await;
     }
-    json_body(body)
+    let body = match cost {
+        Some(cost) if response.extensions.is_empty() => {
+            limits::with_cost(body, &cost.into_json().unwrap_or_default())
+        }
+        Some(cost) => {
+            response.extensions.insert("cost".into(), cost);
+            serde_json::to_vec(&response).unwrap_or(body)
+        }
+        None => body,
+    };
+    let mut answer = json_body(body);
+    if let Some(charge) = charged.take() {
+        limits::apply(answer.headers_mut(), &charge);
+    }
+    answer
+}
+
+/// A stored answer costs [`CACHED`] points: nothing is computed for it.
+async fn cached_answer(
+    state: &HttpState,
+    principal: &Principal,
+    meta: &RequestMeta,
+    body: Vec<u8>,
+) -> Response {
+    let Some(charge) = limits::charge(state, principal, meta, CACHED).await else {
+        return json_body(body);
+    };
+    let mut answer = match charge.refusal() {
+        Some(refused) => {
+            let mut err = async_graphql::ServerError::new(refused.to_string(), None);
+            err.source = Some(Arc::new(refused));
+            errors_body(vec![err])
+        }
+        None => json_body(limits::with_cost(body, &charge.to_json())),
+    };
+    limits::apply(answer.headers_mut(), &charge);
+    answer
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -18,14 +18,25 @@ pub const PLAYGROUND_CSP: &str = "default-src 'self'; script-src 'self'; \
      style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; \
      connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-/// Adds the security headers to every response that does not set its own.
-pub fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    let headers = [
+/// Browsers reach this host by HTTPS only, for two years, once they have seen it over HTTPS
+/// (sent only then: over plain HTTP a browser ignores it).
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+
+/// Adds the security headers to every response that does not set its own, and HSTS when
+/// served over HTTPS.
+pub fn with_security_headers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    https: bool,
+) -> Router<S> {
+    let mut headers = vec![
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::CONTENT_SECURITY_POLICY, API_CSP),
     ];
+    if https {
+        headers.push((header::STRICT_TRANSPORT_SECURITY, HSTS));
+    }
     headers.into_iter().fold(router, |router, (name, value)| {
         router.layer(SetResponseHeaderLayer::if_not_present(
             name,

@@ -6,10 +6,12 @@ mod events;
 mod graphql;
 mod health;
 mod hygiene;
+mod limits;
 mod persisted;
 mod playground;
 mod response_cache;
 mod telemetry;
+pub mod tls;
 mod webhooks;
 mod ws;
 
@@ -97,7 +99,8 @@ pub fn router(app: App) -> Router {
     } else {
         routes
     };
-    with_middleware(routes, body_limit, &app.config.cors_origins).with_state(state)
+    let https = app.config.tls_cert.is_some();
+    with_middleware(routes, body_limit, &app.config.cors_origins, https).with_state(state)
 }
 
 /// What wraps every route: body limit, panic guard, metrics, tracing span, request id and
@@ -106,6 +109,7 @@ fn with_middleware<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     body_limit: usize,
     cors_origins: &[String],
+    https: bool,
 ) -> Router<S> {
     let router = router.layer(DefaultBodyLimit::max(body_limit));
     let router = match hygiene::cors(cors_origins) {
@@ -131,7 +135,7 @@ fn with_middleware<S: Clone + Send + Sync + 'static>(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(hygiene::drop_unfit_request_id));
-    hygiene::with_security_headers(router)
+    hygiene::with_security_headers(router, https)
 }
 
 /// A GraphQL-shaped error body, for failures before GraphQL execution.
@@ -158,19 +162,38 @@ pub async fn serve(
     );
     let _live = crate::live::spawn(app.live_parts());
     let background = app.config.worker.then(|| crate::background::spawn(&app));
-    let router = router(app);
-    // Live frames are small and must not wait for the previous one's acknowledgement (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    let tls = match (&app.config.tls_cert, &app.config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let certificates = tls::Certificates::load(cert, key)?;
+            certificates.reload_on_sighup()?;
+            Some(certificates)
         }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+        _ => None,
+    };
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(certificates) => {
+            let listener = tls::TlsListener::new(listener, certificates)?;
+            // `tap_io` only for axum's `ConnectInfo<SocketAddr>`, which it provides for any
+            // listener it wraps.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+        None => {
+            // Live frames are small and must not wait for the previous one's acknowledgement
+            // (Nagle).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
     if let Some(background) = background {
         background.shutdown().await;
     }
@@ -221,7 +244,7 @@ mod tests {
             panic!("{secret}")
         }
         let routes: Router = Router::new().route("/boom", get(boom));
-        let response = with_middleware(routes, 1024, &[])
+        let response = with_middleware(routes, 1024, &[], false)
             .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
             .await
             .unwrap();

@@ -15,6 +15,9 @@ use moka::ops::compute::Op;
 
 use crate::error::{AppError, AppResult};
 
+mod gcra;
+pub use gcra::{Rate, Spent};
+
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 
 #[derive(Clone)]
