@@ -84,7 +84,12 @@ impl App {
         if applied > 0 {
             tracing::info!(applied, "ran migrations");
         }
-        let db = Db::new(&url, config.db_pool_size);
+        let db = Db::with_limits(
+            &url,
+            config.db_pool_size,
+            std::time::Duration::from_millis(config.db_acquire_timeout_ms),
+            std::time::Duration::from_secs_f64(config.analytics_statement_timeout_secs),
+        );
         let kv = match &config.redis_url {
             Some(redis_url) => {
                 tracing::info!(redis = %redact_url(redis_url), "using Redis");

@@ -54,6 +54,11 @@ pub struct Config {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_days: u64,
     pub db_pool_size: u32,
+    /// How long a request waits for a free database connection before `RATE_LIMITED`.
+    pub db_acquire_timeout_ms: u64,
+    /// The longest one statement of an analytics read may run (then `QUERY_TOO_COMPLEX`);
+    /// 0: no limit.
+    pub analytics_statement_timeout_secs: f64,
     pub max_body_bytes: usize,
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy: bool,
@@ -273,6 +278,8 @@ impl Default for Config {
             access_token_ttl_secs: MAX_ACCESS_TOKEN_TTL_SECS,
             refresh_token_ttl_days: 30,
             db_pool_size: 16,
+            db_acquire_timeout_ms: 5_000,
+            analytics_statement_timeout_secs: 30.0,
             max_body_bytes: 6 * 1024 * 1024,
             trust_proxy: false,
             max_query_depth: 16,
@@ -387,6 +394,14 @@ impl Config {
         );
         anyhow::ensure!(self.db_pool_size >= 2, "db_pool_size must be at least 2");
         self.limits.validate()?;
+        anyhow::ensure!(
+            (1..=600_000).contains(&self.db_acquire_timeout_ms),
+            "db_acquire_timeout_ms must be between 1 and 600000"
+        );
+        anyhow::ensure!(
+            (0.0..=86_400.0).contains(&self.analytics_statement_timeout_secs),
+            "analytics_statement_timeout_secs must be between 0 (no limit) and 86400"
+        );
         anyhow::ensure!(
             self.tls_cert.is_some() == self.tls_key.is_some(),
             "tls_cert and tls_key go together: give both or neither"

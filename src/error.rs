@@ -85,6 +85,26 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// A statement stopped by `statement_timeout` (SQLSTATE 57014) as the caller's to narrow,
+    /// rather than an internal failure.
+    pub fn when_canceled(self, timeout: std::time::Duration) -> AppError {
+        let canceled = matches!(&self, Self::Internal(cause)
+            if cause.downcast_ref::<diesel::result::Error>().is_some_and(|e| matches!(e,
+                diesel::result::Error::DatabaseError(_, info)
+                    if info.message().contains("statement timeout"))));
+        if canceled {
+            metrics::counter!("fahwa_statement_timeouts_total").increment(1);
+            Self::TooComplex(format!(
+                "the query ran longer than {} s and was stopped; ask for a shorter range or a coarser granularity",
+                timeout.as_secs_f64()
+            ))
+        } else {
+            self
+        }
+    }
+}
+
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
         match err {

@@ -88,7 +88,7 @@ pub async fn prefetch(
     }
     let missing_ref = &missing;
     let computed = db
-        .tenant(tenant, |conn| {
+        .analytics(tenant, |conn| {
             async move {
                 let none = EventFilter::default();
                 let plain: Vec<Measure> = missing_ref

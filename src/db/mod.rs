@@ -53,6 +53,9 @@ pub enum Scope {
 pub struct Db {
     pool: PgPool,
     statements: Arc<AtomicU64>,
+    /// The longest one statement of an analytics read may run (lock waits included); 0: no
+    /// limit.
+    analytics_timeout_ms: u64,
 }
 
 /// Counts the statements sent, so tests can prove that batching keeps them flat.
@@ -70,6 +73,17 @@ impl Db {
     /// Builds the pool without connecting, so a server whose database is down starts, reports
     /// not-ready, and recovers by itself.
     pub fn new(url: &str, size: u32) -> Self {
+        Self::with_limits(url, size, Duration::from_secs(5), Duration::ZERO)
+    }
+
+    /// `new`, waiting at most `acquire` for a free connection (then `Busy`), and stopping any
+    /// statement of an analytics read after `analytics_timeout` (zero: never).
+    pub fn with_limits(
+        url: &str,
+        size: u32,
+        acquire: Duration,
+        analytics_timeout: Duration,
+    ) -> Self {
         let statements = Arc::new(AtomicU64::new(0));
         let counter = statements.clone();
         let mut config = ManagerConfig::default();
@@ -102,9 +116,13 @@ impl Db {
         let pool = bb8::Pool::builder()
             .max_size(size)
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(acquire)
             .build_unchecked(manager);
-        Self { pool, statements }
+        Self {
+            pool,
+            statements,
+            analytics_timeout_ms: analytics_timeout.as_millis() as u64,
+        }
     }
 
     /// Statements sent through this pool since it was built.
@@ -141,6 +159,24 @@ impl Db {
         let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
         self.transaction(begin, Scope::Tenant(tenant_id), work)
             .await
+    }
+
+    /// A read of analytics for `tenant`: READ ONLY, one snapshot, and each statement stopped
+    /// after the analytics timeout, so a runaway query gives its connection back.
+    pub async fn analytics<'a, R, F>(&self, tenant_id: Uuid, work: F) -> AppResult<R>
+    where
+        F: for<'c> FnOnce(&'c mut Conn) -> ScopedBoxFuture<'a, 'c, AppResult<R>> + Send + 'a,
+        R: Send + 'a,
+    {
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SELECT set_config('statement_timeout', '{}', true)",
+            self.analytics_timeout_ms
+        );
+        let timeout = Duration::from_millis(self.analytics_timeout_ms);
+        self.transaction(&begin, Scope::Tenant(tenant_id), work)
+            .await
+            .map_err(|e| e.when_canceled(timeout))
     }
 
     async fn transaction<'a, R, F>(&self, begin: &str, scope: Scope, work: F) -> AppResult<R>

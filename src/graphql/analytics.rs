@@ -189,7 +189,7 @@ impl Analytics {
         let tracked = &self.tracked;
         let db = &app(ctx).db;
         let series = cache::cached(kv, tenant, self.version, key, async || {
-            db.tenant(tenant, |conn| {
+            db.analytics(tenant, |conn| {
                 async move {
                     engagement::series(
                         conn,
@@ -259,7 +259,7 @@ impl Analytics {
         let key = &(range_key("retention", &self.window), periods);
         let db = &app(ctx).db;
         let cohorts = cache::cached(kv, tenant, self.version, key, async || {
-            db.tenant(tenant, |conn| {
+            db.analytics(tenant, |conn| {
                 async move { retention::retention(conn, tenant, window, periods).await }
                     .scope_boxed()
             })
@@ -314,7 +314,7 @@ impl Analytics {
         let steps = &steps;
         let db = &app(ctx).db;
         let steps = cache::cached(kv, tenant, self.version, key, async || {
-            db.tenant(tenant, |conn| {
+            db.analytics(tenant, |conn| {
                 async move {
                     funnel::funnel(conn, tenant, from, to, steps, conversion_window_hours).await
                 }

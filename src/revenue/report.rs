@@ -187,7 +187,7 @@ pub async fn cached(
 ) -> AppResult<Report> {
     let key = &crate::analytics::answers::range_key("revenue", window);
     crate::analytics::cache::cached(kv, tenant, version, key, async || {
-        db.tenant_snapshot(tenant, |conn| {
+        db.analytics(tenant, |conn| {
             async move { report(conn, tenant, window, index).await }.scope_boxed()
         })
         .await

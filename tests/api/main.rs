@@ -10,6 +10,7 @@ mod calendar;
 mod cli;
 mod fake_paypal;
 mod fake_stripe;
+mod faults;
 mod hostile_input;
 mod http_surface;
 mod ingest;
