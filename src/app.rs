@@ -63,6 +63,7 @@ impl App {
                 .config
                 .live_capture
                 .then(|| self.config.database_url.clone()),
+            capture_max_backlog: self.config.capture_max_backlog_mb * 1024 * 1024,
         }
     }
 

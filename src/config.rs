@@ -69,6 +69,9 @@ pub struct Config {
     pub metric_cache: bool,
     /// Take part in change capture (one instance at a time leads it); needs `wal_level=logical`.
     pub live_capture: bool,
+    /// WAL the change capture slot may hold back (MiB) before capture passes over event rows
+    /// (live event feeds then get counts of what was skipped; values are computed again).
+    pub capture_max_backlog_mb: u64,
     /// Memory for tenants' revenue changes kept for range totals (0: always read them in SQL).
     pub revenue_index_mb: u64,
     /// Operations one WebSocket may run at once; beyond it a `subscribe` gets an `error`.
@@ -287,6 +290,7 @@ impl Default for Config {
             max_query_aliases: 30,
             metric_cache: true,
             live_capture: true,
+            capture_max_backlog_mb: 1024,
             revenue_index_mb: 256,
             max_subscriptions_per_socket: 100,
             ws_init_timeout_secs: 10.0,

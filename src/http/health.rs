@@ -9,7 +9,16 @@ fn live_state(state: &HttpState) -> String {
     match (state.app.config.live_capture, state.app.live.capture_off()) {
         (false, _) => "not captured by this instance (FAHWA_LIVE_CAPTURE=false)".into(),
         (true, Some(why)) => format!("off: {why}"),
-        (true, None) => "ok".into(),
+        (true, None) => match state.app.live.capture_backlog() {
+            Some(bytes) if bytes > state.app.config.capture_max_backlog_mb * 1024 * 1024 => {
+                format!(
+                    "behind: the capture slot holds {} MiB of WAL back (bound {} MiB); event rows are passed over until it catches up",
+                    bytes / (1024 * 1024),
+                    state.app.config.capture_max_backlog_mb
+                )
+            }
+            _ => "ok".into(),
+        },
     }
 }
 
@@ -41,6 +50,7 @@ pub async fn readyz(State(state): State<HttpState>) -> (StatusCode, Json<serde_j
             "postgres": check(postgres),
             "redis": redis.map_or("not configured", check),
             "live": live_state(&state),
+            "captureBacklogBytes": state.app.live.capture_backlog(),
         })),
     )
 }

@@ -23,6 +23,9 @@ pub struct Broker {
     leading: Arc<AtomicBool>,
     /// Why change capture cannot run here, while it cannot (for `/readyz`).
     capture_off: Arc<std::sync::RwLock<Option<String>>>,
+    /// The capture slot's backlog in bytes as this instance last measured it while leading
+    /// (-1: not measured).
+    capture_backlog: Arc<std::sync::atomic::AtomicI64>,
     /// Signalled each time the Redis subscription is (re)established: what was published
     /// while it was down never arrives, so the instance brings its subscribers up to date.
     subscribed: Arc<Notify>,
@@ -43,6 +46,7 @@ impl Broker {
             redis: None,
             leading: Arc::default(),
             capture_off: Arc::default(),
+            capture_backlog: Arc::new((-1).into()),
             subscribed: Arc::default(),
         }
     }
@@ -57,6 +61,7 @@ impl Broker {
             }),
             leading: Arc::default(),
             capture_off: Arc::default(),
+            capture_backlog: Arc::new((-1).into()),
             subscribed: Arc::default(),
         }
     }
@@ -83,6 +88,16 @@ impl Broker {
 
     pub(super) fn set_capture_off(&self, why: Option<String>) {
         *self.capture_off.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// The slot's backlog in bytes while this instance leads capture.
+    pub fn capture_backlog(&self) -> Option<u64> {
+        let bytes = self.capture_backlog.load(Ordering::Relaxed);
+        (self.leading() && bytes >= 0).then_some(bytes as u64)
+    }
+
+    pub(super) fn set_capture_backlog(&self, bytes: i64) {
+        self.capture_backlog.store(bytes, Ordering::Relaxed);
     }
 
     pub(super) fn set_leading(&self, leading: bool) {

@@ -40,6 +40,8 @@ pub struct Live {
     pub session_check: SessionCheck,
     /// The database to capture changes from, when this instance competes for capture.
     pub capture_from: Option<String>,
+    /// The slot's backlog beyond which capture passes over event rows (bytes).
+    pub capture_max_backlog: u64,
 }
 
 /// The live machinery's background tasks; dropping this stops them (a stopped server must give
@@ -109,6 +111,7 @@ pub fn spawn(app: Live) -> LiveTasks {
             db: app.db,
             kv: app.kv,
             broker: app.broker,
+            max_backlog: app.capture_max_backlog,
         })));
     }
     LiveTasks(tasks)

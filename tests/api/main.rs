@@ -7,6 +7,7 @@ mod analytics;
 mod audit;
 mod auth_flow;
 mod calendar;
+mod capture_backlog;
 mod cli;
 mod fake_paypal;
 mod fake_stripe;

@@ -150,6 +150,10 @@ pub struct Capture {
     /// Where instances mark what their subscribers follow.
     pub kv: Kv,
     pub broker: Broker,
+    /// The slot's backlog (bytes of WAL not yet confirmed) beyond which event rows are passed
+    /// over rather than kept for live event feeds, so that capture catches up at the speed of
+    /// decoding and the slot holds back a bounded amount of WAL.
+    pub max_backlog: u64,
 }
 
 /// Runs capture for as long as the process lives: waits to lead, then leads until it fails.
@@ -220,6 +224,7 @@ async fn lead(app: &Capture) -> anyhow::Result<()> {
     let mut jobs = FuturesUnordered::new();
     let mut lag = tokio::time::interval(Duration::from_secs(2));
     let mut xid = 0;
+    let mut passing_over = false;
     loop {
         let now = Instant::now();
         while let Some(job) = schedule.next_job(now, TENANTS_AT_ONCE) {
@@ -241,7 +246,7 @@ async fn lead(app: &Capture) -> anyhow::Result<()> {
                         xid = begun;
                     }
                     ReplicationEvent::XLogData { data, .. } => {
-                        decode_change(&data, &mut relations, &mut open)?
+                        decode_change(&data, &mut relations, &mut open, !passing_over)?
                     }
                     ReplicationEvent::Commit { end_lsn, .. } => {
                         let mut changes = std::mem::take(&mut open);
@@ -270,7 +275,9 @@ async fn lead(app: &Capture) -> anyhow::Result<()> {
             }
             _ = tokio::time::sleep_until(due.unwrap_or(now).into()), if due.is_some() => {}
             _ = lag.tick() => {
-                report_lag(&client, &slot).await?;
+                let backlog = report_lag(&client, &slot).await?;
+                app.broker.set_capture_backlog(backlog);
+                passing_over = pass_over(passing_over, backlog, app.max_backlog);
                 schedule.forget_older_than(FORGET_AFTER, Instant::now());
             }
         }
@@ -304,7 +311,31 @@ fn replication_config(url: &str, slot: &str) -> anyhow::Result<ReplicationConfig
     .with_application_name("fahwa-capture"))
 }
 
-async fn report_lag(client: &Client, slot: &str) -> anyhow::Result<()> {
+/// Whether to pass over event rows now: from a backlog over `max` until it is under half of
+/// it, said in the log each way.
+fn pass_over(was: bool, backlog: i64, max: u64) -> bool {
+    let now = if was {
+        backlog as u64 > max / 2
+    } else {
+        backlog as u64 > max
+    };
+    if now != was {
+        if now {
+            tracing::warn!(
+                backlog_bytes = backlog,
+                max_bytes = max,
+                "change capture is behind: passing over event rows (live event feeds get counts of what was skipped) until it catches up"
+            );
+        } else {
+            tracing::info!(backlog_bytes = backlog, "change capture caught up");
+        }
+        metrics::gauge!("fahwa_live_passing_over").set(if now { 1.0 } else { 0.0 });
+    }
+    now
+}
+
+/// The slot's backlog: WAL written since the position last confirmed.
+async fn report_lag(client: &Client, slot: &str) -> anyhow::Result<i64> {
     let lag: Option<i64> = client
         .query_one(
             "SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $1",
@@ -321,7 +352,7 @@ async fn report_lag(client: &Client, slot: &str) -> anyhow::Result<()> {
             "the change capture slot is far behind"
         );
     }
-    Ok(())
+    Ok(lag)
 }
 
 /// `16/B374D848` as a number.
@@ -330,12 +361,14 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
 }
 
-/// One pgoutput message of a transaction: relations are remembered, events kept; a revenue
-/// change only marks its tenant, whose revenue values are computed again.
+/// One pgoutput message of a transaction: relations are remembered, events kept (or, when
+/// not `keep_rows`, only counted); a revenue change only marks its tenant, whose revenue values
+/// are computed again.
 fn decode_change(
     data: &[u8],
     relations: &mut Relations,
     open: &mut HashMap<Uuid, Changes>,
+    keep_rows: bool,
 ) -> Result<(), pgoutput::DecodeError> {
     match pgoutput::decode(data)? {
         Message::Relation(r) => relations.learn(r),
@@ -348,8 +381,11 @@ fn decode_change(
                 return Ok(());
             };
             let changes = open.entry(tenant).or_default();
-            if relation.name == "events" {
+            if relation.name == "events" && keep_rows {
                 changes.push((relation.clone(), new), EVENTS_PER_TURN);
+            } else if relation.name == "events" {
+                changes.skipped += 1;
+                metrics::counter!("fahwa_live_passed_over_total").increment(1);
             } else {
                 changes.revenue = true;
             }
@@ -371,5 +407,13 @@ mod tests {
         assert_eq!(parse_lsn("1/AB"), Some(0x0000_0001_0000_00AB));
         assert_eq!(parse_lsn("16/B374D848"), Some(0x16_B374_D848));
         assert_eq!(parse_lsn("nope"), None);
+    }
+
+    #[test]
+    fn rows_are_passed_over_beyond_the_bound_until_a_quarter_of_it() {
+        assert!(!pass_over(false, 900, 1000));
+        assert!(pass_over(false, 1001, 1000));
+        assert!(pass_over(true, 600, 1000));
+        assert!(!pass_over(true, 400, 1000));
     }
 }
