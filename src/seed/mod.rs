@@ -107,14 +107,16 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
     } else {
         ProgressBar::hidden()
     };
-    // A bulk load is not streamed live: without a slot its rows are not kept for decoding.
-    match crate::live::capture::drop_slot(&app.config.database_url).await {
-        Ok(crate::live::capture::SlotDrop::InUse) => {
-            tracing::warn!("a running server captures changes: it will decode every seeded event")
-        }
+    let drop_slot = async || match crate::live::capture::drop_slot(&app.config.database_url).await {
+        Ok(crate::live::capture::SlotDrop::InUse) => tracing::warn!(
+            "a running server captures changes: it decodes the seeded events, passing over \
+                 what exceeds FAHWA_CAPTURE_MAX_BACKLOG_MB"
+        ),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "could not drop the change capture slot"),
-    }
+    };
+    // A bulk load is not streamed live: without a slot its rows are not kept for decoding.
+    drop_slot().await;
     let started = Instant::now();
     // One COPY stream per core: PostgreSQL spends most of the time on index upkeep.
     let model = std::sync::Arc::new(model);
@@ -138,6 +140,9 @@ pub async fn seed(app: &App, opts: &SeedOptions) -> anyhow::Result<SeedReport> {
     let revenue_changes = revenue::write(&app.config.database_url, tenant, &model, start, end)
         .await
         .context("writing the revenue")?;
+    // Again: a server that led capture when the load began may have stopped since, leaving a
+    // slot that would hold the load's WAL until a server runs again.
+    drop_slot().await;
     let rolled = Instant::now();
     rollups::rebuild(&app.db, tenant).await?;
     analyze(&app.config.database_url).await?;
