@@ -622,3 +622,94 @@ async fn a_deleted_tenant_takes_its_report_files_along() {
     );
     assert!(folder(&other).exists(), "another tenant's stay");
 }
+
+/// A tmpfs of `kib` KiB mounted for the life of the value (root only).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(kib: u32) -> SmallDisk {
+        let dir =
+            std::env::temp_dir().join(format!("fahwa-full-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a small tmpfs needs root (as CI has)"
+        );
+        SmallDisk(dir)
+    }
+
+    /// Every file left on it, partial ones included.
+    fn files(&self) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let mut dirs = vec![self.0.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test]
+async fn a_run_on_a_full_disk_fails_cleanly_and_leaves_no_partial_file() {
+    let disk = SmallDisk::mount(64);
+    let report_dir = disk.0.clone();
+    let t = TestApp::spawn_configured(|c| {
+        c.worker = true;
+        c.report_dir = report_dir;
+    })
+    .await;
+    let owner = t.sign_up("acme").await;
+    // Fifty widgets of ninety days: hundreds of KiB of CSV, far more than the disk holds.
+    let widgets = (0..50)
+        .map(|i| widget(&format!("Events {i}"), "EVENTS", "DAY", "LAST_90_DAYS"))
+        .collect();
+    let id = create(&t, &owner.access, "Too big", widgets).await;
+    let run_id = run(&t, &owner.access, &id, "CSV").await;
+    let pg = t.pg().await;
+    let mut r = Value::Null;
+    for _ in 0..400 {
+        pg.execute("UPDATE jobs SET run_at = now() WHERE state = 'queued'", &[])
+            .await
+            .unwrap();
+        r = run_state(&t, &owner, &run_id).await;
+        if r["data"]["reportRun"]["status"] == "FAILED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let state = &r["data"]["reportRun"];
+    assert_eq!(state["status"], "FAILED", "{r}");
+    assert_eq!(state["error"], fahwa::reports::worker::FAILED);
+    assert!(state["downloadUrl"].is_null());
+    assert_eq!(
+        disk.files(),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing half-written is left"
+    );
+
+    // Room again (a small report fits): the same deployment writes whole files.
+    let small = create(&t, &owner.access, "Small", mixed()).await;
+    let ok = run(&t, &owner.access, &small, "CSV").await;
+    let done = finished(&t, &owner.access, &ok).await;
+    assert_eq!(done["data"]["reportRun"]["status"], "SUCCEEDED", "{done}");
+    assert_eq!(disk.files().len(), 1);
+}
