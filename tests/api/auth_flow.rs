@@ -268,7 +268,7 @@ pub fn forge(kid: &str, claims: &serde_json::Value, secret: &str) -> String {
 }
 
 #[tokio::test]
-async fn bad_tokens_are_unauthenticated() {
+async fn forged_expired_and_confused_tokens_are_unauthenticated() {
     let t = TestApp::spawn().await;
     let s = t.sign_up("acme").await;
     let parts: Vec<&str> = s.access.split('.').collect();
@@ -310,7 +310,41 @@ async fn bad_tokens_are_unauthenticated() {
     long_lived["exp"] = json!(now + 86_400);
     let long_lived = forge(kid, &long_lived, &t.jwt_secret());
 
+    let original: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let signed_with = |changes: serde_json::Value| {
+        let mut c = original.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        forge(kid, &c, &t.jwt_secret())
+    };
+    // Correctly signed and current, but not valid yet.
+    let not_yet = signed_with(json!({ "iat": now, "nbf": now + 600, "exp": now + 900 }));
+    // Correctly signed for another audience, or by another issuer.
+    let audience = signed_with(json!({ "aud": "someone-else" }));
+    let issuer = signed_with(json!({ "iss": "https://evil.example.com" }));
+    // Key confusion: the same secret under another algorithm the header names.
+    let confused = |alg: jsonwebtoken::Algorithm| {
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.kid = Some(kid.to_string());
+        let key = jsonwebtoken::EncodingKey::from_secret(t.jwt_secret().as_bytes());
+        jsonwebtoken::encode(&header, &original, &key).unwrap()
+    };
+    let hs512 = confused(jsonwebtoken::Algorithm::HS512);
+    let rs256_header = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"RS256","typ":"JWT","kid":"{kid}"}}"#)),
+        parts[1],
+        parts[2]
+    );
+
     for (what, token) in [
+        ("not yet valid", not_yet),
+        ("another audience", audience),
+        ("another issuer", issuer),
+        ("HS512 with the same secret", hs512),
+        ("RS256 header over an HS256 signature", rs256_header),
         ("lives a day", long_lived),
         ("expired", expired),
         ("wrong key", wrong_key),
