@@ -514,6 +514,16 @@ impl TestApp {
         client
     }
 
+    /// Events stored in this server's database, every tenant's.
+    pub async fn stored_events(&self) -> i64 {
+        self.pg()
+            .await
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     pub fn statements(&self) -> u64 {
         self.app.db.statement_count()
     }

@@ -222,13 +222,7 @@ async fn rest_ingestion_over_budget_gets_429_with_retry_after_and_stores_nothing
     assert_eq!(body["errors"][0]["extensions"]["code"], "RATE_LIMITED");
     assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], wait);
 
-    let stored: i64 = t
-        .pg()
-        .await
-        .query_one("SELECT count(*) FROM events", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let stored = t.stored_events().await;
     assert_eq!(stored, 1, "the refused batch stored nothing");
 }
 
