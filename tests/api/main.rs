@@ -15,6 +15,7 @@ mod faults;
 mod hostile_input;
 mod http_surface;
 mod ingest;
+mod injection;
 mod integrations;
 mod jobs;
 mod limits;
