@@ -242,7 +242,12 @@ pub async fn log_in(
                             action: "session.login_failed",
                             target_type: Some("Member"),
                             target_id: None,
-                            details: json!({ "email": email, "tenantSlug": slug }),
+                            // What was typed is recorded only if it is an email: a password
+                            // typed into the wrong field must not reach the audit log.
+                            details: json!({
+                                "email": crate::validate::email(&email, "email").ok(),
+                                "tenantSlug": slug,
+                            }),
                         },
                     )
                     .await

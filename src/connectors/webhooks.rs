@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use scoped_futures::ScopedFutureExt;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::apply::{self, Source};
-use super::provider::{Connector, Interpreted};
+use super::provider::{Connector, Delivery, Interpreted};
 use super::{Provider, Services, manage};
 use crate::analytics::versions;
 use crate::db::audit::{self, Actor, AuditEntry, RequestMeta};
@@ -50,6 +50,39 @@ impl From<AppError> for Rejected {
 }
 
 /// Verifies and records a delivery for `integration` of `provider` (as the path names them).
+/// PostgreSQL stores no NUL character. A verified delivery that holds one keeps everything else,
+/// each NUL replaced by U+FFFD, rather than being refused at every retry of its provider.
+fn storable(delivery: &mut Delivery) {
+    fn text(s: &mut String) {
+        if s.contains('\0') {
+            *s = s.replace('\0', "\u{FFFD}");
+        }
+    }
+    // Recursion is bounded: serde_json parses at most 128 levels.
+    fn value(v: &mut Value) {
+        match v {
+            Value::String(s) => text(s),
+            Value::Array(items) => items.iter_mut().for_each(value),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    *map = std::mem::take(map)
+                        .into_iter()
+                        .map(|(mut k, v)| {
+                            text(&mut k);
+                            (k, v)
+                        })
+                        .collect();
+                }
+                map.values_mut().for_each(value);
+            }
+            _ => {}
+        }
+    }
+    text(&mut delivery.event_id);
+    text(&mut delivery.event_type);
+    value(&mut delivery.payload);
+}
+
 pub async fn receive(
     services: &Services,
     provider: &str,
@@ -74,7 +107,7 @@ pub async fn receive(
         .filter(|r| r.provider == provider.stored())
         .ok_or(Rejected::NotFound)?;
     let connector = manage::connector(services, &row)?;
-    let delivery = match connector.verify(headers, body).await {
+    let mut delivery = match connector.verify(headers, body).await {
         Ok(d) => d,
         Err(refusal) => {
             services
@@ -101,6 +134,7 @@ pub async fn receive(
             return Err(Rejected::Refused);
         }
     };
+    storable(&mut delivery);
     let delivery = &delivery;
     let received = services
         .db

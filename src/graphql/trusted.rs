@@ -139,21 +139,29 @@ pub struct Document {
 pub fn documents_of(source: &str) -> AppResult<Vec<Document>> {
     let doc: ExecutableDocument = async_graphql::parser::parse_query(source)
         .map_err(|e| AppError::bad_input(format!("not a GraphQL document: {e}")))?;
-    let lines: Vec<&str> = source.lines().collect();
-    let offset = |line: usize| -> usize {
-        lines[..line.saturating_sub(1)]
-            .iter()
-            .map(|l| l.len() + 1)
-            .sum()
+    // Where each line begins, in bytes: `\r\n` ends a line as `\n` does, and positions count
+    // characters within their line.
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let offset = |pos: async_graphql::Pos| -> usize {
+        let start = line_starts
+            .get(pos.line.saturating_sub(1))
+            .copied()
+            .unwrap_or(source.len());
+        source[start..]
+            .char_indices()
+            .nth(pos.column.saturating_sub(1))
+            .map_or(source.len(), |(i, _)| start + i)
     };
     let mut starts: Vec<(usize, Option<String>, bool)> = Vec::new();
     if let DocumentOperations::Multiple(ops) = &doc.operations {
         for (name, op) in ops {
-            starts.push((offset(op.pos.line), Some(name.to_string()), true));
+            starts.push((offset(op.pos), Some(name.to_string()), true));
         }
     }
     for (name, fragment) in &doc.fragments {
-        starts.push((offset(fragment.pos.line), Some(name.to_string()), false));
+        starts.push((offset(fragment.pos), Some(name.to_string()), false));
     }
     starts.sort_by_key(|s| s.0);
     let text_of = |i: usize| -> String {

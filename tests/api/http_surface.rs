@@ -16,7 +16,8 @@ async fn health_readiness_and_metrics() {
     assert_eq!(
         ready,
         json!({ "status": "ok", "postgres": "ok", "redis": "ok",
-                "live": "not captured by this instance (FAHWA_LIVE_CAPTURE=false)" })
+                "live": "not captured by this instance (FAHWA_LIVE_CAPTURE=false)",
+                "captureBacklogBytes": null })
     );
     t.sign_up("acme").await;
     let metrics = t.get("/metrics").await.text().await.unwrap();

@@ -47,7 +47,8 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(Refused::Malformed);
     }
-    if (now - timestamp).abs() > tolerance_secs {
+    // `abs_diff`: a timestamp near i64's ends must be stale, not overflow.
+    if now.abs_diff(timestamp) > tolerance_secs.unsigned_abs() {
         return Err(Refused::Stale);
     }
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
