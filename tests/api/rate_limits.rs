@@ -256,3 +256,27 @@ async fn instances_share_one_budget_through_redis() {
     assert_eq!(header(&h1, "ratelimit-remaining"), 59);
     assert_eq!(header(&h2, "ratelimit-remaining"), 58);
 }
+
+#[tokio::test]
+async fn with_redis_down_budgets_are_kept_in_process_and_still_refuse() {
+    let t = server(|l| l.points_per_minute_admin = 20).await;
+    let down = t
+        .peer_configured(|c| c.redis_url = Some("redis://127.0.0.1:1".into()))
+        .await;
+    let s = t.sign_up("acme").await;
+    let mut answers = Vec::new();
+    for _ in 0..40 {
+        answers.push(query(&down, Some(&s.access), "{ me { id } }").await);
+    }
+    let (h, first) = &answers[0];
+    assert!(first["errors"].is_null(), "{first}");
+    assert_eq!(header(h, "ratelimit-limit"), 20);
+    let refused = answers
+        .iter()
+        .filter(|(_, b)| codes(b) == ["RATE_LIMITED"])
+        .count();
+    assert!(
+        refused >= 15,
+        "20 points a minute are counted in process: {refused} of 40 refused"
+    );
+}
