@@ -218,6 +218,35 @@ mod tests {
     }
 
     #[test]
+    fn a_rotation_signs_with_the_new_key_and_verifies_the_old_until_it_is_removed() {
+        let (old, new) = ("o".repeat(40), "n".repeat(40));
+        let before = keys(&old).issue(&member()).unwrap();
+        let rotating = TokenKeys::from_config(&Config {
+            jwt_secret: Some(new.clone()),
+            jwt_previous_secrets: vec![old.clone()],
+            ..Config::default()
+        })
+        .unwrap();
+        assert!(
+            rotating.verify(&before.token).is_ok(),
+            "old tokens still verify"
+        );
+        let after = rotating.issue(&member()).unwrap();
+        let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid.unwrap();
+        assert_ne!(
+            kid(&after.token),
+            kid(&before.token),
+            "new tokens name the new key"
+        );
+        let rotated = keys(&new);
+        assert!(rotated.verify(&after.token).is_ok());
+        assert!(
+            rotated.verify(&before.token).is_err(),
+            "the removed key opens nothing"
+        );
+    }
+
+    #[test]
     fn rejects_alg_none() {
         let keys = keys(&"k".repeat(40));
         let issued = keys.issue(&member()).unwrap();
