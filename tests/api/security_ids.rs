@@ -16,18 +16,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use apollo_compiler::Schema;
-use apollo_compiler::ast::{FieldDefinition, InputValueDefinition, OperationType, Type};
+use apollo_compiler::ast::{FieldDefinition, OperationType, Type};
 use apollo_compiler::schema::ExtendedType;
-use chrono::{Duration, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::fake_stripe::FakeStripe;
-use crate::harness::{PASSWORD, Session, TestApp, codes};
+use crate::harness::{Session, TestApp, codes};
+use crate::probes::{self, MAX_INPUT_DEPTH, is_required, schema};
 
 const STRIPE_KEY: &str = "sk_test_security_ids";
-/// How deep the walk goes into input objects: they may refer to themselves.
-const MAX_INPUT_DEPTH: usize = 6;
 /// The victim's slug: every text of theirs that a member chose contains it.
 const VICTIM: &str = "globex";
 /// What an answer may say when the ID is not the caller's to use.
@@ -68,16 +66,6 @@ impl IdField<'_> {
         };
         format!("{root}.{}", self.def.name)
     }
-}
-
-fn schema() -> Schema {
-    Schema::parse_and_validate(fahwa::graphql::sdl(), "schema.graphql")
-        .expect("the schema the code builds is valid")
-        .into_inner()
-}
-
-fn is_required(def: &InputValueDefinition) -> bool {
-    def.ty.is_non_null() && def.default_value.is_none()
 }
 
 /// Every ID position of queries and mutations. Subscriptions are left out: they run over
@@ -176,95 +164,15 @@ type Assignment = Vec<(Vec<String>, String)>;
 
 /// The document calling `field` with `ids` in their slots, and its variables.
 fn document(schema: &Schema, field: &IdField<'_>, ids: &Assignment) -> (String, Value) {
-    let mut declared = Vec::new();
-    let mut passed = Vec::new();
-    let mut values = Map::new();
-    for arg in &field.def.arguments {
-        let path = vec![arg.name.to_string()];
-        if !is_required(arg) && !ids.iter().any(|(p, _)| p.starts_with(&path)) {
-            continue;
-        }
-        declared.push(format!("${}: {}", arg.name, arg.ty));
-        passed.push(format!("{0}: ${0}", arg.name));
-        values.insert(arg.name.to_string(), fill(schema, &arg.ty, &path, ids));
-    }
-    let wrap = |items: &[String]| {
-        if items.is_empty() {
-            String::new()
-        } else {
-            format!("({})", items.join(", "))
-        }
-    };
-    let composite = matches!(
-        schema.types.get(field.def.ty.inner_named_type()),
-        Some(ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_))
-    );
     let keyword = match field.root {
         OperationType::Query => "query",
         _ => "mutation",
     };
-    let doc = format!(
-        "{keyword} Probe{} {{ {}{}{} }}",
-        wrap(&declared),
-        field.name(),
-        wrap(&passed),
-        if composite { " { __typename }" } else { "" },
-    );
-    (doc, Value::Object(values))
-}
-
-/// A value of `ty` at `path`: the assigned ID, or the smallest valid value (required input
-/// fields only, plus those on the way to an assigned ID; lists of one element).
-fn fill(schema: &Schema, ty: &Type, path: &[String], ids: &Assignment) -> Value {
-    if ty.is_list() {
-        return json!([fill(schema, ty.item_type(), path, ids)]);
-    }
-    let name = ty.inner_named_type();
-    if name == "ID" {
-        let id = ids
-            .iter()
-            .find(|(p, _)| p == path)
-            .map(|(_, id)| id.clone());
-        return json!(id.unwrap_or_else(|| Uuid::new_v4().to_string()));
-    }
-    if let Some(input) = schema.get_input_object(name) {
-        let mut object = Map::new();
-        for (field_name, field) in &input.fields {
-            let mut inner = path.to_vec();
-            inner.push(field_name.to_string());
-            if is_required(field) || ids.iter().any(|(p, _)| p.starts_with(&inner)) {
-                object.insert(field_name.to_string(), fill(schema, &field.ty, &inner, ids));
-            }
-        }
-        return Value::Object(object);
-    }
-    if let Some(enumeration) = schema.get_enum(name) {
-        let first = enumeration
-            .values
-            .keys()
-            .next()
-            .expect("an enum has values");
-        return json!(first.as_str());
-    }
-    sample(name.as_str(), path.last().map_or("", String::as_str))
-}
-
-/// A valid value of a scalar. Some strings have rules of their own, known by their name.
-fn sample(scalar: &str, name: &str) -> Value {
-    match (scalar, name) {
-        ("String", "cron") => json!("0 8 * * MON"),
-        ("String", "email") => json!("probe@probe.example.com"),
-        ("String", "password") => json!(PASSWORD),
-        ("String", _) => json!("probe"),
-        ("Int", _) => json!(1),
-        ("Float", _) => json!(1.0),
-        ("Boolean", _) => json!(false),
-        ("DateTime", _) => json!((Utc::now() - Duration::hours(1)).to_rfc3339()),
-        ("NaiveDate", _) => json!(Utc::now().date_naive().to_string()),
-        ("Decimal", _) => json!("1.00"),
-        ("JSON", _) => json!({}),
-        (other, _) => panic!("no sample value for the scalar {other}: add one to `sample`"),
-    }
+    let given: Vec<(Vec<String>, Value)> = ids
+        .iter()
+        .map(|(path, id)| (path.clone(), json!(id)))
+        .collect();
+    probes::document(schema, keyword, "Probe", field.def, &given)
 }
 
 /// One of a tenant's objects, with the GraphQL type it is an ID of.
