@@ -7,12 +7,14 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
-    NextValidation,
+    NextSubscribe, NextValidation,
 };
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
 };
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 
 use crate::app::App;
 use crate::auth::Principal;
@@ -47,7 +49,8 @@ impl Charged {
 struct CostExtension {
     operation_name: Mutex<Option<String>>,
     kind: Mutex<Option<Kind>>,
-    charge: Mutex<Option<Charge>>,
+    /// Shared with a WebSocket operation's stream, whose first answer reports it.
+    charge: Arc<Mutex<Option<Charge>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -58,12 +61,25 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Extension for CostExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        if let Some(charge) = lock(&self.charge).take()
-            && let Ok(value) = async_graphql::Value::from_json(charge.to_json())
-        {
-            response.extensions.insert("cost".into(), value);
-        }
+        report(&self.charge, &mut response);
         response
+    }
+
+    /// WebSocket operations' answers do not pass through `request`: the first one says what
+    /// opening the operation cost.
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        let charge = self.charge.clone();
+        next.run(ctx, stream)
+            .map(move |mut response| {
+                report(&charge, &mut response);
+                response
+            })
+            .boxed()
     }
 
     async fn prepare_request(
@@ -119,6 +135,15 @@ impl Extension for CostExtension {
                 Err(vec![err])
             }
         }
+    }
+}
+
+/// Puts the charge, once, into `response.extensions.cost`.
+fn report(charge: &Mutex<Option<Charge>>, response: &mut Response) {
+    if let Some(charge) = lock(charge).take()
+        && let Ok(value) = async_graphql::Value::from_json(charge.to_json())
+    {
+        response.extensions.insert("cost".into(), value);
     }
 }
 

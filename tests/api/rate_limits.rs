@@ -280,3 +280,18 @@ async fn with_redis_down_budgets_are_kept_in_process_and_still_refuse() {
         "20 points a minute are counted in process: {refused} of 40 refused"
     );
 }
+
+#[tokio::test]
+async fn an_operation_over_websocket_says_what_it_cost_in_its_first_answer() {
+    let t = server(|l| l.points_per_minute_admin = 600).await;
+    let s = t.sign_up("acme").await;
+    let mut ws = Ws::connect(&t, &s.access).await;
+    ws.send(json!({ "id": "q", "type": "subscribe", "payload": { "query": "{ me { id } }" } }))
+        .await;
+    let msg = ws.message(Duration::from_secs(5)).await.expect("an answer");
+    assert_eq!(msg["type"], "next", "{msg}");
+    let cost = &msg["payload"]["extensions"]["cost"];
+    assert_eq!(cost["points"], 1, "{msg}");
+    assert_eq!(cost["limit"], 600);
+    assert!(cost["remaining"].as_u64().unwrap() < 600, "{msg}");
+}
