@@ -146,7 +146,8 @@ impl App {
                 ..Default::default()
             },
         };
-        let limiter = crate::limits::Limiter::new(kv.clone(), &config.limits)?.map(Arc::new);
+        let limiter =
+            crate::limits::Limiter::new(kv.clone(), db.clone(), &config.limits)?.map(Arc::new);
         Ok(App(Arc::new(AppInner {
             limiter,
             connectors,

@@ -183,7 +183,8 @@ pub struct RateLimits {
     pub off_peak_hours: String,
     /// How much larger budgets are off-peak.
     pub off_peak_factor: f64,
-    /// The IANA time zone of those hours (the deployment's).
+    /// The IANA time zone of those hours (the deployment's), or `tenant`: each caller's
+    /// tenant's own zone (callers without a tenant: UTC).
     pub off_peak_zone: String,
 }
 
@@ -204,9 +205,17 @@ impl Default for RateLimits {
     }
 }
 
+/// Whose clock the off-peak hours are read on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffPeakZone {
+    Fixed(chrono_tz::Tz),
+    /// Each caller's tenant's time zone.
+    Tenant,
+}
+
 impl RateLimits {
     /// The off-peak hours `[start, end)` and their zone, or why they cannot be read.
-    pub fn off_peak(&self) -> anyhow::Result<(u32, u32, chrono_tz::Tz)> {
+    pub fn off_peak(&self) -> anyhow::Result<(u32, u32, OffPeakZone)> {
         let hours = || -> Option<(u32, u32)> {
             let (a, b) = self.off_peak_hours.split_once('-')?;
             let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
@@ -218,13 +227,16 @@ impl RateLimits {
                 self.off_peak_hours
             )
         })?;
+        if self.off_peak_zone == "tenant" {
+            return Ok((start, end, OffPeakZone::Tenant));
+        }
         let zone = self.off_peak_zone.parse().map_err(|_| {
             anyhow::anyhow!(
-                "off_peak_zone {:?} is not an IANA time zone",
+                "off_peak_zone {:?} is neither an IANA time zone nor `tenant`",
                 self.off_peak_zone
             )
         })?;
-        Ok((start, end, zone))
+        Ok((start, end, OffPeakZone::Fixed(zone)))
     }
 
     fn validate(&self) -> anyhow::Result<()> {

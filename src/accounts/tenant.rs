@@ -105,6 +105,13 @@ pub async fn update(caller: &Caller<'_>, input: UpdateTenant) -> AppResult<Tenan
         // the segment rollup holds.
         crate::events::rollups::rebuild_in_background(&caller.app.db, tenant_id);
     }
+    if before.timezone != after.timezone
+        && let Some(limiter) = &caller.app.limiter
+    {
+        // Off-peak hours may be the tenant's: this instance reads the new zone at once, others
+        // within minutes.
+        limiter.forget_zone(tenant_id).await;
+    }
     Ok(after)
 }
 

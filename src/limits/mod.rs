@@ -9,10 +9,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Timelike, Utc};
+use chrono_tz::Tz;
+use scoped_futures::ScopedFutureExt;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::auth::{ApiKeyScope, Principal, Role};
-use crate::config::RateLimits;
+use crate::config::{OffPeakZone, RateLimits};
+use crate::db::Db;
+use crate::db::tenants::TenantRow;
 use crate::error::AppError;
 use crate::kv::{Kv, Rate};
 
@@ -23,6 +28,8 @@ const PERIOD: Duration = Duration::from_secs(60);
 pub struct Payer {
     key: String,
     per_minute: u64,
+    /// Whose time zone off-peak hours may be read in.
+    tenant: Option<Uuid>,
 }
 
 /// What one request cost and what is left.
@@ -59,20 +66,54 @@ impl Charge {
 pub struct Limiter {
     kv: Kv,
     limits: RateLimits,
-    off_peak: (u32, u32, chrono_tz::Tz),
+    off_peak: (u32, u32, OffPeakZone),
+    /// Where tenants' time zones are read, when off-peak hours are each tenant's.
+    db: Db,
+    /// Tenants' zones, for a while: a zone changed in settings applies within minutes.
+    zones: moka::future::Cache<Uuid, Tz>,
 }
 
 impl Limiter {
     /// `None` when rate limits are turned off.
-    pub fn new(kv: Kv, limits: &RateLimits) -> anyhow::Result<Option<Limiter>> {
+    pub fn new(kv: Kv, db: Db, limits: &RateLimits) -> anyhow::Result<Option<Limiter>> {
         if !limits.rate_limits {
             return Ok(None);
         }
         Ok(Some(Limiter {
             kv,
+            db,
             off_peak: limits.off_peak()?,
             limits: limits.clone(),
+            zones: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(300))
+                .build(),
         }))
+    }
+
+    /// Drops what is remembered of `tenant`'s zone (it changed).
+    pub async fn forget_zone(&self, tenant: Uuid) {
+        self.zones.invalidate(&tenant).await;
+    }
+
+    /// The zone off-peak hours are read in for `payer`.
+    async fn zone(&self, payer: &Payer) -> Tz {
+        let (OffPeakZone::Tenant, Some(tenant)) = (self.off_peak.2, payer.tenant) else {
+            return match self.off_peak.2 {
+                OffPeakZone::Fixed(zone) => zone,
+                OffPeakZone::Tenant => Tz::UTC,
+            };
+        };
+        let read = self.zones.try_get_with(tenant, async {
+            let row = self
+                .db
+                .tenant(tenant, |conn| {
+                    async move { TenantRow::find(conn, tenant).await }.scope_boxed()
+                })
+                .await?;
+            Ok::<Tz, AppError>(row.timezone.parse().unwrap_or(Tz::UTC))
+        });
+        read.await.unwrap_or(Tz::UTC)
     }
 
     pub fn payer(&self, principal: &Principal, address: Option<&str>) -> Payer {
@@ -80,6 +121,7 @@ impl Limiter {
         match principal {
             Principal::Member(m) => Payer {
                 key: format!("rl:m:{}", m.member_id),
+                tenant: Some(m.tenant_id),
                 per_minute: match m.role {
                     Role::Owner | Role::Admin => l.points_per_minute_admin,
                     Role::Analyst => l.points_per_minute_analyst,
@@ -88,6 +130,7 @@ impl Limiter {
             },
             Principal::ApiKey(k) => Payer {
                 key: format!("rl:k:{}", k.key_id),
+                tenant: Some(k.tenant_id),
                 per_minute: if k.scopes.contains(&ApiKeyScope::Ingest) {
                     l.points_per_minute_ingest_key
                 } else {
@@ -96,14 +139,15 @@ impl Limiter {
             },
             Principal::Anonymous | Principal::Rejected(_) => Payer {
                 key: format!("rl:a:{}", address.unwrap_or("unknown")),
+                tenant: None,
                 per_minute: l.points_per_minute_anonymous,
             },
         }
     }
 
-    /// The budget at `now`: off-peak hours multiply it.
-    pub fn limit_at(&self, per_minute: u64, now: DateTime<Utc>) -> u64 {
-        let (start, end, zone) = self.off_peak;
+    /// The budget at `now` in `zone`: off-peak hours multiply it.
+    pub fn limit_at(&self, per_minute: u64, now: DateTime<Utc>, zone: Tz) -> u64 {
+        let (start, end, _) = self.off_peak;
         let hour = now.with_timezone(&zone).hour();
         let off_peak = if start <= end {
             (start..end).contains(&hour)
@@ -121,7 +165,8 @@ impl Limiter {
     /// whole budget (so it runs when the budget is full). If the budget cannot be read at all
     /// the request is let through, and the log says so once.
     pub async fn charge(&self, payer: &Payer, points: u64) -> Charge {
-        let limit = self.limit_at(payer.per_minute, Utc::now());
+        let zone = self.zone(payer).await;
+        let limit = self.limit_at(payer.per_minute, Utc::now(), zone);
         let rate = Rate {
             limit,
             period: PERIOD,
@@ -167,22 +212,30 @@ mod tests {
             off_peak_zone: zone.into(),
             ..RateLimits::default()
         };
-        Limiter::new(Kv::memory(), &limits).unwrap().unwrap()
+        let db = Db::new("postgres://nowhere.invalid/none", 2);
+        Limiter::new(Kv::memory(), db, &limits).unwrap().unwrap()
     }
 
-    #[test]
-    fn off_peak_hours_are_read_in_their_zone_and_may_wrap_midnight() {
+    #[tokio::test]
+    async fn off_peak_hours_are_read_in_their_zone_and_may_wrap_midnight() {
         let l = limiter("22-6", "America/New_York");
+        let zone: Tz = "America/New_York".parse().unwrap();
         // 03:00 UTC is 22:00 in New York in winter.
         let at = |h| Utc.with_ymd_and_hms(2026, 12, 3, h, 0, 0).unwrap();
-        assert_eq!(l.limit_at(100, at(3)), 200);
-        assert_eq!(l.limit_at(100, at(10)), 200);
-        assert_eq!(l.limit_at(100, at(11)), 100);
-        assert_eq!(l.limit_at(100, at(2)), 100);
+        assert_eq!(l.limit_at(100, at(3), zone), 200);
+        assert_eq!(l.limit_at(100, at(10), zone), 200);
+        assert_eq!(l.limit_at(100, at(11), zone), 100);
+        assert_eq!(l.limit_at(100, at(2), zone), 100);
+        assert_eq!(
+            l.limit_at(100, at(3), Tz::UTC),
+            200,
+            "03:00 UTC is off-peak in UTC"
+        );
+        assert_eq!(l.limit_at(100, at(12), Tz::UTC), 100);
     }
 
-    #[test]
-    fn budgets_follow_role_and_scope() {
+    #[tokio::test]
+    async fn budgets_follow_role_and_scope() {
         let l = limiter("0-0", "UTC");
         let member = |role| {
             Principal::Member(crate::auth::MemberClaims {
@@ -211,6 +264,7 @@ mod tests {
         let payer = Payer {
             key: "rl:test".into(),
             per_minute: 60,
+            tenant: None,
         };
         let first = l.charge(&payer, 1_000).await;
         assert_eq!(first.retry_after_secs, None);

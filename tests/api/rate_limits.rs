@@ -295,3 +295,35 @@ async fn an_operation_over_websocket_says_what_it_cost_in_its_first_answer() {
     assert_eq!(cost["limit"], 600);
     assert!(cost["remaining"].as_u64().unwrap() < 600, "{msg}");
 }
+
+#[tokio::test]
+async fn off_peak_hours_can_be_read_in_each_tenants_own_zone() {
+    // Two hours starting at this hour in UTC+12: off-peak there, not in UTC.
+    let local = (chrono::Timelike::hour(&Utc::now()) + 12) % 24;
+    let hours = format!("{local}-{}", (local + 2) % 24);
+    let per_tenant = TestApp::spawn_configured(|c| {
+        c.limits.off_peak_hours = hours.clone();
+        c.limits.off_peak_zone = "tenant".into();
+    })
+    .await;
+    let fixed = TestApp::spawn_configured(|c| {
+        c.limits.off_peak_hours = hours.clone();
+        c.limits.off_peak_zone = "UTC".into();
+    })
+    .await;
+    let budget = fahwa::config::RateLimits::default().points_per_minute_admin;
+    for (t, expected) in [(&per_tenant, 2 * budget), (&fixed, budget)] {
+        let s = t.sign_up("acme").await;
+        let set = t
+            .op(
+                Some(&s.access),
+                "tenant.graphql",
+                "UpdateTenant",
+                json!({ "input": { "timezone": "Etc/GMT-12" } }),
+            )
+            .await;
+        assert!(set["errors"].is_null(), "{set}");
+        let (h, body) = query(t, Some(&s.access), "{ me { id } }").await;
+        assert_eq!(header(&h, "ratelimit-limit"), expected, "{body}");
+    }
+}
