@@ -425,6 +425,22 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Bytes posted as JSON, as sent (malformed, oversized): the status and the body, `null`
+    /// when it is not JSON.
+    pub async fn post_bytes(&self, path: &str, token: &str, body: Vec<u8>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// A GET to a path of the server.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client

@@ -116,17 +116,8 @@ async fn invalid_utf8_and_json_nested_a_thousand_deep_are_bad_input() {
             deep_variables.into_bytes(),
         ),
     ] {
-        let r = t
-            .client
-            .post(format!("{}{path}", t.base))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 400, "{what} to {path}");
-        let body: Value = r.json().await.unwrap();
+        let (status, body) = t.post_bytes(path, token, body).await;
+        assert_eq!(status, 400, "{what} to {path}");
         assert_eq!(codes(&body), ["BAD_USER_INPUT"], "{what} to {path}: {body}");
     }
     assert_eq!(t.stored_events().await, 0, "nothing refused was stored");

@@ -10,20 +10,6 @@ use serde_json::{Value, json};
 use crate::harness::{Session, TestApp, codes};
 use crate::live::{Ws, ws_codes};
 
-async fn raw_post(t: &TestApp, path: &str, token: &str, body: Vec<u8>) -> (u16, Value) {
-    let r = t
-        .client
-        .post(format!("{}{path}", t.base))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
 /// Another tenant's ordinary read, which must keep being answered.
 async fn bystander_served(t: &TestApp, s: &Session) {
     let r = t.op(Some(&s.access), "auth.graphql", "Me", json!({})).await;
@@ -46,7 +32,7 @@ async fn bodies_of_ten_megabytes_are_refused_before_they_are_read_whole() {
         ("/api/v1/graphql", &attacker.access, graphql),
         ("/api/v1/events", &key, events),
     ] {
-        let (status, body) = raw_post(&t, path, token, body.into_bytes()).await;
+        let (status, body) = t.post_bytes(path, token, body.into_bytes()).await;
         assert_eq!(status, 413, "{path}");
         assert_eq!(codes(&body), ["BAD_USER_INPUT"], "{path}: {body}");
     }
@@ -59,24 +45,24 @@ async fn batches_are_bounded_and_each_operation_of_a_batch_is_charged() {
     let attacker = t.sign_up("acme").await;
     let me = json!({ "query": "{ me { id } }" });
     let eleven: Vec<Value> = (0..11).map(|_| me.clone()).collect();
-    let (status, body) = raw_post(
-        &t,
-        "/api/v1/graphql",
-        &attacker.access,
-        serde_json::to_vec(&eleven).unwrap(),
-    )
-    .await;
+    let (status, body) = t
+        .post_bytes(
+            "/api/v1/graphql",
+            &attacker.access,
+            serde_json::to_vec(&eleven).unwrap(),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_eq!(codes(&body), ["QUERY_TOO_COMPLEX"], "{body}");
 
     let ten: Vec<Value> = (0..10).map(|_| me.clone()).collect();
-    let (status, body) = raw_post(
-        &t,
-        "/api/v1/graphql",
-        &attacker.access,
-        serde_json::to_vec(&ten).unwrap(),
-    )
-    .await;
+    let (status, body) = t
+        .post_bytes(
+            "/api/v1/graphql",
+            &attacker.access,
+            serde_json::to_vec(&ten).unwrap(),
+        )
+        .await;
     assert_eq!(status, 200);
     let remaining: Vec<u64> = body
         .as_array()
