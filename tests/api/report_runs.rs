@@ -362,27 +362,16 @@ async fn a_run_whose_worker_died_is_taken_up_after_its_lease() {
     drop(worker);
 }
 
-#[tokio::test]
-async fn a_run_that_cannot_write_fails_with_a_clear_error() {
-    let t = TestApp::spawn_configured(|c| {
-        c.worker = true;
-        // A path under a file: no directory can be made there, like a full or broken disk.
-        c.report_dir = std::path::PathBuf::from("/dev/null/reports");
-    })
-    .await;
-    let owner = t.sign_up("acme").await;
-    let id = create(&t, &owner.access, "Unwritable", mixed()).await;
-    let run_id = run(&t, &owner.access, &id, "CSV").await;
+/// Brings each spaced-out retry of `run_id` forward until the run has FAILED, then checks that
+/// it failed with the run's error, no link, after every attempt it had.
+async fn fails_after_every_attempt(t: &TestApp, owner: &Session, run_id: &str) {
     let pg = t.pg().await;
-    // Retries are spaced out; bring each one forward rather than wait.
     let mut r = Value::Null;
-    for _ in 0..200 {
+    for _ in 0..400 {
         pg.execute("UPDATE jobs SET run_at = now() WHERE state = 'queued'", &[])
             .await
             .unwrap();
-        r = t
-            .op(Some(&owner.access), F, "ReportRun", json!({ "id": run_id }))
-            .await;
+        r = run_state(t, owner, run_id).await;
         if r["data"]["reportRun"]["status"] == "FAILED" {
             break;
         }
@@ -401,6 +390,20 @@ async fn a_run_that_cannot_write_fails_with_a_clear_error() {
         .unwrap()
         .get(0);
     assert_eq!(attempts, fahwa::reports::runs::RUN_ATTEMPTS);
+}
+
+#[tokio::test]
+async fn a_run_that_cannot_write_fails_with_a_clear_error() {
+    let t = TestApp::spawn_configured(|c| {
+        c.worker = true;
+        // A path under a file: no directory can be made there, like a full or broken disk.
+        c.report_dir = std::path::PathBuf::from("/dev/null/reports");
+    })
+    .await;
+    let owner = t.sign_up("acme").await;
+    let id = create(&t, &owner.access, "Unwritable", mixed()).await;
+    let run_id = run(&t, &owner.access, &id, "CSV").await;
+    fails_after_every_attempt(&t, &owner, &run_id).await;
 }
 
 #[tokio::test]
@@ -684,22 +687,7 @@ async fn a_run_on_a_full_disk_fails_cleanly_and_leaves_no_partial_file() {
         .collect();
     let id = create(&t, &owner.access, "Too big", widgets).await;
     let run_id = run(&t, &owner.access, &id, "CSV").await;
-    let pg = t.pg().await;
-    let mut r = Value::Null;
-    for _ in 0..400 {
-        pg.execute("UPDATE jobs SET run_at = now() WHERE state = 'queued'", &[])
-            .await
-            .unwrap();
-        r = run_state(&t, &owner, &run_id).await;
-        if r["data"]["reportRun"]["status"] == "FAILED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let state = &r["data"]["reportRun"];
-    assert_eq!(state["status"], "FAILED", "{r}");
-    assert_eq!(state["error"], fahwa::reports::worker::FAILED);
-    assert!(state["downloadUrl"].is_null());
+    fails_after_every_attempt(&t, &owner, &run_id).await;
     assert_eq!(
         disk.files(),
         Vec::<std::path::PathBuf>::new(),
