@@ -13,6 +13,7 @@ use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
 };
 use async_graphql::{Request, Response, ServerError, ServerResult, ValidationResult, Variables};
+use async_graphql_value::{ConstValue, Value};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 
@@ -101,7 +102,7 @@ impl Extension for CostExtension {
     ) -> ServerResult<ExecutableDocument> {
         let doc = next.run(ctx, query, variables).await?;
         let name = lock(&self.operation_name).clone();
-        *lock(&self.kind) = kind_of(&doc, name.as_deref());
+        *lock(&self.kind) = kind_of(&doc, name.as_deref(), variables);
         Ok(doc)
     }
 
@@ -148,8 +149,9 @@ fn report(charge: &Mutex<Option<Charge>>, response: &mut Response) {
 }
 
 /// The kind of the operation that will run (`None` when the name matches none: async-graphql
-/// refuses it after validation).
-fn kind_of(doc: &ExecutableDocument, name: Option<&str>) -> Option<Kind> {
+/// refuses it after validation). Ingestion's items are counted from the document and its
+/// variables as sent, without parsing them as inputs (the resolver does that once).
+fn kind_of(doc: &ExecutableDocument, name: Option<&str>, variables: &Variables) -> Option<Kind> {
     let op: &OperationDefinition = match (&doc.operations, name) {
         (DocumentOperations::Single(op), _) => &op.node,
         (DocumentOperations::Multiple(ops), Some(name)) => &ops.get(name)?.node,
@@ -159,15 +161,41 @@ fn kind_of(doc: &ExecutableDocument, name: Option<&str>) -> Option<Kind> {
         OperationType::Query => Kind::Query,
         OperationType::Subscription => Kind::Subscription,
         OperationType::Mutation => {
-            let ingests = op.selection_set.node.items.iter().any(|s| {
-                matches!(&s.node, Selection::Field(f)
-                    if INGESTION_FIELDS.contains(&f.node.name.node.as_str()))
-            });
-            if ingests {
-                Kind::Ingestion
-            } else {
-                Kind::Mutation
+            let ingesting = op
+                .selection_set
+                .node
+                .items
+                .iter()
+                .filter_map(|s| match &s.node {
+                    Selection::Field(f)
+                        if INGESTION_FIELDS.contains(&f.node.name.node.as_str()) =>
+                    {
+                        Some(&f.node)
+                    }
+                    _ => None,
+                });
+            let mut kind = Kind::Mutation;
+            for field in ingesting {
+                let items: usize = field
+                    .arguments
+                    .iter()
+                    .map(|(_, value)| match &value.node {
+                        Value::List(items) => items.len(),
+                        Value::Variable(v) => match variables.get(v) {
+                            Some(ConstValue::List(items)) => items.len(),
+                            _ => 0,
+                        },
+                        _ => 0,
+                    })
+                    .sum();
+                kind = match kind {
+                    Kind::Ingestion { items: before } => Kind::Ingestion {
+                        items: before + items,
+                    },
+                    _ => Kind::Ingestion { items },
+                };
             }
+            kind
         }
     })
 }

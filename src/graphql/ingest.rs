@@ -63,7 +63,6 @@ pub struct IngestMutation;
 #[Object]
 impl IngestMutation {
     /// Up to 10,000 events, stored whole or not at all. INGEST API keys and ADMIN+ members.
-    #[graphql(complexity = "child_complexity + events.len() / 10")]
     async fn ingest_events(
         &self,
         ctx: &Context<'_>,
@@ -88,7 +87,6 @@ impl IngestMutation {
 
     /// Up to 10,000 revenue changes, stored whole or not at all, in any order. INGEST API keys
     /// and ADMIN+ members.
-    #[graphql(complexity = "child_complexity + changes.len() / 10")]
     async fn ingest_revenue_changes(
         &self,
         ctx: &Context<'_>,

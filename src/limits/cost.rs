@@ -9,7 +9,7 @@ pub const COMPLEXITY_PER_POINT: u64 = 10;
 pub const MUTATION: u64 = 10;
 /// What an ingestion request costs before its items.
 pub const INGESTION: u64 = 20;
-/// Items ingested for one point (REST; GraphQL's ingestion counts them into complexity).
+/// Items ingested for one point.
 pub const ITEMS_PER_POINT: u64 = 100;
 /// What opening a subscription costs before its size.
 pub const SUBSCRIPTION: u64 = 10;
@@ -20,8 +20,10 @@ pub const CACHED: u64 = 1;
 pub enum Kind {
     Query,
     Mutation,
-    /// A mutation that ingests events or revenue changes.
-    Ingestion,
+    /// A mutation that ingests events or revenue changes, of so many items.
+    Ingestion {
+        items: usize,
+    },
     Subscription,
 }
 
@@ -34,14 +36,14 @@ pub fn points(kind: Kind, complexity: usize) -> u64 {
     match kind {
         Kind::Query => size.max(1),
         Kind::Mutation => MUTATION + size,
-        Kind::Ingestion => INGESTION + size,
+        Kind::Ingestion { items } => INGESTION + size + (items as u64).div_ceil(ITEMS_PER_POINT),
         Kind::Subscription => SUBSCRIPTION + size,
     }
 }
 
-/// Points for a REST ingestion request of `items` events or changes.
+/// Points for a REST ingestion request of `items` events or changes (it has no complexity).
 pub fn rest_ingestion(items: usize) -> u64 {
-    INGESTION + (items as u64).div_ceil(ITEMS_PER_POINT)
+    points(Kind::Ingestion { items }, 0)
 }
 
 /// How many times an analytics range weighs more than a short one: one more for each 90 days,
@@ -59,7 +61,11 @@ mod tests {
         assert_eq!(points(Kind::Query, 0), 1);
         assert_eq!(points(Kind::Query, 25), 3);
         assert!(points(Kind::Mutation, 25) > points(Kind::Query, 25));
-        assert!(points(Kind::Ingestion, 25) > points(Kind::Mutation, 25));
+        assert!(points(Kind::Ingestion { items: 0 }, 25) > points(Kind::Mutation, 25));
+        assert_eq!(
+            points(Kind::Ingestion { items: 10_000 }, 5),
+            INGESTION + 1 + 100
+        );
         assert_eq!(points(Kind::Subscription, 5), SUBSCRIPTION + 1);
     }
 

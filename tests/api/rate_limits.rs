@@ -327,3 +327,40 @@ async fn off_peak_hours_can_be_read_in_each_tenants_own_zone() {
         assert_eq!(header(&h, "ratelimit-limit"), expected, "{body}");
     }
 }
+
+#[tokio::test]
+async fn ingestion_costs_by_its_items_on_graphql_and_on_rest() {
+    let t = server(|l| l.points_per_minute_admin = 600).await;
+    let s = t.sign_up("acme").await;
+    let events = |prefix: &str| -> Vec<Value> {
+        (0..1_000)
+            .map(|i| json!({ "id": format!("{prefix}{i}"), "name": "a", "userId": "u" }))
+            .collect()
+    };
+    let doc = crate::contract::operation("ingest.graphql", "IngestEvents");
+    let (_, body) = post(
+        &t,
+        Some(&s.access),
+        json!({ "query": doc, "operationName": "IngestEvents", "variables": { "events": events("g") } }),
+    )
+    .await;
+    assert!(body["errors"].is_null(), "{body}");
+    // 20 for ingesting, one per 100 items, one for the selection.
+    assert_eq!(points(&body), 20 + 10 + 1, "{body}");
+
+    let before = t
+        .post("/api/v1/events", &s.access, &json!({ "events": [] }))
+        .await;
+    let left = header(before.headers(), "ratelimit-remaining");
+    let rest = t
+        .post(
+            "/api/v1/events",
+            &s.access,
+            &json!({ "events": events("r") }),
+        )
+        .await;
+    assert_eq!(rest.status(), 200);
+    // 30 points, less what came back at 10 a second between the two requests.
+    let spent = left - header(rest.headers(), "ratelimit-remaining");
+    assert!((28..=30).contains(&spent), "{spent}");
+}
