@@ -34,6 +34,7 @@ use crate::app::App;
 use crate::graphql::{FahwaSchema, build_schema};
 
 pub use authenticate::authenticate;
+pub use response_cache::REPORT_KEY_SECS;
 
 use std::sync::Arc;
 

@@ -26,6 +26,9 @@ use crate::kv::Kv;
 /// series behind them stay cached longer (`kv::BLOB_TTL`).
 const RESPONSE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Seconds a saved report's key holds: every zone's midnight falls on a quarter hour.
+pub const REPORT_KEY_SECS: i64 = 900;
+
 /// Bytes of recent responses each instance keeps in memory.
 const RECENT_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -91,7 +94,7 @@ impl<'a> Probe<'a> {
         }
         let (tenant, audience) = audience(principal)?;
         let quarter = match report {
-            true => (chrono::Utc::now().timestamp() / 900).to_string(),
+            true => (chrono::Utc::now().timestamp() / REPORT_KEY_SECS).to_string(),
             false => String::new(),
         };
         let mut hash = Sha256::new();

@@ -543,6 +543,16 @@ impl TestApp {
     pub fn statements(&self) -> u64 {
         self.app.db.statement_count()
     }
+
+    /// Statements sent while `work` runs, the session check's included: what the check
+    /// remembered (for a second) is forgotten first, so every call pays it alike however long
+    /// the calls before it took.
+    pub async fn statements_during<T>(&self, work: impl Future<Output = T>) -> (u64, T) {
+        self.app.session_check.forget_all();
+        let before = self.statements();
+        let out = work.await;
+        (self.statements() - before, out)
+    }
 }
 
 /// A response without its `extensions.cost` (what it cost changes from one request to the

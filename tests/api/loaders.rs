@@ -5,13 +5,13 @@ use serde_json::json;
 use crate::harness::{PASSWORD, TestApp};
 
 /// Statements sent while serving `query` (the test's own pool is separate), the session
-/// check's included: what it remembered is forgotten first, so every call pays it alike.
+/// check's included.
 async fn statements_for(t: &TestApp, token: &str, query: &str) -> (u64, serde_json::Value) {
-    t.app.session_check.forget_all();
-    let before = t.statements();
-    let resp = t.gql(Some(token), query, json!({})).await;
+    let (n, resp) = t
+        .statements_during(t.gql(Some(token), query, json!({})))
+        .await;
     assert!(resp["errors"].is_null(), "{resp}");
-    (t.statements() - before, resp)
+    (n, resp)
 }
 
 const AUDIT_WITH_ACTORS: &str =
