@@ -18,6 +18,22 @@ use crate::live::sessions::MemberSockets;
 #[derive(Clone)]
 pub struct App(Arc<AppInner>);
 
+/// The signing and sealing keys, made first: a bad one is refused before anything is touched
+/// or started (a database created, Fahwa's own PostgreSQL run).
+pub struct Keys {
+    tokens: TokenKeys,
+    vault: Arc<crate::vault::Vault>,
+}
+
+impl Keys {
+    pub fn from_config(config: &Config) -> anyhow::Result<Keys> {
+        Ok(Keys {
+            tokens: TokenKeys::from_config(config)?,
+            vault: Arc::new(crate::vault::Vault::from_config(config)?),
+        })
+    }
+}
+
 pub struct AppInner {
     pub config: Config,
     pub db: Db,
@@ -74,9 +90,13 @@ impl App {
 
     /// Creates the database if needed, migrates it, and builds the pools.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        // Refuse a bad signing key or sealing key before touching anything.
-        let tokens = TokenKeys::from_config(&config)?;
-        let vault = Arc::new(crate::vault::Vault::from_config(&config)?);
+        let keys = Keys::from_config(&config)?;
+        Self::with_keys(config, keys).await
+    }
+
+    /// `build` with keys already checked (see [`Keys`]).
+    pub async fn with_keys(config: Config, keys: Keys) -> anyhow::Result<App> {
+        let Keys { tokens, vault } = keys;
         let url = config.database_url.clone();
         migrate::create_database_if_missing(&url)
             .await

@@ -5,11 +5,12 @@ mod demo;
 mod operations;
 mod operator;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::app::Keys;
 use crate::config::{Config, ConfigFlags};
 use crate::db::local_cluster::{self, LocalCluster};
 use crate::{App, http, logging};
@@ -160,18 +161,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { flags, demo } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
+            let (mut config, keys) = load(file, &flags)?;
+            if demo && config.env == crate::config::Environment::Production {
+                anyhow::bail!(
+                    "--demo creates members with published passwords; it is refused in production"
+                );
+            }
             let own = local_cluster::when_unconfigured(&mut config).await?;
-            let served = serve(config, demo).await;
+            let served = serve(config, keys, demo).await;
             stop(own);
             served
         }
         Command::Worker { flags } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let own = local_cluster::when_unconfigured(&mut config).await?;
-            let worked = work(config).await;
+            let (config, keys, own) = prepare(file, &flags).await?;
+            let worked = work(config, keys).await;
             stop(own);
             worked
         }
@@ -201,10 +204,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             track,
         } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
-            let app = App::build(config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
+            let app = App::with_keys(config, keys).await?;
             let opts = crate::seed::SeedOptions {
                 tenant,
                 users,
@@ -250,16 +251,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SetExchangeRates { flags, tenant, csv } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
             let text = if csv == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
                 std::fs::read_to_string(&csv).with_context(|| format!("cannot read {csv}"))?
             };
             let rates = crate::revenue::rates::parse_csv(&text)?;
-            let app = App::build(config).await?;
+            let app = App::with_keys(config, keys).await?;
             let id = app
                 .db
                 .scoped(crate::db::Scope::Anonymous, |conn| {
@@ -288,10 +287,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Retention { flags } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
-            let app = App::build(config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
+            let app = App::with_keys(config, keys).await?;
             let r = crate::events::retention::apply(&app.db, chrono::Utc::now()).await?;
             println!(
                 "retention: {} events deleted from {} tenants, {} partitions dropped",
@@ -305,10 +302,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             integration,
             day,
         } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
-            let app = App::build(config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
+            let app = App::with_keys(config, keys).await?;
             let agree = operations::reconcile(&app, &tenant, integration.as_deref(), day).await?;
             anyhow::ensure!(agree, "some customers' revenue differs from the provider's");
             Ok(())
@@ -318,17 +313,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             manifest,
         } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
-            let app = App::build(config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
+            let app = App::with_keys(config, keys).await?;
             operations::trust_documents(&app, &dir, manifest.as_deref()).await
         }
         Command::RotateKey { flags } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
-            let app = App::build(config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
+            let app = App::with_keys(config, keys).await?;
             operations::rotate_key(&app).await
         }
         Command::CreateOperator {
@@ -338,13 +329,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             tenant,
         } => {
-            let mut config = Config::load(file, &flags)?;
-            logging::init(config.log_format);
-            let _own = local_cluster::when_unconfigured(&mut config).await?;
-            let app = App::build(config).await?;
+            let (config, keys, _own) = prepare(file, &flags).await?;
+            let app = App::with_keys(config, keys).await?;
             operator::create(&app, &tenant, &name, &email, &password).await
         }
     }
+}
+
+/// The configuration, the logs, and the keys: a bad key is refused before anything starts.
+fn load(file: Option<&Path>, flags: &ConfigFlags) -> anyhow::Result<(Config, Keys)> {
+    let config = Config::load(file, flags)?;
+    logging::init(config.log_format);
+    let keys = Keys::from_config(&config)?;
+    Ok((config, keys))
+}
+
+/// What a command that builds the application starts with: `load`, then Fahwa's own
+/// PostgreSQL when no database is configured.
+async fn prepare(
+    file: Option<&Path>,
+    flags: &ConfigFlags,
+) -> anyhow::Result<(Config, Keys, Option<LocalCluster>)> {
+    let (mut config, keys) = load(file, flags)?;
+    let own = local_cluster::when_unconfigured(&mut config).await?;
+    Ok((config, keys, own))
 }
 
 fn stop(own: Option<LocalCluster>) {
@@ -355,19 +363,14 @@ fn stop(own: Option<LocalCluster>) {
     }
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+async fn serve(config: Config, keys: Keys, demo: bool) -> anyhow::Result<()> {
     let listen = config.listen;
-    if demo && config.env == crate::config::Environment::Production {
-        anyhow::bail!(
-            "--demo creates members with published passwords; it is refused in production"
-        );
-    }
     let scheme = if config.tls_cert.is_some() {
         "https"
     } else {
         "http"
     };
-    let app = App::build(config).await?;
+    let app = App::with_keys(config, keys).await?;
     if demo {
         demo::ensure(&app).await?;
     }
@@ -381,8 +384,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     http::serve(app, listener, http::shutdown_signal()).await
 }
 
-async fn work(config: Config) -> anyhow::Result<()> {
-    let app = App::build(config).await?;
+async fn work(config: Config, keys: Keys) -> anyhow::Result<()> {
+    let app = App::with_keys(config, keys).await?;
     let background = crate::background::spawn(&app);
     tracing::info!(
         kinds = ?crate::background::registry(&app).kinds(),

@@ -186,38 +186,59 @@ async fn create_operator_makes_a_member_who_lists_tenants() {
     assert!(codes(&tenants).is_empty());
 }
 
-#[tokio::test]
-async fn production_refuses_to_start_without_a_strong_key() {
-    for secret in [None, Some("too-short")] {
-        let mut cmd = fahwa();
-        cmd.args(["serve", "--env", "production", "--listen", "127.0.0.1:0"]);
-        if let Some(s) = secret {
-            cmd.env("FAHWA_JWT_SECRET", s);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!out.status.success());
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("FAHWA_JWT_SECRET"), "{err}");
-    }
-    // A strong signing key, but no key to seal secrets at rest with.
-    let out = fahwa()
-        .args(["serve", "--env", "production", "--listen", "127.0.0.1:0"])
-        .env(
-            "FAHWA_JWT_SECRET",
-            "a-production-signing-key-of-enough-bytes",
-        )
+/// Runs `args` in production with `env` set, expecting a refusal naming `named`; a refusal
+/// comes before anything starts, so no PostgreSQL of Fahwa's own is made (with no database
+/// configured, one would be).
+async fn refused_in_production(args: &[&str], env: &[(&str, &str)], named: &str) {
+    let own = std::env::temp_dir().join(format!("fahwa-refused-{}", uuid::Uuid::new_v4().simple()));
+    let mut cmd = fahwa();
+    cmd.args(args)
+        .args(["--env", "production"])
+        .env_remove("FAHWA_DATABASE_URL")
         .env_remove("FAHWA_SECRET_KEYS")
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .env("FAHWA_LOCAL_POSTGRES_DIR", &own)
+        .env("FAHWA_LOCAL_POSTGRES_PORT", free_port().to_string());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
         .await
         .unwrap()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("FAHWA_SECRET_KEYS"), "{err}");
+    assert!(err.contains(named), "{args:?}: {err}");
+    assert!(
+        !own.exists(),
+        "{args:?} started a PostgreSQL before refusing: {err}"
+    );
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_strong_key() {
+    const STRONG: (&str, &str) = (
+        "FAHWA_JWT_SECRET",
+        "a-production-signing-key-of-enough-bytes",
+    );
+    const SEALING: (&str, &str) = (
+        "FAHWA_SECRET_KEYS",
+        "[k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=]",
+    );
+    let serve = ["serve", "--listen", "127.0.0.1:0"];
+    refused_in_production(&serve, &[], "FAHWA_JWT_SECRET").await;
+    refused_in_production(
+        &serve,
+        &[("FAHWA_JWT_SECRET", "too-short")],
+        "FAHWA_JWT_SECRET",
+    )
+    .await;
+    // A strong signing key, but no key to seal secrets at rest with.
+    refused_in_production(&serve, &[STRONG], "FAHWA_SECRET_KEYS").await;
+    refused_in_production(&["worker"], &[STRONG], "FAHWA_SECRET_KEYS").await;
+    refused_in_production(&["rotate-key"], &[], "FAHWA_JWT_SECRET").await;
+    // Keys that would do, but demo members in production.
+    let demo = ["serve", "--demo", "--listen", "127.0.0.1:0"];
+    refused_in_production(&demo, &[STRONG, SEALING], "--demo").await;
 }
 
 #[tokio::test]
